@@ -1,0 +1,96 @@
+"""What one Tensor Core MMA step computes, described as data, with named presets.
+
+An `MMAStep` says how D = C + sum(a_k * b_k) over one step of K is formed: how many
+products share one fused sum, how many fractional bits survive the alignment to the
+largest exponent, and how the aligned terms and the result are rounded. The GEMM
+driver (`fp8sim.gemm`) chains such steps along K and adds the promotion and scaling
+epilogues; the presets below name the steps users compare.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from .rounding import RoundMode
+
+__all__ = ["MMAStep", "PRESETS", "preset", "HOPPER", "IDEAL", "EXACT"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class MMAStep:
+    """One MMA step: a fused sum of `terms` exact products and the accumulator input C."""
+
+    name: str
+    """Preset name ("hopper")."""
+    terms: int = 32
+    """Products per fused sum: the k of one MMA instruction (32 for wgmma FP8)."""
+    frac_bits: int | None = 13
+    """Fractional bits kept relative to the largest exponent (emax) of the terms and C,
+    both when the terms are aligned and in the result; None: no alignment loss."""
+    align_rounding: RoundMode = RoundMode.TowardZero
+    """How each term is rounded to a multiple of 2**(emax - frac_bits)."""
+    result_rounding: RoundMode = RoundMode.TowardZero
+    """How the normalized sum is rounded to frac_bits fractional bits (then to float32)."""
+    zero_products_in_emax: bool = False
+    """True where zero products raise emax as MMA-Sim models them; False on the H100."""
+    sequential: bool = False
+    """True: plain float32 arithmetic, acc = fl(acc + a*b) one product at a time."""
+    exact: bool = False
+    """True: the whole dot product exactly (float64), rounded once to float32."""
+    verified: bool = False
+    """True only where captured hardware outputs back the model bit for bit."""
+    description: str = ""
+
+    def replace(self, **changes) -> MMAStep:
+        """A copy with some fields changed (e.g. frac_bits=20 for a what-if study)."""
+        if "name" not in changes:
+            changes["name"] = self.name + "".join(f"[{k}={v}]" for k, v in changes.items())
+            changes["verified"] = False
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def fused(self) -> bool:
+        """True for the fused-sum model (truncated alignment to emax)."""
+        return not (self.sequential or self.exact)
+
+
+HOPPER = MMAStep(
+    name="hopper", terms=32, frac_bits=13, verified=True,
+    description="H100/H800 wgmma FP8: 32 products and C in one fused sum, aligned to the "
+                "largest exponent with 13 fractional bits (truncated), result truncated to "
+                "e8m13. Verified bit for bit against H100 captures.",
+)
+IDEAL = MMAStep(
+    name="ideal", terms=1, frac_bits=23, align_rounding=RoundMode.TiesToEven,
+    result_rounding=RoundMode.TiesToEven, sequential=True, verified=False,
+    description="What FP32 would give: exact products, float32 round-to-nearest-even "
+                "accumulation one product at a time, in K order.",
+)
+EXACT = MMAStep(
+    name="exact", terms=1, frac_bits=None, result_rounding=RoundMode.TiesToEven, exact=True,
+    description="The exact dot product of the FP8 inputs (float64, relative error below "
+                "2**-40 for K <= 65536) rounded once to float32: the baseline for error studies.",
+)
+ADA = MMAStep(
+    name="ada", terms=16, frac_bits=13,
+    description="Ada (sm_89) FP8 mma as MMA-Sim publishes it: the k=32 instruction sums two "
+                "16-product halves in turn, each fused with 13 fractional bits. UNVERIFIED.",
+)
+BLACKWELL = MMAStep(
+    name="blackwell", terms=32, frac_bits=25,
+    description="Blackwell (sm_100) FP8 as MMA-Sim publishes it: 25 fractional bits, result "
+                "truncated to float32. UNVERIFIED.",
+)
+
+PRESETS: dict[str, MMAStep] = {p.name: p for p in (HOPPER, IDEAL, EXACT, ADA, BLACKWELL)}
+"""Every named MMA step model."""
+
+
+def preset(name: str | MMAStep, *, arg: str = "preset") -> MMAStep:
+    """Looks a preset up by name; an MMAStep passes through."""
+    if isinstance(name, MMAStep):
+        return name
+    if isinstance(name, str) and name.lower() in PRESETS:
+        return PRESETS[name.lower()]
+    raise ValueError(f"{arg}: unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
