@@ -1,0 +1,39 @@
+# fp8sim developer commands. `make run` and `make test` are all a fresh machine needs.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test test-all bench lint experiments notebooks clean
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install fp8sim with its test tools
+
+run: $(STAMP)  ## install, then simulate the headline GEMM
+	$(VENV)/bin/fp8sim gemm --k 4096 --promote 128
+
+test: $(STAMP)  ## fast tests (< 5 min), golden files included when ../shared/golden exists
+	$(PY) -m pytest -q -m "not slow"
+
+test-all: $(STAMP)  ## everything, the exhaustive checks too
+	$(PY) -m pytest -q
+
+bench: $(STAMP)  ## speed figures, printed and written to bench/results.csv
+	$(PY) scripts/bench.py --csv bench/results.csv
+
+lint: $(STAMP)
+	$(PY) -m ruff check fp8sim tests experiments scripts
+
+experiments: $(STAMP)  ## regenerate every study into experiments/results/
+	$(PY) experiments/run_all.py
+
+notebooks: $(STAMP)  ## re-execute the notebooks in place, outputs rendered
+	$(PY) scripts/run_notebooks.py --inplace
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
