@@ -101,7 +101,8 @@ def _fused_step(arow_v, arow_g, bblk_v, bblk_g, nk, nj, part, m, scale, isum, ss
                 t = t + np.float32(0.0)
         else:
             s = np.float64(isum[j])  # exact; masking its mantissa truncates to F+1 bits
-            t = np.float32(np.uint64(s.view(np.uint64) & mask64).view(np.float64) / np.float64(scale[j]))
+            kept = np.uint64(s.view(np.uint64) & mask64).view(np.float64)
+            t = np.float32(kept / np.float64(scale[j]))
         c_finite = abs(c) < np.float32(np.inf)
         if not c_finite:  # Inf or NaN C wins over finite products
             t = c
@@ -111,12 +112,14 @@ def _fused_step(arow_v, arow_g, bblk_v, bblk_g, nk, nj, part, m, scale, isum, ss
 
 
 @nb.njit(cache=True, parallel=True)
-def fused_gemm(a, b, tav, tag, tbv, tbg, c, has_c, terms, frac, chunk, group, sa, sb, out):
+def fused_gemm(a, b, tav, tag, tbv, tbg, c, has_c, terms, frac, chunk, promoted, group, sa, sb,
+               out):
     """Chains fused MMA steps along K for every output, promoting every `chunk` elements.
 
     a (M, K) and b (K, N) are uint8 codes, decoded block by block through the tables
     tav/tbv (float32 values) and tag/tbg (2**exponent, 0 for zero and non-finite codes).
-    chunk: promotion interval (>= K for none). group: at each promotion apply
+    chunk: K elements per partial sum; promoted: add each partial into an FP32
+    accumulator (False: the chain runs through, chunk >= K). group: at each promotion apply
     sa (M, G) and sb (G, ceil(N/128)) with an fma.
     """
     M, K = a.shape
@@ -125,7 +128,6 @@ def fused_gemm(a, b, tav, tag, tbv, tbg, c, has_c, terms, frac, chunk, group, sa
     nj = (N + JB - 1) // JB
     mask = np.uint32((0xFFFFFFFF << (23 - frac)) & 0xFFFFFFFF)
     mask64 = np.uint64(((1 << 64) - 1) ^ ((1 << (52 - frac)) - 1))
-    promoted = chunk < K
     for t in nb.prange(ni * nj):
         i0 = (t // nj) * IB
         j0 = (t % nj) * JB
@@ -181,11 +183,10 @@ def fused_gemm(a, b, tav, tag, tbv, tbg, c, has_c, terms, frac, chunk, group, sa
 
 
 @nb.njit(cache=True, parallel=True)
-def sequential_gemm(av, bv, c, has_c, chunk, group, sa, sb, out, wide):
+def sequential_gemm(av, bv, c, has_c, chunk, promoted, group, sa, sb, out, wide):
     """Plain IEEE accumulation one product at a time: float32 (ideal) or float64 (wide)."""
     M, K = av.shape
     N = bv.shape[1]
-    promoted = chunk < K
     for i in nb.prange(M):
         acc = np.zeros(N, dtype=np.float32)
         part32 = np.zeros(N, dtype=np.float32)

@@ -68,14 +68,16 @@ def as_codes(
 ) -> tuple[np.ndarray, FormatInfo]:
     """Returns (uint8 codes, format) for uint8 codes with a format or an ml_dtypes float8 array.
 
-    A torch float8 tensor is accepted too (torch is never imported here).
+    A float8 dtype gives the format; `fmt` then only has to agree with it when it is
+    not the default "e4m3". A torch float8 tensor is accepted too (torch is never
+    imported here).
     """
     if type(x).__module__.startswith("torch"):
         x = _torch_to_numpy(x)
     arr = np.asarray(x)
     from_dtype = format_of_dtype(arr.dtype)
     if from_dtype is not None:
-        if fmt is not None and format_info(fmt, arg=fmt_arg) != from_dtype:
+        if fmt not in (None, "e4m3") and format_info(fmt, arg=fmt_arg) != from_dtype:
             raise ValueError(f"{arg}: array dtype {arr.dtype} contradicts format {fmt!r}")
         return arr.view(np.uint8), from_dtype
     if arr.dtype != np.uint8:

@@ -17,7 +17,8 @@ import numpy as np
 from . import _gemm_kernels as _k
 from .convert import as_codes
 from .formats import FormatInfo, decode_table
-from .mma import MMAStep, preset as _preset
+from .mma import MMAStep
+from .mma import preset as _preset
 
 __all__ = ["gemm", "SCALINGS", "OUT_DTYPES"]
 
@@ -83,22 +84,25 @@ def gemm(
     c32 = _check_c(c, m, n)
     kind = _infer_scaling(scaling, scale_a, scale_b, m, k, n, promote)
     group = kind == "group"
+    sa = sb = np.zeros((1, 1), np.float32)
     if group:
+        if step.exact:
+            raise ValueError("scaling: the 'exact' preset is one float64 sum without "
+                             "promotion, so group scaling does not apply; use 'ideal'")
         sa, sb = _check_group_scales(scale_a, scale_b, m, k, n, promote)
-    else:
-        sa, sb = np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32)
+    elif kind == "tensor":
+        alpha = np.float32(_f32_scalar(scale_a, "scale_a") * _f32_scalar(scale_b, "scale_b"))
+    elif kind == "row":
+        ra = _f32_array(scale_a, (m, 1), "scale_a")
+        rb = _f32_array(scale_b, (1, n), "scale_b")
 
     out = np.empty((m, n), dtype=np.float32)
     if m and n:
         _run(a, b, af, bf, step, promote, c32, group, sa, sb, out)
-    if kind == "tensor":
-        alpha = _f32_scalar(scale_a, "scale_a") * _f32_scalar(scale_b, "scale_b")
-        with np.errstate(over="ignore", invalid="ignore"):
-            out = out * np.float32(alpha)
-    elif kind == "row":
-        ra = _f32_array(scale_a, (m, 1), "scale_a")
-        rb = _f32_array(scale_b, (1, n), "scale_b")
-        with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):
+        if kind == "tensor":
+            out = out * alpha
+        elif kind == "row":
             out = (out * ra) * rb
     out.view(np.uint32)[np.isnan(out)] = _NAN32
     if out_dt != out.dtype:
@@ -122,14 +126,16 @@ def _run(a, b, af: FormatInfo, bf: FormatInfo, step: MMAStep, promote: int, c32,
         tav, tag = _tables(af)
         tbv, tbg = _tables(bf)
         _k.fused_gemm(np.ascontiguousarray(a), np.ascontiguousarray(b), tav, tag, tbv, tbg,
-                      c_arr, has_c, step.terms, step.frac_bits, chunk, group, sa, sb, out)
+                      c_arr, has_c, step.terms, step.frac_bits, chunk, promote > 0, group, sa,
+                      sb, out)
     else:
         av = decode_table(af)[a]
         bv = decode_table(bf)[b]
         wide = step.exact
-        if wide:
+        if wide:  # one float64 sum: promotion does not apply
             chunk = max(k, 1)
-        _k.sequential_gemm(av, bv, c_arr, has_c, chunk, group, sa, sb, out, wide)
+        _k.sequential_gemm(av, bv, c_arr, has_c, chunk, promote > 0 and not wide, group, sa, sb,
+                           out, wide)
 
 
 @functools.cache
@@ -233,7 +239,11 @@ def _f32_array(x, shape: tuple, arg: str) -> np.ndarray:
 
 
 def _f32_scalar(x, arg: str) -> np.float32:
-    return _f32_array(np.reshape(np.asarray(x), ()), (), arg)[()]
+    """A tensor scale: a scalar or a one-element array, exactly float32."""
+    arr = np.asarray(x)
+    if arr.size != 1:
+        raise ValueError(f"{arg}: tensor scaling expects a scalar, got shape {arr.shape}")
+    return _f32_array(arr.reshape(()), (), arg)[()]
 
 
 def _check_group_scales(scale_a, scale_b, m, k, n, promote):

@@ -125,14 +125,14 @@ def mma_step(c: float, a: list[float], b: list[float], a_fmt: FormatInfo, b_fmt:
     c = np.float32(c)
     if step.sequential:
         acc = c
-        for x, y in zip(a, b):
+        for x, y in zip(a, b, strict=False):
             acc = _add_f32(acc, np.float32(x) * np.float32(y))
         return acc
     special = _special(float(c), a, b)
     if special is not None:
         return special
     terms = []
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         if x == 0 or y == 0:
             if step.zero_products_in_emax:
                 ex = _exponent(Fraction(x), a_fmt.emin) if x != 0 else a_fmt.emin
@@ -169,7 +169,7 @@ def _special(c: float, a: list[float], b: list[float]) -> np.float32 | None:
     """The result of a step with NaN/Inf among its inputs, None if there is none."""
     nan = np.uint32(0x7FFFFFFF).view(np.float32)
     infs = []
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         if math.isnan(x) or math.isnan(y):
             return nan
         if math.isinf(x) or math.isinf(y):
@@ -217,6 +217,7 @@ def gemm(a_codes: np.ndarray, b_codes: np.ndarray, a_fmt: str | FormatInfo,
 
     Returns the float32 accumulator before any per-tensor/row epilogue. `group_scale`
     is (scale_a (M, G), scale_b (G, ceil(N/128))) applied with an fma at each promotion.
+    The "exact" step ignores promotion: it is one float64 sum.
     """
     af, bf = format_info(a_fmt), format_info(b_fmt)
     a = decode_table(af)[a_codes].astype(np.float64)
@@ -253,12 +254,9 @@ def gemm(a_codes: np.ndarray, b_codes: np.ndarray, a_fmt: str | FormatInfo,
 
 
 def _exact_dot(c, x, y, i, j) -> np.float32:
-    """The exact dot product (plus C) rounded once to float32; NaN/Inf as IEEE float64."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
-            r = np.float32(np.dot(x, y) + (0.0 if c is None else float(c[i, j])))
-            return np.uint32(0x7FFFFFFF).view(np.float32) if np.isnan(r) else r
-    total = sum((Fraction(float(p)) * Fraction(float(q)) for p, q in zip(x, y)), Fraction(0))
-    if c is not None:
-        total += Fraction(float(c[i, j]))
-    return to_float32(total)
+    """C plus the products in K order in float64 (Python floats), rounded once to float32."""
+    total = 0.0 if c is None else float(c[i, j])
+    for p, q in zip(x, y, strict=False):
+        total += float(p) * float(q)
+    r = np.float32(total)
+    return np.uint32(0x7FFFFFFF).view(np.float32) if np.isnan(r) else r

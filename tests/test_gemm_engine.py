@@ -1,0 +1,209 @@
+"""The numba GEMM engine against the pure-Python reference, bit for bit.
+
+Random and adversarial inputs: every code of both formats (NaN, Inf, subnormals,
+signed zeros), C from subnormal to near-overflow, shapes that cross tile edges and
+the 128-column group of scale_b, every preset with a fast kernel.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fp8sim import gemm, reference
+from fp8sim.formats import E4M3, E5M2
+from fp8sim.mma import HOPPER, PRESETS
+
+FAST_STEPS = [PRESETS["hopper"], PRESETS["ideal"], PRESETS["exact"], PRESETS["ada"],
+              HOPPER.replace(frac_bits=16), HOPPER.replace(frac_bits=23),
+              HOPPER.replace(frac_bits=10)]
+
+
+def bits(x: np.ndarray) -> np.ndarray:
+    return np.asarray(x, np.float32).view(np.uint32)
+
+
+def codes(rng: np.random.Generator, shape, kind: str) -> np.ndarray:
+    """FP8 codes: every code equally likely, finite only, mostly tiny, or sparse."""
+    if kind == "all":
+        return rng.integers(0, 256, shape, dtype=np.uint8)
+    if kind == "finite":
+        out = rng.integers(0, 256, shape, dtype=np.uint8)
+        return np.where((out & 0x7F) >= 0x7B, out & 0x8F, out).astype(np.uint8)
+    if kind == "tiny":  # zeros and subnormals with a few large codes
+        out = rng.integers(0, 8, shape, dtype=np.uint8) | (rng.integers(0, 2, shape) << 7)
+        big = rng.random(shape) < 0.05
+        return np.where(big, 0x70, out).astype(np.uint8)
+    out = rng.integers(0, 0x78, shape, dtype=np.uint8)  # sparse
+    return np.where(rng.random(shape) < 0.7, 0, out).astype(np.uint8)
+
+
+def c_values(rng: np.random.Generator, shape, kind: str) -> np.ndarray:
+    """Accumulator inputs: normal, subnormal, huge, special, signed zeros."""
+    if kind == "normal":
+        return rng.standard_normal(shape).astype(np.float32) * np.float32(100)
+    if kind == "bits":
+        return rng.integers(0, 2**32, shape, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    pool = np.array([0.0, -0.0, 1e-45, -1e-45, 1e-40, -3e-39, 1.1754944e-38, 3.4e38, -3.4e38,
+                     np.inf, -np.inf, np.nan, 1.0, -1.5, 65504.0, 2.0**-20], dtype=np.float32)
+    return pool[rng.integers(0, pool.size, shape)]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    m=st.integers(1, 5),
+    n=st.integers(1, 6),
+    k=st.integers(1, 200),
+    fmts=st.sampled_from([(E4M3, E4M3), (E4M3, E5M2), (E5M2, E4M3), (E5M2, E5M2)]),
+    kind=st.sampled_from(["all", "finite", "tiny", "sparse"]),
+    promote=st.sampled_from([0, 32, 64, 96]),
+    c_kind=st.sampled_from([None, "normal", "bits", "edge"]),
+    step=st.sampled_from(FAST_STEPS),
+)
+def test_engine_matches_reference(seed, m, n, k, fmts, kind, promote, c_kind, step):
+    rng = np.random.default_rng(seed)
+    a = codes(rng, (m, k), kind)
+    b = codes(rng, (k, n), kind)
+    c = None if c_kind is None else c_values(rng, (m, n), c_kind)
+    if promote % step.terms:
+        promote = 0
+    got = gemm(a, b, a_format=fmts[0], b_format=fmts[1], promote=promote, c=c, preset=step)
+    want = reference.gemm(a, b, fmts[0], fmts[1], step, promote=promote, c=c)
+    assert np.array_equal(bits(got), bits(want))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    m=st.integers(1, 4),
+    n=st.integers(1, 5),
+    k=st.integers(1, 300),
+    promote=st.sampled_from([32, 64, 128]),
+    kind=st.sampled_from(["all", "finite", "sparse"]),
+)
+def test_group_scaling_matches_reference(seed, m, n, k, promote, kind):
+    """DeepGEMM-style scales applied with one fma at each promotion."""
+    rng = np.random.default_rng(seed)
+    a = codes(rng, (m, k), kind)
+    b = codes(rng, (k, n), kind)
+    g = -(-k // promote)
+    sa = np.ldexp(rng.random((m, g)) + 0.5, rng.integers(-30, 30, (m, g))).astype(np.float32)
+    sb = np.ldexp(rng.random((g, 1)) + 0.5, rng.integers(-30, 30, (g, 1))).astype(np.float32)
+    got = gemm(a, b, promote=promote, scale_a=sa, scale_b=sb, scaling="group")
+    want = reference.gemm(a, b, E4M3, E4M3, HOPPER, promote=promote, group_scale=(sa, sb))
+    assert np.array_equal(bits(got), bits(want))
+
+
+def test_tiles_and_scale_groups_cross_edges():
+    """M > one tile of rows, N > 128 so scale_b's second column group is used."""
+    rng = np.random.default_rng(7)
+    m, n, k = 9, 131, 96
+    a = codes(rng, (m, k), "finite")
+    b = codes(rng, (k, n), "finite")
+    sa = rng.random((m, 3)).astype(np.float32) + np.float32(0.5)
+    sb = np.array([[1.0, 2.0**-7], [3.0, 0.375], [2.0**10, 5.0]], dtype=np.float32)
+    got = gemm(a, b, promote=32, scale_a=sa, scale_b=sb)
+    want = reference.gemm(a, b, E4M3, E4M3, HOPPER, promote=32, group_scale=(sa, sb))
+    assert np.array_equal(bits(got), bits(want))
+    c = c_values(rng, (m, n), "edge")
+    assert np.array_equal(bits(gemm(a, b, c=c)),
+                          bits(reference.gemm(a, b, E4M3, E4M3, HOPPER, c=c)))
+
+
+def test_fma_epilogue_rounds_once():
+    """A case where fl(fl(p * s) + acc) differs from fma(p, s, acc)."""
+    p, s, acc = np.float32(1 + 2.0**-12), np.float32(1 + 2.0**-12), np.float32(-1.0)
+    exact = reference.fma_float32(p, s, acc)
+    assert exact == np.float32(2.0**-11 + 2.0**-24)
+    assert np.float32(p * s) + acc != exact
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_same_bits_whatever_the_thread_count(threads):
+    rng = np.random.default_rng(3)
+    a = codes(rng, (70, 700), "finite")
+    b = codes(rng, (700, 150), "finite")
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = gemm(a, b, promote=128)
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        many = gemm(a, b, promote=128)
+    finally:
+        numba.set_num_threads(before)
+    assert np.array_equal(bits(one), bits(many))
+
+
+@pytest.mark.parametrize("k", [1, 31, 33, 40, 100, 257])
+@pytest.mark.parametrize("promote", [0, 32, 128])
+def test_short_last_step_is_zero_padding(k, promote):
+    """K not a multiple of 32: same bits as padding A and B with zero codes, as TMA does."""
+    rng = np.random.default_rng(k)
+    a = codes(rng, (5, k), "finite")
+    b = codes(rng, (k, 7), "finite")
+    pad = -k % 32
+    a_pad = np.pad(a, ((0, 0), (0, pad)))
+    b_pad = np.pad(b, ((0, pad), (0, 0)))
+    assert np.array_equal(bits(gemm(a, b, promote=promote)),
+                          bits(gemm(a_pad, b_pad, promote=promote)))
+
+
+def test_zero_products_do_not_raise_emax():
+    """Subnormal C next to all-zero products keeps its bits down to 2**(-126-13)."""
+    c = np.array([[np.float32(2.0**-126 * 1.5), np.float32(-1e-44)]], dtype=np.float32)
+    a = np.zeros((1, 32), np.uint8)
+    b = np.zeros((32, 2), np.uint8)
+    out = gemm(a, b, c=c)
+    assert bits(out)[0, 0] == bits(c)[0, 0]
+    assert bits(out)[0, 1] == 0  # -1e-44 truncated to nothing: +0
+
+
+def test_special_values():
+    nan, inf = 0x7F, 0x7C
+    a = np.array([[0x38, 0x00]], np.uint8)  # 1.0, 0 (e5m2: 0x3C is 1.0)
+    out = gemm(np.array([[0x3C, 0x00]], np.uint8), np.array([[inf], [0x3C]], np.uint8),
+               a_format="e5m2", b_format="e5m2")
+    assert np.isposinf(out[0, 0])
+    out = gemm(np.array([[0x00]], np.uint8), np.array([[inf]], np.uint8),
+               a_format="e5m2", b_format="e5m2")
+    assert bits(out)[0, 0] == 0x7FFFFFFF  # 0 * Inf
+    out = gemm(a, np.array([[nan], [0x38]], np.uint8))
+    assert bits(out)[0, 0] == 0x7FFFFFFF
+
+
+def test_ml_dtypes_inputs_give_the_format():
+    import ml_dtypes
+    rng = np.random.default_rng(0)
+    a = codes(rng, (4, 64), "finite")
+    b = codes(rng, (64, 3), "finite")
+    want = gemm(a, b, a_format="e5m2", b_format="e4m3", promote=32)
+    got = gemm(a.view(ml_dtypes.float8_e5m2), b.view(ml_dtypes.float8_e4m3fn), promote=32)
+    assert np.array_equal(bits(got), bits(want))
+
+
+def test_out_dtypes_round_from_float32():
+    import ml_dtypes
+    rng = np.random.default_rng(1)
+    a = codes(rng, (8, 256), "finite")
+    b = codes(rng, (256, 8), "finite")
+    f32 = gemm(a, b, promote=128)
+    bf16 = gemm(a, b, promote=128, out_dtype="bfloat16")
+    f16 = gemm(a, b, promote=128, out_dtype="float16")
+    assert bf16.dtype == ml_dtypes.bfloat16 and f16.dtype == np.float16
+    assert np.array_equal(bf16.view(np.uint16), f32.astype(ml_dtypes.bfloat16).view(np.uint16))
+    with np.errstate(over="ignore"):
+        assert np.array_equal(f16.view(np.uint16), f32.astype(np.float16).view(np.uint16))
+
+
+def test_torch_tensors_are_accepted():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(2)
+    a = codes(rng, (4, 64), "finite")
+    b = codes(rng, (64, 4), "finite")
+    ta = torch.from_numpy(a).view(torch.float8_e4m3fn)
+    tb = torch.from_numpy(b).view(torch.float8_e5m2)
+    assert np.array_equal(bits(gemm(ta, tb)), bits(gemm(a, b, b_format="e5m2")))

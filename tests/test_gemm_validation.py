@@ -1,0 +1,76 @@
+"""Bad arguments to fp8sim.gemm raise ValueError/TypeError naming the argument."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fp8sim import gemm
+
+A = np.zeros((4, 64), np.uint8)
+B = np.zeros((64, 3), np.uint8)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "starts"),
+    [
+        ({"b": np.zeros((63, 3), np.uint8)}, ValueError, "b:"),
+        ({"a": np.zeros((4, 0), np.uint8), "b": np.zeros((0, 3), np.uint8)}, ValueError, "a:"),
+        ({"a": np.zeros(64, np.uint8)}, ValueError, "a:"),
+        ({"b": np.zeros((64, 3, 1), np.uint8)}, ValueError, "b:"),
+        ({"a": np.zeros((4, 64), np.float32)}, TypeError, "a:"),
+        ({"b": np.zeros((64, 3), np.int64)}, TypeError, "b:"),
+        ({"promote": 48}, ValueError, "promote:"),
+        ({"promote": -32}, ValueError, "promote:"),
+        ({"promote": 32.0}, TypeError, "promote:"),
+        ({"promote": True}, TypeError, "promote:"),
+        ({"a_format": "e3m4"}, ValueError, "a_format:"),
+        ({"b_format": "fp8"}, ValueError, "b_format:"),
+        ({"preset": "volta"}, ValueError, "preset:"),
+        ({"out_dtype": "float64"}, ValueError, "out_dtype:"),
+        ({"c": np.zeros((4, 4), np.float32)}, ValueError, "c:"),
+        ({"c": np.zeros((4, 3), np.float64)}, TypeError, "c:"),
+        ({"scale_a": np.ones((4, 1), np.float32)}, ValueError, "scale_b:"),
+        ({"scale_a": np.ones((4, 2), np.float32), "scale_b": np.ones((2, 1), np.float32),
+          "promote": 32, "scaling": "tensor"}, ValueError, "scale_a:"),
+        ({"scale_a": np.ones((4, 3), np.float32), "scale_b": np.ones((3, 1), np.float32),
+          "promote": 32}, ValueError, "scale_a:"),
+        ({"scale_a": np.ones((4, 1), np.float32), "scale_b": np.ones((1, 1), np.float32),
+          "scaling": "group"}, ValueError, "promote:"),
+        ({"scale_a": np.ones((4, 2), np.float32), "scale_b": np.ones((2, 2), np.float32),
+          "promote": 32, "scaling": "group"}, ValueError, "scale_b:"),
+        ({"scale_a": np.float64(0.1), "scale_b": np.float32(1), "scaling": "tensor"},
+         ValueError, "scale_a:"),
+        ({"scale_a": 1.0, "scale_b": 1.0, "scaling": "blockwise"}, ValueError, "scaling:"),
+        ({"scaling": "row"}, ValueError, "scale_a:"),
+        ({"preset": "exact", "promote": 32, "scale_a": np.ones((4, 2), np.float32),
+          "scale_b": np.ones((2, 1), np.float32)}, ValueError, "scaling:"),
+    ],
+)
+def test_bad_arguments_name_the_argument(kwargs, error, starts):
+    args = {"a": A, "b": B} | kwargs
+    a, b = args.pop("a"), args.pop("b")
+    with pytest.raises(error) as info:
+        gemm(a, b, **args)
+    assert str(info.value).startswith(starts), str(info.value)
+
+
+def test_ambiguous_scale_shapes_need_scaling():
+    """(M, 1) and (1, N) with M = 1, N = 1, K <= promote fit both row and group scaling."""
+    a = np.zeros((1, 32), np.uint8)
+    b = np.zeros((32, 1), np.uint8)
+    one = np.ones((1, 1), np.float32)
+    with pytest.raises(ValueError, match="^scaling: .*ambiguous"):
+        gemm(a, b, promote=32, scale_a=one, scale_b=one)
+    assert gemm(a, b, promote=32, scale_a=one, scale_b=one, scaling="row").shape == (1, 1)
+
+
+def test_ml_dtypes_contradicting_format():
+    import ml_dtypes
+    with pytest.raises(ValueError, match="^a:"):
+        gemm(A.view(ml_dtypes.float8_e4m3fn), B, a_format="e5m2")
+
+
+def test_empty_m_or_n_gives_empty_output():
+    assert gemm(np.zeros((0, 64), np.uint8), B).shape == (0, 3)
+    assert gemm(A, np.zeros((64, 0), np.uint8)).shape == (4, 0)
