@@ -21,7 +21,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-IB = 8  # rows of a tile
+IB = 64  # rows of a tile
 JB = 64  # columns of a tile
 
 
@@ -39,7 +39,7 @@ def fma_f32(typingctx, x, y, z):
     return sig, codegen
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def _promote(acc, part, scaled, sa, sb_row, j0, nj):
     """acc += part (float32, RNE) or acc = fma(part, float32(sa * sb[j // 128]), acc)."""
     if scaled:
@@ -51,67 +51,90 @@ def _promote(acc, part, scaled, sa, sb_row, j0, nj):
             acc[j] = acc[j] + part[j]
 
 
-@nb.njit(cache=True, inline="always")
-def _fused_step(arow_v, arow_g, bblk_v, bblk_g, nk, nj, part, m, scale, isum, ssum, frac, mask,
-                mask64, special):
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def _fused_step(arow_v, arow_g, bblk_v, bblk_g, nk, nj, part, m, scale, inv, isum, ssum, frac,
+                mask, mask64, special):
     """One fused MMA step for one row of a tile: part <- step(part, nk products per column).
 
-    arow_*: (terms,) values and 2**exponent of A's row; bblk_*: (terms, JB) of B's block.
+    arow_*: (nk,) values and 2**exponent of A's row; bblk_*: (nk, JB) of B's block, nk a
+    multiple of 4 (the block is zero-padded). The loops over j are branch-free
+    (selects) so that LLVM vectorizes them.
     """
     two_f = np.float32(2.0**frac)
+    inv_two_f = np.float32(2.0**-frac)
+    one = np.float32(1.0)
+    inf = np.float32(np.inf)
     pbits = part.view(np.uint32)
     for j in range(nj):
         m[j] = np.float32(0.0)
-    # pass 1: 2**emax over the nonzero products (zero values have 2**e = 0)
-    for kk in range(nk):
-        a = arow_g[kk]
-        if a != 0:
-            brow = bblk_g[kk]
-            for j in range(nj):
-                p = a * brow[j]
-                m[j] = p if p > m[j] else m[j]
-    # C joins emax through its exponent field (0 for zero and subnormal C)
+        ssum[j] = np.float32(0.0)
+    # pass 1: 2**emax over the nonzero products (zero values have 2**e = 0), four
+    # rows of the block at a time so the running max is loaded and stored once per four
+    for kk in range(0, nk, 4):
+        a0, a1, a2, a3 = arow_g[kk], arow_g[kk + 1], arow_g[kk + 2], arow_g[kk + 3]
+        for j in range(nj):
+            p0 = a0 * bblk_g[kk, j]
+            p1 = a1 * bblk_g[kk + 1, j]
+            p2 = a2 * bblk_g[kk + 2, j]
+            p3 = a3 * bblk_g[kk + 3, j]
+            p0 = p0 if p0 > p1 else p1
+            p2 = p2 if p2 > p3 else p3
+            p0 = p0 if p0 > p2 else p2
+            m[j] = p0 if p0 > m[j] else m[j]
+    # C joins emax through its exponent field (0 for zero and subnormal C); the C term
+    # is C * 2**(F - emax) truncated. Without nonzero products, or with Inf/NaN C, the
+    # epilogue below does not use the sum, so any finite scale does.
     for j in range(nj):
         cexp = np.uint32(pbits[j] & np.uint32(0x7F800000)).view(np.float32)
-        e = cexp if cexp > m[j] else m[j]
-        scale[j] = two_f / e if m[j] != 0 else np.float32(0.0)
-        c = part[j] * scale[j]
-        isum[j] = np.int32(c) if m[j] != 0 and cexp != np.float32(np.inf) else np.int32(0)
-        ssum[j] = np.float32(0.0)
+        mj = m[j]
+        usable = mj != 0 and cexp != inf
+        e = cexp if cexp > mj else mj
+        e = e if usable else one
+        scale[j] = two_f / e
+        inv[j] = e * inv_two_f
+        cs = part[j] * scale[j]
+        isum[j] = np.int32(cs if usable else np.float32(0.0))
     # pass 2: exact products scaled by 2**(F - emax), truncated toward zero, summed
-    for kk in range(nk):
-        a = arow_v[kk]
-        brow = bblk_v[kk]
-        if special:  # no skipping of zero a: 0 * Inf must give NaN
+    if special:
+        for kk in range(nk):  # 0 * Inf must give NaN, so zero a is not skipped
+            a = arow_v[kk]
             for j in range(nj):
-                p = a * brow[j]
-                finite = abs(p) < np.float32(np.inf)
+                p = a * bblk_v[kk, j]
+                finite = abs(p) < inf
                 ssum[j] += np.float32(0.0) if finite else p
-                isum[j] += np.int32(p * scale[j]) if finite else np.int32(0)
-        elif a != 0:
+                isum[j] += np.int32(p * scale[j] if finite else np.float32(0.0))
+    else:
+        for kk in range(0, nk, 4):
+            a0, a1, a2, a3 = arow_v[kk], arow_v[kk + 1], arow_v[kk + 2], arow_v[kk + 3]
             for j in range(nj):
-                isum[j] += np.int32(a * brow[j] * scale[j])
+                sc = scale[j]
+                t0 = np.int32(a0 * bblk_v[kk, j] * sc) + np.int32(a1 * bblk_v[kk + 1, j] * sc)
+                t1 = np.int32(a2 * bblk_v[kk + 2, j] * sc) + np.int32(a3 * bblk_v[kk + 3, j] * sc)
+                isum[j] += t0 + t1
+    # normalize: keep F+1 significant bits of the integer sum (mask its mantissa), scale back
+    wide = frac > 13  # the sum may exceed float32's 24 exact bits: go through float64
     for j in range(nj):
         c = part[j]
-        if m[j] == 0:
-            # no nonzero product: C passes through, truncated to F fractional bits; a
-            # nonzero C truncated to nothing is an integer sum of zero: +0
-            t = np.uint32(pbits[j] & mask).view(np.float32)
-            if c != 0:
-                t = t + np.float32(0.0)
+        if wide:
+            s64 = np.float64(isum[j])
+            kept64 = np.uint64(s64.view(np.uint64) & mask64).view(np.float64)
+            t = np.float32(kept64 * np.float64(inv[j]))
         else:
-            s = np.float64(isum[j])  # exact; masking its mantissa truncates to F+1 bits
-            kept = np.uint64(s.view(np.uint64) & mask64).view(np.float64)
-            t = np.float32(kept / np.float64(scale[j]))
-        c_finite = abs(c) < np.float32(np.inf)
-        if not c_finite:  # Inf or NaN C wins over finite products
-            t = c
-        if special and ssum[j] != 0:  # Inf/NaN products: their float32 sum (Inf or NaN)
-            t = ssum[j] if c_finite else ssum[j] + c
+            s32 = np.float32(isum[j])
+            t = np.uint32(s32.view(np.uint32) & mask).view(np.float32) * inv[j]
+        # no nonzero product: C passes through truncated; a nonzero C truncated to
+        # nothing is an integer sum of zero, +0
+        tc = np.uint32(pbits[j] & mask).view(np.float32)
+        tc = tc + np.float32(0.0) if c != 0 else tc
+        t = t if m[j] != 0 else tc
+        c_finite = abs(c) < inf
+        t = t if c_finite else c  # Inf or NaN C wins over finite products
+        sp = ssum[j]  # Inf/NaN products: their float32 sum, Inf or NaN
+        t = t if sp == 0 else (sp if c_finite else sp + c)
         part[j] = t
 
 
-@nb.njit(cache=True, parallel=True)
+@nb.njit(cache=True, parallel=True, error_model="numpy")
 def fused_gemm(a, b, tav, tag, tbv, tbg, c, has_c, terms, frac, chunk, promoted, group, sa, sb,
                out):
     """Chains fused MMA steps along K for every output, promoting every `chunk` elements.
@@ -135,12 +158,14 @@ def fused_gemm(a, b, tav, tag, tbv, tbg, c, has_c, terms, frac, chunk, promoted,
         mj = min(JB, N - j0)
         part = np.zeros((IB, JB), dtype=np.float32)
         acc = np.zeros((IB, JB), dtype=np.float32)
-        ablk_v = np.zeros((IB, terms), dtype=np.float32)
-        ablk_g = np.zeros((IB, terms), dtype=np.float32)
-        bblk_v = np.zeros((terms, JB), dtype=np.float32)
-        bblk_g = np.zeros((terms, JB), dtype=np.float32)
+        tpad = (terms + 3) // 4 * 4
+        ablk_v = np.zeros((IB, tpad), dtype=np.float32)
+        ablk_g = np.zeros((IB, tpad), dtype=np.float32)
+        bblk_v = np.zeros((tpad, JB), dtype=np.float32)
+        bblk_g = np.zeros((tpad, JB), dtype=np.float32)
         m = np.empty(JB, dtype=np.float32)
         scale = np.empty(JB, dtype=np.float32)
+        inv = np.empty(JB, dtype=np.float32)
         isum = np.empty(JB, dtype=np.int32)
         ssum = np.empty(JB, dtype=np.float32)
         if has_c:
@@ -166,9 +191,17 @@ def fused_gemm(a, b, tav, tag, tbv, tbg, c, has_c, terms, frac, chunk, promoted,
                         ablk_v[ii, kk] = tav[code]
                         ablk_g[ii, kk] = tag[code]
                         special = special or not abs(ablk_v[ii, kk]) < np.float32(np.inf)
+                npad = (nk + 3) // 4 * 4  # zero rows up to a multiple of 4: no products
+                for kk in range(nk, npad):
+                    for j in range(JB):
+                        bblk_v[kk, j] = np.float32(0.0)
+                        bblk_g[kk, j] = np.float32(0.0)
+                    for ii in range(IB):
+                        ablk_v[ii, kk] = np.float32(0.0)
+                        ablk_g[ii, kk] = np.float32(0.0)
                 for ii in range(mi):
-                    _fused_step(ablk_v[ii], ablk_g[ii], bblk_v, bblk_g, nk, mj, part[ii], m,
-                                scale, isum, ssum, frac, mask, mask64, special)
+                    _fused_step(ablk_v[ii], ablk_g[ii], bblk_v, bblk_g, npad, mj, part[ii], m,
+                                scale, inv, isum, ssum, frac, mask, mask64, special)
             if promoted:
                 for ii in range(mi):
                     _promote(acc[ii], part[ii], group, sa[i0 + ii, g] if group else
@@ -182,7 +215,7 @@ def fused_gemm(a, b, tav, tag, tbv, tbg, c, has_c, terms, frac, chunk, promoted,
                 out[i0 + ii, j0 + j] = res[ii, j]
 
 
-@nb.njit(cache=True, parallel=True)
+@nb.njit(cache=True, parallel=True, error_model="numpy")
 def sequential_gemm(av, bv, c, has_c, chunk, promoted, group, sa, sb, out, wide):
     """Plain IEEE accumulation one product at a time: float32 (ideal) or float64 (wide)."""
     M, K = av.shape

@@ -1,0 +1,171 @@
+"""fp8sim speed figures, measured in one run against numpy float32 matmul on the same machine.
+
+Prints a table and appends the figures to a CSV (one row per figure, with the git
+commit) so versions can be compared. Not a test: nothing here asserts.
+
+    python3 scripts/bench.py [--csv bench/results.csv] [--quick] [--big]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import fp8sim  # noqa: E402
+
+STARTUP = ("import time; t = time.perf_counter(); import numpy as np, fp8sim; "
+           "a = np.zeros((64, 64), np.uint8); fp8sim.gemm(a, a, promote=32); "
+           "fp8sim.gemm(a, a); print(time.perf_counter() - t)")
+PEAK = ("import resource, sys, time, numpy as np, fp8sim; m, n, k, p = map(int, sys.argv[1:]); "
+        "z = np.zeros((64, 64), np.uint8); fp8sim.gemm(z, z, promote=32); "
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
+        "a = np.empty((m, k), np.uint8); b = np.empty((k, n), np.uint8); "
+        "a[:] = 0x38; b[:] = 0x3A; a[::3] = 0x41; t = time.perf_counter(); "
+        "fp8sim.gemm(a, b, promote=p); dt = time.perf_counter() - t; "
+        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
+        "print(base * 1024, peak * 1024, dt)")
+
+
+def best_of(fn, repeat: int) -> float:
+    """Shortest wall time of `repeat` calls."""
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def blas_info() -> str:
+    """Which BLAS kernel numpy runs (threadpoolctl when available)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "unknown (threadpoolctl not installed)"
+    infos = [f"{i.get('internal_api')} {i.get('version')} {i.get('architecture')} "
+             f"threads={i.get('num_threads')}" for i in threadpool_info()
+             if i.get("user_api") == "blas"]
+    return "; ".join(infos) or "none"
+
+
+def bench_gemm(m: int, n: int, k: int, promote: int, repeat: int) -> dict:
+    """GMAC/s of the bit-exact GEMM and its time relative to numpy float32 matmul."""
+    rng = np.random.default_rng(0)
+    a = fp8sim.encode(rng.standard_normal((m, k), dtype=np.float32), "e4m3")
+    b = fp8sim.encode(rng.standard_normal((k, n), dtype=np.float32), "e4m3")
+    fp8sim.gemm(a[:8, :64], b[:64, :8], promote=promote)  # compile outside the timing
+    t_sim = best_of(lambda: fp8sim.gemm(a, b, promote=promote), repeat)
+    x, y = fp8sim.decode(a, "e4m3"), fp8sim.decode(b, "e4m3")
+    t_np = best_of(lambda: x @ y, repeat + 1)
+    return {"gmacs": m * n * k / t_sim / 1e9, "seconds": t_sim, "numpy_seconds": t_np,
+            "ratio": t_sim / t_np}
+
+
+def bench_encode(count: int, repeat: int) -> float:
+    """Values per second of encode (float32 -> e4m3, nearest even)."""
+    x = np.random.default_rng(1).standard_normal(count, dtype=np.float32) * np.float32(100)
+    fp8sim.encode(x[:1000], "e4m3")
+    return count / best_of(lambda: fp8sim.encode(x, "e4m3"), repeat)
+
+
+def startup_seconds(cache_dir: str) -> float:
+    """Wall time of a fresh process's import plus first two GEMMs, with this numba cache."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+    out = subprocess.run([sys.executable, "-c", STARTUP], env=env, check=True,
+                         capture_output=True, text=True, cwd=ROOT)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def peak_memory(m: int, n: int, k: int, promote: int) -> dict:
+    """Peak RSS of a fresh process running one GEMM, against the size of its arrays."""
+    out = subprocess.run([sys.executable, "-c", PEAK, str(m), str(n), str(k), str(promote)],
+                         check=True, capture_output=True, text=True, cwd=ROOT)
+    base, peak, seconds = map(float, out.stdout.split())
+    arrays = m * k + k * n + 4 * m * n
+    return {"peak_rss_mb": peak / 2**20, "growth_mb": (peak - base) / 2**20,
+            "arrays_mb": arrays / 2**20, "growth_over_arrays": (peak - base) / arrays,
+            "seconds": seconds}
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                              capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--csv", type=Path, default=ROOT / "bench" / "results.csv")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, one repeat")
+    parser.add_argument("--big", action="store_true", help="also 4096^3 and 4096x4096x65536")
+    args = parser.parse_args()
+
+    import numba
+    rows: list[tuple[str, float, str]] = []
+
+    def record(name: str, value: float, unit: str) -> None:
+        rows.append((name, value, unit))
+        print(f"{name:<44} {value:>12.3f} {unit}", flush=True)
+
+    print(f"fp8sim {fp8sim.__version__} ({git_commit()}), numba {numba.__version__}, "
+          f"{numba.get_num_threads()} threads, numpy {np.__version__}")
+    print(f"numpy BLAS: {blas_info()}")
+    print(f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}\n")
+
+    with tempfile.TemporaryDirectory() as cache:
+        record("startup_first_call_cold_cache_s", startup_seconds(cache), "s")
+        record("startup_first_call_cached_s", startup_seconds(cache), "s")
+
+    repeat = 1 if args.quick else 2
+    shapes = [(512, 512, 4096)] if args.quick else [(1024, 1024, 4096), (2048, 2048, 4096)]
+    for m, n, k in shapes:
+        for promote in (0, 128):
+            r = bench_gemm(m, n, k, promote, repeat)
+            tag = f"gemm_e4m3_{m}x{n}x{k}_p{promote}"
+            record(f"{tag}_gmacs", r["gmacs"], "GMAC/s")
+            record(f"{tag}_vs_numpy_f32", r["ratio"], "x numpy time")
+    count = 10**7 if args.quick else 10**8
+    record(f"encode_e4m3_{count:.0e}_values_per_s", bench_encode(count, repeat + 1) / 1e6,
+           "M values/s")
+    mem_shape = (1024, 1024, 4096) if args.quick else (4096, 4096, 4096)
+    mem = peak_memory(*mem_shape, 128)
+    tag = "x".join(map(str, mem_shape))
+    record(f"gemm_{tag}_p128_seconds", mem["seconds"], "s")
+    record(f"gemm_{tag}_peak_rss", mem["peak_rss_mb"], "MB")
+    record(f"gemm_{tag}_rss_growth_over_arrays", mem["growth_over_arrays"], "x (inputs+output)")
+    if args.big:
+        mem = peak_memory(4096, 4096, 65536, 128)
+        record("gemm_4096x4096x65536_p128_seconds", mem["seconds"], "s")
+        record("gemm_4096x4096x65536_p128_peak_rss", mem["peak_rss_mb"], "MB")
+
+    args.csv.parent.mkdir(parents=True, exist_ok=True)
+    new = not args.csv.exists()
+    stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    with args.csv.open("a", newline="") as f:
+        w = csv.writer(f)
+        if new:
+            w.writerow(["utc", "commit", "threads", "metric", "value", "unit"])
+        for name, value, unit in rows:
+            w.writerow([stamp, git_commit(), numba.get_num_threads(), name, f"{value:.6g}", unit])
+    print(f"\nwrote {len(rows)} figures to {args.csv}")
+    print(json.dumps({name: round(value, 4) for name, value, _ in rows}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
