@@ -23,6 +23,7 @@ from numba.extending import intrinsic
 
 IB = 64  # rows of a tile
 JB = 64  # columns of a tile
+FUSED, IDEAL, EXACT = 0, 1, 2  # step models of gemm_tiles
 
 
 @intrinsic
@@ -134,11 +135,27 @@ def _fused_step(arow_v, arow_g, bblk_v, bblk_g, nk, nj, part, m, scale, inv, isu
         part[j] = t
 
 
-@nb.njit(cache=True, parallel=True, error_model="numpy")
-def fused_gemm(a, b, tav, tag, tbv, tbg, c, has_c, terms, frac, chunk, promoted, group, sa, sb,
-               out):
-    """Chains fused MMA steps along K for every output, promoting every `chunk` elements.
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def _sequential_step(arow_v, bblk_v, nk, nj, part, part64, wide):
+    """Plain IEEE accumulation, one product at a time in K order: float32 or float64."""
+    for kk in range(nk):
+        a = arow_v[kk]
+        if wide:
+            a64 = np.float64(a)
+            for j in range(nj):
+                part64[j] = part64[j] + a64 * np.float64(bblk_v[kk, j])
+        else:
+            for j in range(nj):
+                part[j] = part[j] + a * bblk_v[kk, j]
 
+
+@nb.njit(cache=True, parallel=True, error_model="numpy")
+def gemm_tiles(a, b, tav, tag, tbv, tbg, c, has_c, mode, terms, frac, chunk, promoted, group, sa,
+               sb, out):
+    """Chains MMA steps along K for every output, promoting every `chunk` elements.
+
+    mode: FUSED (the MMA step model), IDEAL (float32 one product at a time) or EXACT
+    (float64, rounded to float32 at the end of each chunk).
     a (M, K) and b (K, N) are uint8 codes, decoded block by block through the tables
     tav/tbv (float32 values) and tag/tbg (2**exponent, 0 for zero and non-finite codes).
     chunk: K elements per partial sum; promoted: add each partial into an FP32
@@ -157,6 +174,7 @@ def fused_gemm(a, b, tav, tag, tbv, tbg, c, has_c, terms, frac, chunk, promoted,
         mi = min(IB, M - i0)
         mj = min(JB, N - j0)
         part = np.zeros((IB, JB), dtype=np.float32)
+        part64 = np.zeros((IB, JB), dtype=np.float64)
         acc = np.zeros((IB, JB), dtype=np.float32)
         tpad = (terms + 3) // 4 * 4
         ablk_v = np.zeros((IB, tpad), dtype=np.float32)
@@ -172,6 +190,7 @@ def fused_gemm(a, b, tav, tag, tbv, tbg, c, has_c, terms, frac, chunk, promoted,
             for ii in range(mi):
                 for j in range(mj):
                     part[ii, j] = c[i0 + ii, j0 + j]
+                    part64[ii, j] = c[i0 + ii, j0 + j]
         g = 0
         for c0 in range(0, K, chunk):
             c1 = min(c0 + chunk, K)
@@ -200,8 +219,17 @@ def fused_gemm(a, b, tav, tag, tbv, tbg, c, has_c, terms, frac, chunk, promoted,
                         ablk_v[ii, kk] = np.float32(0.0)
                         ablk_g[ii, kk] = np.float32(0.0)
                 for ii in range(mi):
-                    _fused_step(ablk_v[ii], ablk_g[ii], bblk_v, bblk_g, npad, mj, part[ii], m,
-                                scale, inv, isum, ssum, frac, mask, mask64, special)
+                    if mode == FUSED:
+                        _fused_step(ablk_v[ii], ablk_g[ii], bblk_v, bblk_g, npad, mj, part[ii],
+                                    m, scale, inv, isum, ssum, frac, mask, mask64, special)
+                    else:  # padding rows excluded: -0 + 0 would be +0
+                        _sequential_step(ablk_v[ii], bblk_v, nk, mj, part[ii], part64[ii],
+                                         mode == EXACT)
+            if mode == EXACT:
+                for ii in range(mi):
+                    for j in range(mj):
+                        part[ii, j] = np.float32(part64[ii, j])
+                        part64[ii, j] = 0.0
             if promoted:
                 for ii in range(mi):
                     _promote(acc[ii], part[ii], group, sa[i0 + ii, g] if group else
@@ -213,42 +241,3 @@ def fused_gemm(a, b, tav, tag, tbv, tbg, c, has_c, terms, frac, chunk, promoted,
         for ii in range(mi):
             for j in range(mj):
                 out[i0 + ii, j0 + j] = res[ii, j]
-
-
-@nb.njit(cache=True, parallel=True, error_model="numpy")
-def sequential_gemm(av, bv, c, has_c, chunk, promoted, group, sa, sb, out, wide):
-    """Plain IEEE accumulation one product at a time: float32 (ideal) or float64 (wide)."""
-    M, K = av.shape
-    N = bv.shape[1]
-    for i in nb.prange(M):
-        acc = np.zeros(N, dtype=np.float32)
-        part32 = np.zeros(N, dtype=np.float32)
-        part64 = np.zeros(N, dtype=np.float64)
-        if has_c:
-            for j in range(N):
-                part32[j] = c[i, j]
-                part64[j] = c[i, j]
-        g = 0
-        for c0 in range(0, K, chunk):
-            c1 = min(c0 + chunk, K)
-            for k in range(c0, c1):
-                a = av[i, k]
-                if wide:
-                    for j in range(N):
-                        part64[j] = part64[j] + np.float64(a) * np.float64(bv[k, j])
-                else:
-                    for j in range(N):
-                        part32[j] = part32[j] + a * bv[k, j]
-            if wide:
-                for j in range(N):
-                    part32[j] = np.float32(part64[j])
-                    part64[j] = 0.0
-            if promoted:
-                _promote(acc, part32, group, sa[i, g] if group else np.float32(0.0),
-                         sb[g] if group else sb[0], 0, N)
-                for j in range(N):
-                    part32[j] = np.float32(0.0)
-            g += 1
-        res = acc if promoted else part32
-        for j in range(N):
-            out[i, j] = res[j]
