@@ -137,13 +137,31 @@ def _fused_step(arow_v, arow_g, bblk_v, bblk_g, nk, nj, part, m, scale, inv, isu
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
 def _sequential_step(arow_v, bblk_v, nk, nj, part, part64, wide):
-    """Plain IEEE accumulation, one product at a time in K order: float32 or float64."""
-    for kk in range(nk):
+    """Plain IEEE accumulation, one product at a time in K order: float32 or float64.
+
+    Four products per pass over the columns, added in order, so the running sum is
+    loaded and stored once per four (same roundings, same order).
+    """
+    n4 = nk // 4 * 4
+    for kk in range(0, n4, 4):
+        a0, a1, a2, a3 = arow_v[kk], arow_v[kk + 1], arow_v[kk + 2], arow_v[kk + 3]
+        if wide:
+            for j in range(nj):
+                x = part64[j] + np.float64(a0) * np.float64(bblk_v[kk, j])
+                x = x + np.float64(a1) * np.float64(bblk_v[kk + 1, j])
+                x = x + np.float64(a2) * np.float64(bblk_v[kk + 2, j])
+                part64[j] = x + np.float64(a3) * np.float64(bblk_v[kk + 3, j])
+        else:
+            for j in range(nj):
+                y = part[j] + a0 * bblk_v[kk, j]
+                y = y + a1 * bblk_v[kk + 1, j]
+                y = y + a2 * bblk_v[kk + 2, j]
+                part[j] = y + a3 * bblk_v[kk + 3, j]
+    for kk in range(n4, nk):
         a = arow_v[kk]
         if wide:
-            a64 = np.float64(a)
             for j in range(nj):
-                part64[j] = part64[j] + a64 * np.float64(bblk_v[kk, j])
+                part64[j] = part64[j] + np.float64(a) * np.float64(bblk_v[kk, j])
         else:
             for j in range(nj):
                 part[j] = part[j] + a * bblk_v[kk, j]

@@ -123,15 +123,15 @@ def _run(a, b, af: FormatInfo, bf: FormatInfo, step: MMAStep, promote: int, c32,
                 step.frac_bits is None or step.frac_bits > 23:
             raise ValueError(f"preset: {step.name} has no fast kernel (only truncating fused "
                              "steps with at most 23 fractional bits do); use fp8sim.reference.gemm")
-        mode, frac = _k.FUSED, step.frac_bits
-    else:
-        mode, frac = (_k.EXACT if step.exact else _k.IDEAL), 13
+        mode, frac, block = _k.FUSED, step.frac_bits, step.terms
+    else:  # one product at a time: blocks of K only amortize the decoding
+        mode, frac, block = (_k.EXACT if step.exact else _k.IDEAL), 13, 32
         if step.exact:  # one float64 sum: promotion does not apply
             chunk, promote = max(k, 1), 0
     tav, tag = _tables(af)
     tbv, tbg = _tables(bf)
     _k.gemm_tiles(np.ascontiguousarray(a), np.ascontiguousarray(b), tav, tag, tbv, tbg, c_arr,
-                  has_c, mode, step.terms, frac, chunk, promote > 0, group, sa, sb, out)
+                  has_c, mode, block, frac, chunk, promote > 0, group, sa, sb, out)
 
 
 @functools.cache
