@@ -53,8 +53,8 @@ def _promote(acc, part, scaled, sa, sb_row, j0, nj):
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
-def _fused_step(arow_v, arow_g, bblk_v, bblk_g, nk, nj, part, m, scale, inv, isum, ssum, frac,
-                mask, mask64, special):
+def _fused_step(arow_v, arow_g, bblk_v, bblk_g, nk, nj, part, m, scale, inv, isum, isum64, ssum,
+                frac, mask, mask64, special):
     """One fused MMA step for one row of a tile: part <- step(part, nk products per column).
 
     arow_*: (nk,) values and 2**exponent of A's row; bblk_*: (nk, JB) of B's block, nk a
@@ -95,15 +95,21 @@ def _fused_step(arow_v, arow_g, bblk_v, bblk_g, nk, nj, part, m, scale, inv, isu
         inv[j] = e * inv_two_f
         cs = part[j] * scale[j]
         isum[j] = np.int32(cs if usable else np.float32(0.0))
+        isum64[j] = np.int64(cs if usable else np.float32(0.0))
     # pass 2: exact products scaled by 2**(F - emax), truncated toward zero, summed
-    if special:
+    # (in int64 when F > 23: 32 terms below 2**(F+2) would overflow int32)
+    big = frac > 23
+    if special or big:
         for kk in range(nk):  # 0 * Inf must give NaN, so zero a is not skipped
             a = arow_v[kk]
             for j in range(nj):
                 p = a * bblk_v[kk, j]
                 finite = abs(p) < inf
                 ssum[j] += np.float32(0.0) if finite else p
-                isum[j] += np.int32(p * scale[j] if finite else np.float32(0.0))
+                if big:
+                    isum64[j] += np.int64(p * scale[j] if finite else np.float32(0.0))
+                else:
+                    isum[j] += np.int32(p * scale[j] if finite else np.float32(0.0))
     else:
         for kk in range(0, nk, 4):
             a0, a1, a2, a3 = arow_v[kk], arow_v[kk + 1], arow_v[kk + 2], arow_v[kk + 3]
@@ -117,7 +123,7 @@ def _fused_step(arow_v, arow_g, bblk_v, bblk_g, nk, nj, part, m, scale, inv, isu
     for j in range(nj):
         c = part[j]
         if wide:
-            s64 = np.float64(isum[j])
+            s64 = np.float64(isum64[j] if big else isum[j])
             kept64 = np.uint64(s64.view(np.uint64) & mask64).view(np.float64)
             t = np.float32(kept64 * np.float64(inv[j]))
         else:
@@ -184,8 +190,9 @@ def gemm_tiles(a, b, tav, tag, tbv, tbg, c, has_c, mode, terms, frac, chunk, pro
     N = b.shape[1]
     ni = (M + IB - 1) // IB
     nj = (N + JB - 1) // JB
-    mask = np.uint32((0xFFFFFFFF << (23 - frac)) & 0xFFFFFFFF)
-    mask64 = np.uint64(((1 << 64) - 1) ^ ((1 << (52 - frac)) - 1))
+    kept = min(frac, 23)  # fractional bits that reach the float32 result
+    mask = np.uint32((0xFFFFFFFF << (23 - kept)) & 0xFFFFFFFF)
+    mask64 = np.uint64(((1 << 64) - 1) ^ ((1 << (52 - kept)) - 1))
     for t in nb.prange(ni * nj):
         i0 = (t // nj) * IB
         j0 = (t % nj) * JB
@@ -203,6 +210,7 @@ def gemm_tiles(a, b, tav, tag, tbv, tbg, c, has_c, mode, terms, frac, chunk, pro
         scale = np.empty(JB, dtype=np.float32)
         inv = np.empty(JB, dtype=np.float32)
         isum = np.empty(JB, dtype=np.int32)
+        isum64 = np.empty(JB, dtype=np.int64)
         ssum = np.empty(JB, dtype=np.float32)
         if has_c:
             for ii in range(mi):
@@ -239,7 +247,8 @@ def gemm_tiles(a, b, tav, tag, tbv, tbg, c, has_c, mode, terms, frac, chunk, pro
                 for ii in range(mi):
                     if mode == FUSED:
                         _fused_step(ablk_v[ii], ablk_g[ii], bblk_v, bblk_g, npad, mj, part[ii],
-                                    m, scale, inv, isum, ssum, frac, mask, mask64, special)
+                                    m, scale, inv, isum, isum64, ssum, frac, mask, mask64,
+                                    special)
                     else:  # padding rows excluded: -0 + 0 would be +0
                         _sequential_step(ablk_v[ii], bblk_v, nk, mj, part[ii], part64[ii],
                                          mode == EXACT)

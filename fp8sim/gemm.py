@@ -120,9 +120,9 @@ def _run(a, b, af: FormatInfo, bf: FormatInfo, step: MMAStep, promote: int, c32,
     c_arr = c32 if has_c else np.zeros((1, 1), np.float32)
     if step.fused:
         if step.align_rounding != step.result_rounding or step.zero_products_in_emax or \
-                step.frac_bits is None or step.frac_bits > 23:
+                step.frac_bits is None or step.frac_bits > 28:
             raise ValueError(f"preset: {step.name} has no fast kernel (only truncating fused "
-                             "steps with at most 23 fractional bits do); use fp8sim.reference.gemm")
+                             "steps with at most 28 fractional bits do); use fp8sim.reference.gemm")
         mode, frac, block = _k.FUSED, step.frac_bits, step.terms
     else:  # one product at a time: blocks of K only amortize the decoding
         mode, frac, block = (_k.EXACT if step.exact else _k.IDEAL), 13, 32

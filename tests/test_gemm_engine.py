@@ -18,8 +18,8 @@ from fp8sim.formats import E4M3, E5M2
 from fp8sim.mma import HOPPER, PRESETS
 
 FAST_STEPS = [PRESETS["hopper"], PRESETS["ideal"], PRESETS["exact"], PRESETS["ada"],
-              HOPPER.replace(frac_bits=16), HOPPER.replace(frac_bits=23),
-              HOPPER.replace(frac_bits=10)]
+              PRESETS["blackwell"], HOPPER.replace(frac_bits=16), HOPPER.replace(frac_bits=23),
+              HOPPER.replace(frac_bits=10), HOPPER.replace(frac_bits=28, terms=64)]
 
 
 def bits(x: np.ndarray) -> np.ndarray:
