@@ -25,11 +25,13 @@ _LAZY = {
     "RECIPES": "pipeline",
     "assert_matches": "oracle",
     "compare": "oracle",
+    "KERNELS": "kernel",
 }
 
 __all__ = [
     "encode", "decode", "gemm", "quantize", "dequantize", "identify", "fp8_matmul",
     "FormatInfo", "E4M3", "E5M2", "FORMATS", "format_info", "MMAStep", "PRESETS", "RoundMode",
+    "KERNELS",
 ]
 
 

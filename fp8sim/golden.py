@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .kernel import KERNELS
+
 __all__ = ["Case", "load_cases", "output_spec", "replay", "ReplayResult", "known_unexplained"]
 
 _INPUTS = {"A", "B", "C", "scale_a", "scale_b", "tensor_scale_a", "tensor_scale_b",
@@ -73,30 +75,39 @@ _OUT = {"f32": "float32", "bf16": "bfloat16", "f16": "float16"}
 def output_spec(case: Case, name: str) -> dict | None:
     """The `fp8sim.gemm` keyword arguments that should reproduce output `name`, or None.
 
-    cuBLASLt "fast" accumulation never promotes; "slow" promotes every 128 (verified
-    on the H100, see HOPPER_FP8.md).
+    Each output family maps to a named kernel of `fp8sim.kernel.KERNELS` (cuBLASLt
+    "fast" accumulation never promotes, "slow" promotes every 128, as verified on the
+    H100), plus the case's own inputs (C, scales) and output type.
     """
     kw: dict = {"a_format": case.a_format, "b_format": case.b_format}
     if "C" in case.arrays:
         kw["c"] = case.arrays["C"]
     if m := _TRITON.match(name):
-        return kw | {"promote": int(m.group(1))}
+        return kw | _settings("triton") | {"promote": int(m.group(1))}
     if m := _SCALED.match(name):
         # captured with scale_b as (ceil(N/128), K/128); the contract's is its transpose
-        return kw | {"promote": int(m.group(1)), "scaling": "group",
-                     "scale_a": case.arrays["scale_a"],
-                     "scale_b": np.ascontiguousarray(case.arrays["scale_b"].T)}
+        return kw | _settings("deepgemm") | {
+            "promote": int(m.group(1)), "scale_a": case.arrays["scale_a"],
+            "scale_b": np.ascontiguousarray(case.arrays["scale_b"].T)}
     if m := _CUBLAS.match(name):
-        kw |= {"promote": 0 if m.group(1) == "fast" else 128, "out_dtype": _OUT[m.group(2)]}
+        kw |= _settings("cublaslt-fast" if m.group(1) == "fast" else "cublaslt")
+        kw["out_dtype"] = _OUT[m.group(2)]
         if m.group(3):
-            kw |= {"scaling": "tensor", "scale_a": case.arrays["tensor_scale_a"],
-                   "scale_b": case.arrays["tensor_scale_b"]}
-        return kw
+            return kw | {"scale_a": case.arrays["tensor_scale_a"],
+                         "scale_b": case.arrays["tensor_scale_b"]}
+        return kw | {"scaling": None}  # unit scales: alpha = 1 changes nothing
     if m := _ROWWISE.match(name):
-        return kw | {"promote": 0 if m.group(1) == "fast" else 128, "out_dtype": _OUT[m.group(2)],
-                     "scaling": "row", "scale_a": case.arrays["row_scale_a"],
+        kw |= _settings("torch-rowwise-fast" if m.group(1) == "fast" else "torch-rowwise")
+        return kw | {"out_dtype": _OUT[m.group(2)], "scale_a": case.arrays["row_scale_a"],
                      "scale_b": case.arrays["row_scale_b"]}
     return None
+
+
+def _settings(kernel_name: str) -> dict:
+    """promote, scaling, out_dtype and preset of a named kernel, as gemm keywords."""
+    k = KERNELS[kernel_name]
+    return {"promote": k.promote, "scaling": k.scaling, "out_dtype": k.out_dtype,
+            "preset": k.step}
 
 
 def known_unexplained(case: Case, name: str) -> bool:
