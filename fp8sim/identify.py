@@ -1,0 +1,352 @@
+"""Black-box identification: which promotion interval (and MMA step) reproduces a kernel's output.
+
+Given the FP8 inputs of a GEMM and the output `d` of an unknown kernel, `identify`
+runs `fp8sim.gemm` under candidate recipes and counts the output elements each one
+reproduces bit for bit. Candidates are the promotion interval (0 = never, every
+multiple of 32 up to 1024, then powers of two, and "once at the end") and, when asked
+(``search="full"``), the accumulator's fractional bits, the terms per fused sum and the
+"ideal"/"exact" presets. To stay fast on large outputs every candidate is first scored
+on a few evenly spaced rows, then the best are confirmed on the whole output.
+
+When no candidate reproduces every element, the result says so (``explained`` False,
+the best match below 1.0 and every candidate tried); nothing is rounded up.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+import types
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._outputs import output_bits
+from .convert import as_codes
+from .gemm import gemm
+from .mma import PRESETS, MMAStep
+from .mma import preset as _preset
+
+__all__ = ["identify", "Candidate", "promote_candidates", "SEARCHES", "FRAC_BITS", "TERMS"]
+
+SEARCHES = ("promote", "full")
+FRAC_BITS = tuple(range(10, 24))
+"""Accumulator fractional bits tried by ``search="full"`` (the fast engine's range)."""
+TERMS = (8, 16, 32, 64)
+"""Products per fused sum tried by ``search="full"``."""
+_MIN_ELEMENTS = 512  # outputs per candidate in the first, row-subset round
+_CONFIRM = 3  # candidates re-scored on every row besides those tied for the best
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One recipe tried: an MMA step model and a promotion interval."""
+
+    step: MMAStep
+    promote: int
+    once: bool = False
+    """True for the interval that covers K: one promotion of the whole chain at the end."""
+
+    @property
+    def label(self) -> str:
+        """Short name, e.g. "hopper p128", "hopper[frac_bits=12] p0", "hopper p4096 (once)"."""
+        return f"{self.step.name} p{self.promote}" + (" (once)" if self.once else "")
+
+    def describe(self) -> dict:
+        """The candidate as JSON-ready fields."""
+        return {"promote": self.promote, "preset": self.step.name,
+                "frac_bits": self.step.frac_bits, "terms": self.step.terms,
+                "label": self.label}
+
+
+@dataclass
+class _Problem:
+    """Inputs, wanted output bits and fixed gemm arguments of one identification."""
+
+    a: np.ndarray
+    b: np.ndarray
+    want: np.ndarray
+    kwargs: dict
+    group: int | None  # number of scale groups along K when group-scaled, else None
+
+    @property
+    def k(self) -> int:
+        return int(self.a.shape[1])
+
+    def rows(self, idx: np.ndarray) -> _Problem:
+        """The same problem restricted to some output rows (C and per-row scales follow)."""
+        m = self.a.shape[0]
+        kw = dict(self.kwargs)
+        for name in ("c", "scale_a"):
+            v = kw.get(name)
+            if v is not None and np.ndim(v) == 2 and np.shape(v)[0] == m:
+                kw[name] = np.ascontiguousarray(np.asarray(v)[idx])
+        return _Problem(np.ascontiguousarray(self.a[idx]), self.b, self.want[idx], kw, self.group)
+
+    def applicable(self, cand: Candidate) -> bool:
+        """False for recipes that cannot be run with these arguments (gemm would refuse)."""
+        p = cand.promote
+        if p and p % cand.step.terms:
+            return False
+        if self.group is not None:
+            return p > 0 and not cand.step.exact and math.ceil(self.k / p) == self.group
+        return True
+
+    def matched(self, cand: Candidate) -> int:
+        """Output elements the candidate reproduces bit for bit."""
+        got = gemm(self.a, self.b, promote=cand.promote, preset=cand.step, **self.kwargs)
+        return int(np.count_nonzero(got.view(self.want.dtype) == self.want))
+
+
+def promote_candidates(k: int, terms: int = 32) -> list[tuple[int, bool]]:
+    """Promotion intervals worth trying for a K: [(promote, once)], 0 (never) first.
+
+    Every multiple of 32 below min(K, 1024) + 1, then 32 * 2**i up to K, then the
+    smallest multiple of 32 (and of `terms`) >= K, which promotes once at the end and
+    differs from 0 only where the chain ends in -0 (acc = +0 + -0 = +0).
+    """
+    step = math.lcm(32, terms)
+    out = [(0, False)]
+    out += [(p, False) for p in range(step, min(k - 1, 1024) + 1, step)]
+    p = 2048
+    while p < k:
+        if p % step == 0:
+            out.append((p, False))
+        p *= 2
+    out.append((-(-k // step) * step, True))
+    return out
+
+
+def identify(
+    a: np.ndarray,
+    b: np.ndarray,
+    d: np.ndarray,
+    *,
+    a_format: str = "e4m3",
+    b_format: str = "e4m3",
+    c: np.ndarray | None = None,
+    out_dtype: str | None = None,
+    scale_a: np.ndarray | float | None = None,
+    scale_b: np.ndarray | float | None = None,
+    scaling: str | None = None,
+    search: str = "promote",
+    promotes: Iterable[int] | None = None,
+    preset: str | MMAStep = "hopper",
+    sample_elements: int = _MIN_ELEMENTS,
+) -> dict:
+    """Finds the promotion interval (and, if asked, the MMA step) that reproduces `d`.
+
+    Args:
+        a: (M, K) FP8 codes (uint8, or ml_dtypes float8) given to the unknown kernel.
+        b: (K, N) likewise.
+        d: the kernel's (M, N) output: float32, bfloat16 (ml_dtypes), float16, raw
+            uint16 bits (then `out_dtype` says which) or a torch tensor.
+        a_format, b_format: "e4m3" or "e5m2" (ml_dtypes names accepted).
+        c, scale_a, scale_b, scaling: as for `fp8sim.gemm`; fixed, not searched. Group
+            scales fix ceil(K / promote), so only intervals consistent with them are tried.
+        out_dtype: "float32", "bfloat16" or "float16"; inferred from `d` when None.
+        search: "promote" tries promotion intervals with `preset`; "full" also tries
+            accumulator fractional bits (`FRAC_BITS`) and terms per fused sum (`TERMS`)
+            around the best intervals, and the "ideal" and "exact" presets.
+        promotes: the intervals to try instead of `promote_candidates(K)`.
+        preset: the MMA step model whose promotion interval is sought.
+        sample_elements: outputs scored per candidate in the first (row-subset) round.
+
+    Returns:
+        A dict with `promote` (0 = never) and `match` (fraction of outputs the best
+        candidate reproduces bit for bit, on every row), `explained` (match == 1.0),
+        `preset`, `frac_bits`, `terms`, `label` of the best candidate, `equivalent`
+        (labels of every candidate as good as the best: more than one means the
+        output cannot tell them apart), `candidates` (every candidate tried, best
+        first, with `match` and the number of `rows` it was scored on), `tried`,
+        `note` (one sentence), `m`, `n`, `k`, `out_dtype`, `search`, `seconds`.
+
+    Raises:
+        ValueError, TypeError: an argument is malformed; the message names it.
+    """
+    t0 = time.perf_counter()
+    problem = _problem(a, b, d, a_format, b_format, c, out_dtype, scale_a, scale_b, scaling)
+    if search not in SEARCHES:
+        raise ValueError(f"search: expected one of {', '.join(SEARCHES)}, got {search!r}")
+    if isinstance(sample_elements, bool) or not isinstance(sample_elements, (int, np.integer)) \
+            or sample_elements < 1:
+        raise ValueError(f"sample_elements: expected a positive int, got {sample_elements!r}")
+    base = _preset(preset)
+    plist = _check_promotes(promotes, problem.k)
+    records = search_candidates(problem, base, plist, full=search == "full",
+                                sample_elements=int(sample_elements))
+    result = _summary(problem, records, search)
+    result["seconds"] = time.perf_counter() - t0
+    return result
+
+
+def _problem(a, b, d, a_format, b_format, c, out_dtype, scale_a, scale_b, scaling) -> _Problem:
+    """Validates the arguments into a `_Problem`."""
+    a, af = as_codes(a, a_format, arg="a", fmt_arg="a_format")
+    b, bf = as_codes(b, b_format, arg="b", fmt_arg="b_format")
+    if a.ndim != 2:
+        raise ValueError(f"a: expected a 2-D (M, K) array, got shape {a.shape}")
+    if b.ndim != 2 or b.shape[0] != a.shape[1]:
+        raise ValueError(f"b: expected shape ({a.shape[1]}, N) to match a, got {b.shape}")
+    want, out = output_bits(d, out_dtype, arg="d")
+    m, n = a.shape[0], b.shape[1]
+    if want.shape != (m, n):
+        raise ValueError(f"d: expected shape ({m}, {n}) from a and b, got {want.shape}")
+    if m == 0 or n == 0:
+        raise ValueError(f"d: nothing to identify in an empty ({m}, {n}) output")
+    kw = {"a_format": af, "b_format": bf, "c": c, "scale_a": scale_a, "scale_b": scale_b,
+          "scaling": scaling, "out_dtype": out}
+    group = None
+    if scaling == "group" or (scaling is None and scale_a is not None
+                              and np.ndim(scale_a) == 2 and np.shape(scale_a)[1] > 1):
+        if np.ndim(scale_a) != 2:
+            raise ValueError(f"scale_a: group scaling expects an (M, G) array, got shape "
+                             f"{np.shape(scale_a)}")
+        group = int(np.shape(scale_a)[1])
+    return _Problem(np.ascontiguousarray(a), np.ascontiguousarray(b),
+                    np.ascontiguousarray(want), kw, group)
+
+
+def _check_promotes(promotes, k: int) -> list[tuple[int, bool]] | None:
+    if promotes is None:
+        return None
+    try:
+        values = [int(p) for p in promotes]
+    except (TypeError, ValueError):
+        raise TypeError(f"promotes: expected an iterable of ints, got {promotes!r}") from None
+    if not values or any(p < 0 or p % 32 for p in values):
+        raise ValueError(f"promotes: expected 0 or positive multiples of 32, got {values}")
+    return [(p, p >= k) for p in dict.fromkeys(values)]
+
+
+def search_candidates(problem: _Problem, base: MMAStep, promotes: list | None, *,
+                      full: bool, sample_elements: int = _MIN_ELEMENTS,
+                      extra: Sequence[Candidate] = ()) -> list[dict]:
+    """Scores candidates on a row subset, confirms the best on all rows; records, best first.
+
+    Each record is `Candidate.describe()` plus `match`, `matched`, `total`, `rows`
+    (rows scored) and `order` (the tie-break: earlier = simpler explanation).
+    """
+    m, n = problem.want.shape
+    rows = min(m, max(1, -(-sample_elements // n)))
+    sub = problem if rows * 2 > m else problem.rows(np.linspace(0, m - 1, rows).round().astype(int))
+    scores: dict[Candidate, int] = {}
+    order: dict[Candidate, int] = {}
+
+    def run(cands: Iterable[Candidate]) -> None:
+        for cand in cands:
+            if cand not in scores and problem.applicable(cand):
+                order[cand] = len(order)
+                scores[cand] = sub.matched(cand)
+
+    def sweep(step: MMAStep) -> list[Candidate]:
+        plist = promotes if promotes is not None else promote_candidates(problem.k, step.terms)
+        return [Candidate(step, p, once) for p, once in plist]
+
+    def ranked() -> list[Candidate]:
+        return sorted(scores, key=lambda cd: (-scores[cd], order[cd]))
+
+    run(sweep(base))
+    run(extra)
+    if full:
+        best_promotes = list(dict.fromkeys(cd.promote for cd in ranked()))[:_CONFIRM]
+        once = {cd.promote: cd.once for cd in scores}
+        for p in best_promotes:
+            run(Candidate(_variant(base, f, t), p, once[p]) for t in TERMS for f in FRAC_BITS)
+        best_step = ranked()[0].step
+        if best_step != base:
+            run(sweep(best_step))
+        for name in ("ideal", "exact"):
+            for p in ([0] if name == "exact" else [0, *best_promotes]):
+                run([Candidate(PRESETS[name], p, once.get(p, False))])
+    total_sub = sub.want.size
+    top = ranked()
+    confirm = [cd for cd in top if scores[cd] == scores[top[0]]] + top[:_CONFIRM]
+    full_scores = {}
+    for cd in dict.fromkeys(confirm):
+        full_scores[cd] = scores[cd] if sub is problem else problem.matched(cd)
+    records = []
+    for cd in scores:
+        confirmed = cd in full_scores
+        matched = full_scores[cd] if confirmed else scores[cd]
+        total = problem.want.size if confirmed else total_sub
+        records.append(cd.describe() | {
+            "match": matched / total, "matched": matched, "total": total,
+            "rows": m if confirmed else sub.want.shape[0], "order": order[cd]})
+    records.sort(key=lambda r: (r["rows"] != m, -r["match"], r["order"]))
+    return records
+
+
+def _variant(base: MMAStep, frac_bits: int, terms: int) -> MMAStep:
+    """`base` with other fractional bits / terms (the same object when nothing changes)."""
+    changes = {}
+    if frac_bits != base.frac_bits:
+        changes["frac_bits"] = frac_bits
+    if terms != base.terms:
+        changes["terms"] = terms
+    return base.replace(**changes) if changes else base
+
+
+def _summary(problem: _Problem, records: list[dict], search: str) -> dict:
+    """The result dict of `identify` from the scored candidates."""
+    best = records[0]
+    m, n = problem.want.shape
+    equivalent = [r["label"] for r in records
+                  if r["rows"] == m and r["matched"] == best["matched"]]
+    explained = best["matched"] == best["total"]
+    tried = _tried_text(records)
+    if explained:
+        note = f"{best['label']} reproduces all {best['total']} outputs bit for bit"
+        if len(equivalent) > 1:
+            note += f"; so do {', '.join(equivalent[1:])} (the output cannot tell them apart)"
+    else:
+        note = (f"no candidate reproduces the output: the best, {best['label']}, matches "
+                f"{best['matched']} of {best['total']} ({100 * best['match']:.2f}%); "
+                f"tried {tried}")
+    return {
+        "promote": best["promote"], "match": best["match"], "explained": explained,
+        "preset": best["preset"], "frac_bits": best["frac_bits"], "terms": best["terms"],
+        "label": best["label"], "equivalent": equivalent, "ambiguous": len(equivalent) > 1,
+        "candidates": [{k: v for k, v in r.items() if k != "order"} for r in records],
+        "tried": len(records), "tried_text": tried, "note": note,
+        "m": int(m), "n": int(n), "k": problem.k, "out_dtype": problem.kwargs["out_dtype"],
+        "search": search,
+    }
+
+
+def _tried_text(records: list[dict]) -> str:
+    """ "37 candidates (hopper: promote 0, 32..1024 step 32, 2048, ...)" in one line."""
+    by_preset: dict[str, list[int]] = {}
+    for r in records:
+        by_preset.setdefault(r["preset"], []).append(r["promote"])
+    parts = [f"{name}: promote {_ranges(sorted(set(ps)))}" for name, ps in by_preset.items()]
+    if len(parts) > 4:
+        parts = parts[:3] + [f"{len(parts) - 3} more step models"]
+    return f"{len(records)} candidates ({'; '.join(parts)})"
+
+
+def _ranges(values: list[int]) -> str:
+    """Compresses sorted ints: [0, 32, 64, 96, 2048] -> "0, 32..96 step 32, 2048"."""
+    out, i = [], 0
+    while i < len(values):
+        j = i
+        while j + 1 < len(values) and values[j + 1] - values[j] == 32:
+            j += 1
+        if j - i >= 2:
+            out.append(f"{values[i]}..{values[j]} step 32")
+        else:
+            out.extend(str(v) for v in values[i:j + 1])
+        i = j + 1
+    return ", ".join(out)
+
+
+class _CallableModule(types.ModuleType):
+    """Lets `fp8sim.identify(...)` work after `import fp8sim.identify` binds the module there."""
+
+    def __call__(self, *args, **kwargs):
+        return identify(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
