@@ -1,9 +1,10 @@
 """float32/float64 <-> 8-bit codes: the public `encode` and `decode`.
 
-NaN codes: with ``saturate=False`` a NaN keeps its sign (0x7F / 0xFF), as torch and
-ml_dtypes do; with ``saturate=True`` every NaN becomes 0x7F, as CUDA's
+NaN codes: with ``saturate=False`` a NaN keeps its sign (0x7F / 0xFF), as torch does
+(ml_dtypes agrees for E4M3; for E5M2 it keeps NaN payload bits, giving e.g. 0x7E);
+with ``saturate=True`` every NaN becomes 0x7F, as CUDA's
 ``__nv_cvt_float_to_fp8(x, __NV_SATFINITE, ...)`` returns. The FNUZ formats have a
-single NaN, 0x80, and no negative zero.
+single NaN, 0x80, and no negative zero. E8M0 scales go through `encode_e8m0`.
 """
 
 from __future__ import annotations
@@ -12,12 +13,41 @@ import ml_dtypes
 import numpy as np
 
 from . import _convert_kernels as _k
-from .formats import FormatInfo, decode_table, format_info, format_of_dtype
+from .formats import E8M0, FormatInfo, decode_table, format_info, format_of_dtype
 from .rounding import RoundMode, round_mode
 
-__all__ = ["encode", "decode", "as_codes"]
+__all__ = ["encode", "encode_e8m0", "decode", "as_codes"]
 
 _EXACT_UPCAST = (np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16))
+
+
+def _float_input(x: np.ndarray | float, arg: str = "x") -> np.ndarray:
+    """`x` as a float32 or float64 array (float16/bfloat16 widened exactly); TypeError otherwise."""
+    arr = np.asarray(x)
+    if arr.dtype in _EXACT_UPCAST:
+        arr = arr.astype(np.float32)
+    if arr.dtype not in _k.SOURCE_PARAMS:
+        raise TypeError(f"{arg}: expected a float32 or float64 array, got dtype {arr.dtype}")
+    return arr
+
+
+def _random_words(n: int, shape: tuple[int, ...], rng: np.random.Generator | int | None,
+                  random_bits: np.ndarray | None) -> np.ndarray:
+    """The 32-bit random word of each element for stochastic rounding (flat uint32)."""
+    if random_bits is not None:
+        if rng is not None:
+            raise ValueError("random_bits: give either rng or random_bits, not both")
+        words = np.asarray(random_bits)
+        if words.dtype != np.uint32:
+            raise TypeError(f"random_bits: expected a uint32 array, got dtype {words.dtype}")
+        if words.shape != shape:
+            raise ValueError(f"random_bits: shape {words.shape} differs from x's shape {shape}")
+        return np.ascontiguousarray(words).reshape(-1)
+    if rng is None or isinstance(rng, int | np.integer):
+        rng = np.random.default_rng(rng)
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng: expected a numpy Generator, an int seed or None, got {type(rng)}")
+    return rng.integers(0, 2**32, size=n, dtype=np.uint32)
 
 
 def encode(
@@ -27,40 +57,96 @@ def encode(
     saturate: bool = False,
     rounding: str | RoundMode = RoundMode.TiesToEven,
     rng: np.random.Generator | int | None = None,
+    random_bits: np.ndarray | None = None,
 ) -> np.ndarray:
     """Rounds float32/float64 values to 8-bit codes (uint8, same shape as `x`).
 
     Args:
         x: floating-point values (float16 and bfloat16 are widened exactly first).
-        fmt: "e4m3", "e5m2", "e4m3fnuz", "e5m2fnuz" or an ml_dtypes name.
+        fmt: "e4m3", "e5m2", "e4m3fnuz", "e5m2fnuz", "e8m0" or an ml_dtypes name.
         saturate: overflow and Inf give the largest finite value of that sign
             (CUDA's __NV_SATFINITE) instead of Inf (E5M2) or NaN (E4M3).
         rounding: a RoundMode or its short name; nearest-even by default.
         rng: seed or numpy Generator for stochastic rounding (ignored otherwise).
+        random_bits: instead of `rng`, the uint32 random word of each element (shape
+            of `x`): stochastic rounding rounds |x| up exactly when the word is below
+            the first 32 bits of the dropped fraction, (|x| - lower) / gap * 2**32.
+
+    Returns:
+        uint8 codes. Every element is rounded on its own, so the result does not
+        depend on the number of threads.
 
     Directed modes follow IEEE 754 on overflow: a mode that rounds toward zero
-    returns the largest finite value, never Inf/NaN.
+    returns the largest finite value, never Inf/NaN. "e8m0" is `encode_e8m0` with
+    this function's rounding (nearest-even by default) and saturation.
     """
     info = format_info(fmt)
-    if not info.signed:
-        raise ValueError(f"fmt: {info.name} is a scale format; use fp8sim.quant.encode_e8m0")
     mode = round_mode(rounding)
-    arr = np.asarray(x)
-    if arr.dtype in _EXACT_UPCAST:
-        arr = arr.astype(np.float32)
-    if arr.dtype not in _k.SOURCE_PARAMS:
-        raise TypeError(f"x: expected a float32 or float64 array, got dtype {arr.dtype}")
+    if not info.signed:
+        if random_bits is not None or rng is not None:
+            raise ValueError("rng: stochastic rounding is not supported for E8M0")
+        return encode_e8m0(x, rounding=mode, saturate=saturate)
+    arr = _float_input(x)
     flat = np.ascontiguousarray(arr).reshape(-1)
     bits = flat.view(np.int32 if flat.dtype == np.float32 else np.int64)
     if mode == RoundMode.Stochastic:
-        gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-        rnd = gen.integers(0, 2**32, size=flat.shape[0], dtype=np.uint32)
+        rnd = _random_words(flat.shape[0], arr.shape, rng, random_bits)
+    elif random_bits is not None:
+        raise ValueError("random_bits: only used with rounding='stochastic'")
     else:
         rnd = np.empty(0, dtype=np.uint32)
     out = np.empty(flat.shape[0], dtype=np.uint8)
     _k.encode_bits(bits, out, *_k.SOURCE_PARAMS[flat.dtype], *_k.format_params(info),
                    int(mode), bool(saturate), rnd)
     return out.reshape(arr.shape)
+
+
+def encode_e8m0(
+    x: np.ndarray | float,
+    *,
+    rounding: str | RoundMode = RoundMode.TowardPositive,
+    saturate: bool = False,
+) -> np.ndarray:
+    """Rounds positive values to E8M0 scale codes, the power of two 2**(code - 127).
+
+    Scale formats (OCP MX, DeepGEMM's power-of-two scales) keep only an exponent, so a
+    scale is rounded to a power of two; the default rounds up, 2**ceil(log2(x)), so
+    that dividing by the scale never overflows.
+
+    Args:
+        x: float32/float64 values (float16/bfloat16 widened exactly), any shape.
+        rounding: "up" (default), "down", "zero" (same as down here) or "nearest",
+            in the linear domain: between 2**e and 2**(e+1) the midpoint is 1.5 * 2**e,
+            and a tie goes to the even code. (ml_dtypes rounds such ties up.)
+        saturate: results above 2**127 (and +Inf) give 0xFE (2**127) instead of NaN.
+
+    Returns:
+        uint8 codes. E8M0 has no zero, no sign and no subnormals: +-0 and every
+        result below 2**-127 give 0x00 (2**-127, the smallest scale); negative
+        values, NaN and -Inf give the NaN code 0xFF; +Inf gives 0xFF (0xFE with
+        `saturate`).
+    """
+    mode = round_mode(rounding)
+    if mode == RoundMode.Stochastic:
+        raise ValueError("rounding: stochastic rounding is not supported for E8M0")
+    arr = _float_input(x)
+    bits = np.ascontiguousarray(arr, dtype=np.float64).view(np.int64)  # exact widening
+    ef = (bits >> 52) & 0x7FF
+    mant = bits & ((1 << 52) - 1)
+    code = ef - (1023 - E8M0.bias)  # floor(log2 x) + 127 for normal float64
+    half = np.int64(1 << 51)
+    if mode == RoundMode.TowardPositive:
+        code += mant != 0
+    elif mode == RoundMode.TiesToEven:
+        code += (mant > half) | ((mant == half) & (code % 2 == 1))
+    out = np.clip(code, 0, E8M0.max_code + 1)
+    if saturate:
+        out[out > E8M0.max_code] = E8M0.max_code
+    out[ef == 0] = 0  # +-0 and float64 subnormals: far below 2**-127
+    out[(ef == 0x7FF) & (mant == 0)] = E8M0.max_code if saturate else E8M0.nan_code
+    out[(ef == 0x7FF) & (mant != 0)] = E8M0.nan_code
+    out[(bits < 0) & ((ef != 0) | (mant != 0))] = E8M0.nan_code  # negative, not -0
+    return out.astype(np.uint8)
 
 
 def as_codes(
