@@ -173,7 +173,7 @@ def as_codes(
 
 
 def _torch_to_numpy(t) -> np.ndarray:
-    """Converts a (CPU or GPU) torch float8 tensor to an ml_dtypes array without copying codes twice."""
+    """Converts a (CPU or GPU) torch float8 tensor to an ml_dtypes array, codes copied once."""
     import torch  # only reached when the caller passed a torch tensor
 
     names = {torch.float8_e4m3fn: "float8_e4m3fn", torch.float8_e5m2: "float8_e5m2"}
