@@ -4,9 +4,10 @@ Given the FP8 inputs of a GEMM and the output `d` of an unknown kernel, `identif
 runs `fp8sim.gemm` under candidate recipes and counts the output elements each one
 reproduces bit for bit. Candidates are the promotion interval (0 = never, every
 multiple of 32 up to 1024, then powers of two, and "once at the end") and, when asked
-(``search="full"``), the accumulator's fractional bits, the terms per fused sum and the
-"ideal"/"exact" presets. To stay fast on large outputs every candidate is first scored
-on a few evenly spaced rows, then the best are confirmed on the whole output.
+(``search="full"``), every combination of the accumulator's fractional bits and the
+terms per fused sum, and the "ideal"/"exact" presets. To stay fast on large GEMMs every
+candidate is first scored on a few evenly spaced rows, then the best are confirmed on
+the whole output.
 
 When no candidate reproduces every element, the result says so (``explained`` False,
 the best match below 1.0 and every candidate tried); nothing is rounded up.
@@ -26,7 +27,7 @@ import numpy as np
 from ._outputs import output_bits
 from .convert import as_codes
 from .gemm import gemm
-from .mma import PRESETS, MMAStep
+from .mma import HOPPER, PRESETS, MMAStep
 from .mma import preset as _preset
 
 __all__ = ["identify", "Candidate", "promote_candidates", "SEARCHES", "FRAC_BITS", "TERMS"]
@@ -37,6 +38,7 @@ FRAC_BITS = tuple(range(10, 24))
 TERMS = (8, 16, 32, 64)
 """Products per fused sum tried by ``search="full"``."""
 _MIN_ELEMENTS = 512  # outputs per candidate in the first, row-subset round
+_FULL_WORK = 1 << 22  # multiply-adds per candidate below which every row is scored at once
 _CONFIRM = 3  # candidates re-scored on every row besides those tied for the best
 
 
@@ -147,12 +149,14 @@ def identify(
         c, scale_a, scale_b, scaling: as for `fp8sim.gemm`; fixed, not searched. Group
             scales fix ceil(K / promote), so only intervals consistent with them are tried.
         out_dtype: "float32", "bfloat16" or "float16"; inferred from `d` when None.
-        search: "promote" tries promotion intervals with `preset`; "full" also tries
-            accumulator fractional bits (`FRAC_BITS`) and terms per fused sum (`TERMS`)
-            around the best intervals, and the "ideal" and "exact" presets.
+        search: "promote" tries promotion intervals with `preset`; "full" tries them
+            with every combination of accumulator fractional bits (`FRAC_BITS`) and
+            terms per fused sum (`TERMS`), and with the "ideal" and "exact" presets
+            (about 2,000 candidates, scored on a row subset first).
         promotes: the intervals to try instead of `promote_candidates(K)`.
         preset: the MMA step model whose promotion interval is sought.
-        sample_elements: outputs scored per candidate in the first (row-subset) round.
+        sample_elements: outputs scored per candidate in a first round on evenly spaced
+            rows, used when one candidate costs more than 2**22 multiply-adds.
 
     Returns:
         A dict with `promote` (0 = never) and `match` (fraction of outputs the best
@@ -231,7 +235,10 @@ def search_candidates(problem: _Problem, base: MMAStep, promotes: list | None, *
     """
     m, n = problem.want.shape
     rows = min(m, max(1, -(-sample_elements // n)))
-    sub = problem if rows * 2 > m else problem.rows(np.linspace(0, m - 1, rows).round().astype(int))
+    if rows * 2 > m or (not full and m * n * problem.k <= _FULL_WORK):
+        sub = problem
+    else:
+        sub = problem.rows(np.linspace(0, m - 1, rows).round().astype(int))
     scores: dict[Candidate, int] = {}
     order: dict[Candidate, int] = {}
 
@@ -245,24 +252,17 @@ def search_candidates(problem: _Problem, base: MMAStep, promotes: list | None, *
         plist = promotes if promotes is not None else promote_candidates(problem.k, step.terms)
         return [Candidate(step, p, once) for p, once in plist]
 
-    def ranked() -> list[Candidate]:
-        return sorted(scores, key=lambda cd: (-scores[cd], order[cd]))
-
     run(sweep(base))
     run(extra)
     if full:
-        best_promotes = list(dict.fromkeys(cd.promote for cd in ranked()))[:_CONFIRM]
-        once = {cd.promote: cd.once for cd in scores}
-        for p in best_promotes:
-            run(Candidate(_variant(base, f, t), p, once[p]) for t in TERMS for f in FRAC_BITS)
-        best_step = ranked()[0].step
-        if best_step != base:
-            run(sweep(best_step))
-        for name in ("ideal", "exact"):
-            for p in ([0] if name == "exact" else [0, *best_promotes]):
-                run([Candidate(PRESETS[name], p, once.get(p, False))])
+        fused = base if base.fused else HOPPER
+        for t in TERMS:
+            for f in FRAC_BITS:
+                run(sweep(_variant(fused, f, t)))
+        run(sweep(PRESETS["ideal"]))
+        run([Candidate(PRESETS["exact"], 0)])
     total_sub = sub.want.size
-    top = ranked()
+    top = sorted(scores, key=lambda cd: (-scores[cd], order[cd]))
     confirm = [cd for cd in top if scores[cd] == scores[top[0]]] + top[:_CONFIRM]
     full_scores = {}
     for cd in dict.fromkeys(confirm):
