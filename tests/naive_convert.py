@@ -39,7 +39,8 @@ def round_magnitude(ax: np.ndarray, fmt, mode: RoundMode, negative: np.ndarray |
         frac = n - lo  # exact
         threshold = np.floor(np.ldexp(frac, 32))  # first 32 bits of the fraction
         r = lo + (random_bits.astype(np.float64) < threshold)
-    return np.ldexp(r, q_exp)
+    with np.errstate(over="ignore"):  # rounding up from near DBL_MAX: inf, an overflow
+        return np.ldexp(r, q_exp)
 
 
 def encode_naive(x: np.ndarray, fmt, *, rounding="nearest", saturate: bool = False,
