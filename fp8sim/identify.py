@@ -22,6 +22,7 @@ import types
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from ._outputs import output_bits
@@ -39,6 +40,7 @@ TERMS = (8, 16, 32, 64)
 """Products per fused sum tried by ``search="full"``."""
 _MIN_ELEMENTS = 512  # outputs per candidate in the first, row-subset round
 _FULL_WORK = 1 << 22  # multiply-adds per candidate below which every row is scored at once
+_TILE = 64  # rows and columns of one engine tile (fp8sim._gemm_kernels.IB, JB)
 _CONFIRM = 3  # candidates re-scored on every row besides those tied for the best
 
 
@@ -97,8 +99,22 @@ class _Problem:
         return True
 
     def matched(self, cand: Candidate) -> int:
-        """Output elements the candidate reproduces bit for bit."""
-        got = gemm(self.a, self.b, promote=cand.promote, preset=cand.step, **self.kwargs)
+        """Output elements the candidate reproduces bit for bit.
+
+        The engine is parallel over 64 x 64 output tiles; with a single tile the other
+        threads only wait at the barrier (milliseconds on a busy machine), so the
+        call then runs on this thread alone. Bits do not depend on the thread count.
+        """
+        m, n = self.want.shape
+        single = m <= _TILE and n <= _TILE
+        threads = numba.get_num_threads()
+        if single and threads > 1:
+            numba.set_num_threads(1)
+        try:
+            got = gemm(self.a, self.b, promote=cand.promote, preset=cand.step, **self.kwargs)
+        finally:
+            if single and threads > 1:
+                numba.set_num_threads(threads)
         return int(np.count_nonzero(got.view(self.want.dtype) == self.want))
 
 
