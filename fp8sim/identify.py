@@ -15,11 +15,12 @@ the best match below 1.0 and every candidate tried); nothing is rounded up.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
 import types
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numba
@@ -99,23 +100,30 @@ class _Problem:
         return True
 
     def matched(self, cand: Candidate) -> int:
-        """Output elements the candidate reproduces bit for bit.
-
-        The engine is parallel over 64 x 64 output tiles; with a single tile the other
-        threads only wait at the barrier (milliseconds on a busy machine), so the
-        call then runs on this thread alone. Bits do not depend on the thread count.
-        """
-        m, n = self.want.shape
-        single = m <= _TILE and n <= _TILE
-        threads = numba.get_num_threads()
-        if single and threads > 1:
-            numba.set_num_threads(1)
-        try:
+        """Output elements the candidate reproduces bit for bit."""
+        with tile_threads(*self.want.shape):
             got = gemm(self.a, self.b, promote=cand.promote, preset=cand.step, **self.kwargs)
-        finally:
-            if single and threads > 1:
-                numba.set_num_threads(threads)
         return int(np.count_nonzero(got.view(self.want.dtype) == self.want))
+
+
+@contextlib.contextmanager
+def tile_threads(m: int, n: int) -> Iterator[None]:
+    """Runs the engine on no more threads than an (m, n) output has 64 x 64 tiles.
+
+    The engine is parallel over output tiles; with a single tile the other threads
+    only wait at the barrier (milliseconds each call on a busy machine). The bits do
+    not depend on the thread count.
+    """
+    threads = numba.get_num_threads()
+    tiles = -(-m // _TILE) * -(-n // _TILE)
+    if tiles >= threads:
+        yield
+        return
+    numba.set_num_threads(max(1, tiles))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(threads)
 
 
 def promote_candidates(k: int, terms: int = 32) -> list[tuple[int, bool]]:
