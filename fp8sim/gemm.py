@@ -8,10 +8,13 @@ cuBLASLt's per-tensor alpha, or torch's row-wise scales.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+from collections.abc import Iterator
 
 import ml_dtypes
+import numba
 import numpy as np
 
 from . import _gemm_kernels as _k
@@ -130,8 +133,29 @@ def _run(a, b, af: FormatInfo, bf: FormatInfo, step: MMAStep, promote: int, c32,
             chunk, promote = max(k, 1), 0
     tav, tag = _tables(af)
     tbv, tbg = _tables(bf)
-    _k.gemm_tiles(np.ascontiguousarray(a), np.ascontiguousarray(b), tav, tag, tbv, tbg, c_arr,
-                  has_c, mode, block, frac, chunk, promote > 0, group, sa, sb, out)
+    with _threads_for(a.shape[0], b.shape[1]):
+        _k.gemm_tiles(np.ascontiguousarray(a), np.ascontiguousarray(b), tav, tag, tbv, tbg,
+                      c_arr, has_c, mode, block, frac, chunk, promote > 0, group, sa, sb, out)
+
+
+@contextlib.contextmanager
+def _threads_for(m: int, n: int) -> Iterator[None]:
+    """Runs the engine on no more threads than the output has tiles.
+
+    With fewer tiles than threads the idle threads only wait at the parallel loop's
+    barrier, which costs milliseconds a call on a busy machine (7.8 ms instead of
+    0.12 ms for a 64x64x64 GEMM). The bits never depend on the thread count.
+    """
+    threads = numba.get_num_threads()
+    tiles = -(-m // _k.IB) * -(-n // _k.JB)
+    if tiles >= threads:
+        yield
+        return
+    numba.set_num_threads(max(1, tiles))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(threads)
 
 
 @functools.cache
