@@ -21,7 +21,7 @@ test: $(STAMP)  ## fast tests (< 5 min), golden files included when ../shared/go
 	$(PY) -m pytest -q -m "not slow"
 
 test-all: $(STAMP)  ## everything, the exhaustive checks too
-	$(PY) -m pytest -q
+	FP8SIM_EXAMPLES_SCALE=10 $(PY) -m pytest -q
 
 bench: $(STAMP)  ## speed figures, printed and written to bench/results.csv
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) scripts/bench.py --csv bench/results.csv

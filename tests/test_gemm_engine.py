@@ -7,6 +7,8 @@ the 128-column group of scale_b, every preset with a fast kernel.
 
 from __future__ import annotations
 
+import os
+
 import numba
 import numpy as np
 import pytest
@@ -16,6 +18,9 @@ from hypothesis import strategies as st
 from fp8sim import gemm, reference
 from fp8sim.formats import E4M3, E5M2
 from fp8sim.mma import HOPPER, PRESETS
+
+# make test-all runs ten times as many examples
+SCALE = int(os.environ.get("FP8SIM_EXAMPLES_SCALE", "1"))
 
 FAST_STEPS = [PRESETS["hopper"], PRESETS["ideal"], PRESETS["exact"], PRESETS["ada"],
               PRESETS["blackwell"], HOPPER.replace(frac_bits=16), HOPPER.replace(frac_bits=23),
@@ -52,7 +57,7 @@ def c_values(rng: np.random.Generator, shape, kind: str) -> np.ndarray:
     return pool[rng.integers(0, pool.size, shape)]
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 2**32 - 1),
     m=st.integers(1, 5),
@@ -76,7 +81,7 @@ def test_engine_matches_reference(seed, m, n, k, fmts, kind, promote, c_kind, st
     assert np.array_equal(bits(got), bits(want))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 2**32 - 1),
     m=st.integers(1, 4),
