@@ -31,10 +31,11 @@ from .convert import as_codes
 from .gemm import gemm
 from .mma import HOPPER, PRESETS, MMAStep
 from .mma import preset as _preset
+from .splitk import gemm_split_k, split_bounds
 
 __all__ = ["identify", "Candidate", "promote_candidates", "SEARCHES", "FRAC_BITS", "TERMS"]
 
-SEARCHES = ("promote", "full")
+SEARCHES = ("promote", "split", "full")
 FRAC_BITS = tuple(range(10, 24))
 """Accumulator fractional bits tried by ``search="full"`` (the fast engine's range)."""
 TERMS = (8, 16, 32, 64)
@@ -42,6 +43,8 @@ TERMS = (8, 16, 32, 64)
 _MIN_ELEMENTS = 512  # outputs per candidate in the first, row-subset round
 _FULL_WORK = 1 << 22  # multiply-adds per candidate below which every row is scored at once
 _TILE = 64  # rows and columns of one engine tile (fp8sim._gemm_kernels.IB, JB)
+_MAX_SLICES = 64  # split-K slice counts tried: 2.._MAX_SLICES
+_SPLIT_ALIGN = 128  # split-K slice lengths are multiples of this
 _CONFIRM = 3  # candidates re-scored on every row besides those tied for the best
 
 
@@ -53,16 +56,25 @@ class Candidate:
     promote: int
     once: bool = False
     """True for the interval that covers K: one promotion of the whole chain at the end."""
+    split: tuple[tuple[int, int], ...] = ()
+    """Split-K slices [k0, k1) (`fp8sim.splitk`), each its own chain, added in FP32; ()
+    for one chain over all of K."""
 
     @property
     def label(self) -> str:
-        """Short name, e.g. "hopper p128", "hopper[frac_bits=12] p0", "hopper p4096 (once)"."""
-        return f"{self.step.name} p{self.promote}" + (" (once)" if self.once else "")
+        """Short name, e.g. "hopper p128", "hopper[frac_bits=12] p0", "hopper p4096 (once)",
+        "hopper p0 split-K 6x2816"."""
+        text = f"{self.step.name} p{self.promote}" + (" (once)" if self.once else "")
+        if self.split:
+            text += f" split-K {len(self.split)}x{self.split[0][1] - self.split[0][0]}"
+        return text
 
     def describe(self) -> dict:
-        """The candidate as JSON-ready fields."""
+        """The candidate as JSON-ready fields (`slices` 0 and `slice_k` 0 without split-K)."""
         return {"promote": self.promote, "preset": self.step.name,
                 "frac_bits": self.step.frac_bits, "terms": self.step.terms,
+                "slices": len(self.split),
+                "slice_k": self.split[0][1] - self.split[0][0] if self.split else 0,
                 "label": self.label}
 
 
@@ -95,6 +107,9 @@ class _Problem:
         p = cand.promote
         if p and p % cand.step.terms:
             return False
+        if cand.split and any(self.kwargs.get(n) is not None
+                              for n in ("c", "scale_a", "scale_b", "scaling")):
+            return False  # split-K epilogues with C or scales are not modelled
         if self.group is not None:
             return p > 0 and not cand.step.exact and math.ceil(self.k / p) == self.group
         return True
@@ -102,8 +117,40 @@ class _Problem:
     def matched(self, cand: Candidate) -> int:
         """Output elements the candidate reproduces bit for bit."""
         with tile_threads(*self.want.shape):
-            got = gemm(self.a, self.b, promote=cand.promote, preset=cand.step, **self.kwargs)
+            if cand.split:
+                got = _split_gemm(self.a, self.b, cand, self.kwargs)
+            else:
+                got = gemm(self.a, self.b, promote=cand.promote, preset=cand.step,
+                           **self.kwargs)
         return int(np.count_nonzero(got.view(self.want.dtype) == self.want))
+
+
+def _split_gemm(a, b, cand: Candidate, kwargs: dict) -> np.ndarray:
+    """The candidate's split-K GEMM (`fp8sim.splitk.gemm_split_k` on its slices)."""
+    size = cand.split[0][1] - cand.split[0][0]
+    return gemm_split_k(a, b, slices=len(cand.split), align=size, promote=cand.promote,
+                        preset=cand.step, a_format=kwargs["a_format"],
+                        b_format=kwargs["b_format"], out_dtype=kwargs["out_dtype"])
+
+
+def split_candidates(k: int, step: MMAStep, promotes: Iterable[int] = (0,),
+                     max_slices: int = _MAX_SLICES) -> list[Candidate]:
+    """Split-K recipes: 2..max_slices slices of ceil(K / slices) rounded up to 128, each
+    promoted every p of `promotes` (0 = never); slicings that coincide are tried once.
+
+    Only unpromoted slices by default (cuBLASLt's fast accumulation): with promotion
+    every 128, adding the slices' FP32 results in order usually gives the same bits as
+    one promoted chain, so such candidates explain nothing new.
+    """
+    seen, out = set(), []
+    for n in range(2, max_slices + 1):
+        bounds = tuple(split_bounds(k, n, _SPLIT_ALIGN))
+        if len(bounds) < 2 or bounds in seen:
+            continue
+        seen.add(bounds)
+        size = bounds[0][1] - bounds[0][0]
+        out += [Candidate(step, p, False, bounds) for p in promotes if p < size]
+    return out
 
 
 @contextlib.contextmanager
@@ -204,6 +251,7 @@ def identify(
     base = _preset(preset)
     plist = _check_promotes(promotes, problem.k)
     records = search_candidates(problem, base, plist, full=search == "full",
+                                split=search in ("split", "full"),
                                 sample_elements=int(sample_elements))
     result = _summary(problem, records, search)
     result["seconds"] = time.perf_counter() - t0
@@ -250,7 +298,8 @@ def _check_promotes(promotes, k: int) -> list[tuple[int, bool]] | None:
 
 
 def search_candidates(problem: _Problem, base: MMAStep, promotes: list | None, *,
-                      full: bool, sample_elements: int = _MIN_ELEMENTS,
+                      full: bool, split: bool = False,
+                      sample_elements: int = _MIN_ELEMENTS,
                       extra: Sequence[Candidate] = ()) -> list[dict]:
     """Scores candidates on a row subset, confirms the best on all rows; records, best first.
 
@@ -259,7 +308,7 @@ def search_candidates(problem: _Problem, base: MMAStep, promotes: list | None, *
     """
     m, n = problem.want.shape
     rows = min(m, max(1, -(-sample_elements // n)))
-    if rows * 2 > m or (not full and m * n * problem.k <= _FULL_WORK):
+    if rows * 2 > m or (not (full or split) and m * n * problem.k <= _FULL_WORK):
         sub = problem
     else:
         sub = problem.rows(np.linspace(0, m - 1, rows).round().astype(int))
@@ -278,6 +327,8 @@ def search_candidates(problem: _Problem, base: MMAStep, promotes: list | None, *
 
     run(sweep(base))
     run(extra)
+    if split:
+        run(split_candidates(problem.k, base if base.fused else HOPPER))
     if full:
         fused = base if base.fused else HOPPER
         for t in TERMS:
@@ -324,7 +375,9 @@ def _summary(problem: _Problem, records: list[dict], search: str) -> dict:
     if explained:
         note = f"{best['label']} reproduces all {best['total']} outputs bit for bit"
         if len(equivalent) > 1:
-            note += f"; so do {', '.join(equivalent[1:])} (the output cannot tell them apart)"
+            others = ", ".join(equivalent[1:6]) + (
+                f" and {len(equivalent) - 6} more" if len(equivalent) > 6 else "")
+            note += f"; so do {others} (the output cannot tell them apart)"
     else:
         note = (f"no candidate reproduces the output: the best, {best['label']}, matches "
                 f"{best['matched']} of {best['total']} ({100 * best['match']:.2f}%); "
@@ -343,9 +396,18 @@ def _summary(problem: _Problem, records: list[dict], search: str) -> dict:
 def _tried_text(records: list[dict]) -> str:
     """ "37 candidates (hopper: promote 0, 32..1024 step 32, 2048, ...)" in one line."""
     by_preset: dict[str, list[int]] = {}
+    slices: dict[str, set[int]] = {}
     for r in records:
-        by_preset.setdefault(r["preset"], []).append(r["promote"])
-    parts = [f"{name}: promote {_ranges(sorted(set(ps)))}" for name, ps in by_preset.items()]
+        name = r["preset"] + (" split-K" if r["slices"] else "")
+        by_preset.setdefault(name, []).append(r["promote"])
+        if r["slices"]:
+            slices.setdefault(name, set()).add(r["slices"])
+    parts = []
+    for name, ps in by_preset.items():
+        text = f"{name}: promote {_ranges(sorted(set(ps)))}"
+        if name in slices:
+            text += f", {min(slices[name])}..{max(slices[name])} slices"
+        parts.append(text)
     if len(parts) > 4:
         parts = parts[:3] + [f"{len(parts) - 3} more step models"]
     return f"{len(records)} candidates ({'; '.join(parts)})"

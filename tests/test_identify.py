@@ -104,7 +104,8 @@ def test_long_k_explained(name):
 
 @pytest.mark.golden
 def test_long_k_cublas_fast_is_not_explained():
-    """cuBLASLt fast accumulation at K = 16384 splits K in an unknown way: identify says so."""
+    """cuBLASLt fast accumulation at K = 16384 splits K: no single chain explains it, and
+    the default (promotion-only) search says so rather than pretend."""
     case = load_cases(SHARED_GOLDEN / "longk_public0.npz")[0]
     assert case.k == 16384 and known_unexplained(case, "cublas_fast_f32")
     _, kw = _spec(case, "cublas_fast_f32")
@@ -114,6 +115,32 @@ def test_long_k_cublas_fast_is_not_explained():
     promotes = {c["promote"] for c in r["candidates"]}
     assert {0, 128, 256, 1024, 16384} <= promotes  # what was tried is in the result
     assert r["tried"] == len(r["candidates"]) == len(promote_candidates(case.k))
+
+
+LONG_K = [("longk_public0", 16384, 6), ("longk_public1", 16384, 6),
+          ("longk_public0", 65536, 22), ("longk_public1", 65536, 22)]
+
+
+def _check_split_found(path, k, slices):
+    case = next(c for c in load_cases(path) if c.k == k)
+    r = identify(case.a, case.b, case.arrays["cublas_fast_f32"], a_format=case.a_format,
+                 b_format=case.b_format, search="split")
+    assert r["explained"] and r["equivalent"] == [r["label"]], r["note"]
+    best = r["candidates"][0]
+    assert (best["promote"], best["slices"]) == (0, slices)
+    assert best["slice_k"] == {16384: 2816, 65536: 3072}[k]
+
+
+@pytest.mark.parametrize(("fname", "k", "slices"), LONG_K)
+def test_split_search_finds_cublas_fast_split_k_committed(fname, k, slices):
+    """cuBLASLt fast accumulation at long K is split-K: found even from the committed crops."""
+    _check_split_found(DATA / "golden" / f"{fname}.npz", k, slices)
+
+
+@pytest.mark.golden
+@pytest.mark.parametrize(("fname", "k", "slices"), LONG_K)
+def test_split_search_finds_cublas_fast_split_k(fname, k, slices):
+    _check_split_found(SHARED_GOLDEN / f"{fname}.npz", k, slices)
 
 
 def _random_case(m=16, k=512, n=64, seed=0):
