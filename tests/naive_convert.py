@@ -98,3 +98,97 @@ def encode_e8m0_naive(x: float, rounding="up", saturate: bool = False) -> int:
     if code > E8M0.max_code:
         return E8M0.max_code if saturate else E8M0.nan_code
     return code
+
+
+# ---------------------------------------------------------------------------- by intervals
+# For the exhaustive float32 check. Positive float32 bit patterns are ordered like their
+# values, so every (deterministic) rounding maps a run of consecutive patterns to one
+# code: the reference is the list of runs, built from the decoded grid values, not from
+# any bit manipulation of the input.
+
+OVF, INF, NAN = 256, 257, 258
+"""Magnitude classes beyond the codes 0..max_code: overflow, Inf input, NaN input."""
+
+_INF_BITS = 0x7F800000
+
+
+def _f32_bits(values) -> np.ndarray:
+    """float32 bit patterns of exactly representable values (as int64)."""
+    return np.asarray(values, dtype=np.float32).view(np.uint32).astype(np.int64)
+
+
+def magnitude_runs(fmt, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Runs of positive float32 patterns by magnitude class: (first pattern, class) pairs.
+
+    kind: "trunc" (largest grid value <= |x|; |x| above max stays max), "away"
+    (smallest grid value >= |x|, else OVF) or "nearest" (ties to the even code; the
+    tie above max goes to the even one of max_code and max_code + 1 = OVF).
+    """
+    info = format_info(fmt)
+    grid = decode_table(info)[: info.max_code + 1].astype(np.float64)
+    bits = _f32_bits(grid)
+    codes = np.arange(info.max_code + 1)
+    if kind == "trunc":
+        starts, labels = bits, codes
+    elif kind == "away":
+        starts = np.concatenate([[0], bits + 1])  # just above g[c-1] up to g[c] -> c
+        labels = np.concatenate([codes, [OVF]])
+    elif kind == "nearest":
+        top = grid[-1] + (grid[-1] - grid[-2]) / 2  # the tie between max and the next step
+        mids = _f32_bits(np.concatenate([(grid[1:] + grid[:-1]) / 2, [top]]))
+        upper = np.arange(1, info.max_code + 2)  # the code above each midpoint
+        even = np.where(upper % 2 == 0, upper, upper - 1)
+        starts = np.concatenate([[0], np.column_stack([mids, mids + 1]).ravel()])
+        labels = np.concatenate([[0], np.column_stack([even, upper]).ravel()])
+        labels[labels > info.max_code] = OVF
+    else:
+        raise ValueError(f"kind: unknown {kind!r}")
+    starts = np.concatenate([starts, [_INF_BITS, _INF_BITS + 1, 2**31]])
+    labels = np.concatenate([labels, [INF, NAN, NAN]])
+    return starts, labels.astype(np.int16)
+
+
+def expand_runs(runs: tuple[np.ndarray, np.ndarray], p0: int, p1: int,
+                values: np.ndarray | None = None) -> np.ndarray:
+    """The class (or `values[i]` of run i) of every positive pattern p0 <= p < p1."""
+    starts, labels = runs
+    edges = np.clip(np.append(starts, 2**31), p0, p1)
+    return np.repeat(labels if values is None else values, np.diff(edges))
+
+
+def classes_at(runs: tuple[np.ndarray, np.ndarray], patterns: np.ndarray) -> np.ndarray:
+    """The class of arbitrary positive patterns (a binary search in the runs)."""
+    starts, labels = runs
+    return labels[np.searchsorted(starts, patterns, side="right") - 1]
+
+
+def stochastic_classes(fmt, magnitudes: np.ndarray, trunc: np.ndarray,
+                       random_bits: np.ndarray) -> np.ndarray:
+    """Stochastic rounding of float32 magnitudes: up from the truncated grid value g when
+    the random word is below floor((|x| - g) / gap * 2**32) (OVF when up from max)."""
+    info = format_info(fmt)
+    grid = decode_table(info)[: info.max_code + 1].astype(np.float64)
+    gaps = np.append(np.diff(grid), grid[-1] - grid[-2])
+    finite = trunc <= info.max_code
+    t = np.where(finite, trunc, 0)
+    with np.errstate(invalid="ignore", over="ignore"):  # Inf/NaN lanes are discarded
+        threshold = np.floor((magnitudes.astype(np.float64) - grid[t]) * (2.0**32 / gaps[t]))
+    up = random_bits < threshold
+    out = np.where(up, trunc + 1, trunc).astype(np.int16)
+    out[up & (trunc == info.max_code)] = OVF
+    out[~finite] = trunc[~finite]
+    return out
+
+
+def code_table(fmt, *, saturate: bool, negative: bool) -> np.ndarray:
+    """uint8 code of each magnitude class (0..258) for one sign, from the contract's rules."""
+    info = format_info(fmt)
+    sign = 0x80 if negative else 0
+    zsign = sign if info.has_negative_zero else 0
+    lut = np.zeros(NAN + 1, dtype=np.uint8)
+    lut[1 : info.max_code + 1] = np.arange(1, info.max_code + 1) | sign
+    lut[0] = zsign
+    inf = (info.inf_code | sign) if info.has_inf else (info.nan_code | zsign)
+    lut[OVF] = lut[INF] = (info.max_code | sign) if saturate else inf
+    lut[NAN] = info.nan_code if saturate else info.nan_code | zsign
+    return lut

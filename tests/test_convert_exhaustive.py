@@ -1,0 +1,117 @@
+"""Every float32 input, every rounding mode and saturation, E4M3 and E5M2 (slow: make test-all).
+
+Two independent references: ml_dtypes for round-to-nearest-even without saturation
+(modulo the documented E5M2 NaN code), and for everything else the runs of
+consecutive float32 patterns that round to one code (`naive_convert.magnitude_runs`),
+built from the decoded grid, with float64 arithmetic for stochastic rounding. The
+fast test at the end holds those runs to the float64 `encode_naive` on random input.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from naive_convert import (
+    classes_at,
+    code_table,
+    encode_naive,
+    expand_runs,
+    magnitude_runs,
+    stochastic_classes,
+)
+
+from fp8sim.convert import encode
+from fp8sim.formats import format_info
+from fp8sim.rounding import RoundMode
+
+CHUNK = 1 << 24
+"""Patterns per step: about 0.5 GB of temporaries at most."""
+
+# magnitude rounding by mode, for (positive, negative) inputs
+KINDS = {
+    RoundMode.TiesToEven: ("nearest", "nearest"),
+    RoundMode.TowardZero: ("trunc", "trunc"),
+    RoundMode.TowardPositive: ("away", "trunc"),
+    RoundMode.TowardNegative: ("trunc", "away"),
+    RoundMode.Stochastic: ("trunc", "trunc"),  # then up by the random word
+}
+
+
+def _mismatch(x: np.ndarray, got: np.ndarray, want: np.ndarray) -> str:
+    """A readable description of the first disagreement."""
+    i = int(np.flatnonzero(got != want)[0])
+    bits = int(x[i : i + 1].view(np.uint32)[0])
+    return f"x = {x[i]!r} (0x{bits:08X}): got 0x{got[i]:02X}, want 0x{want[i]:02X}"
+
+
+def _check_ml_dtypes(x: np.ndarray, got: np.ndarray, fmt) -> None:
+    """Round to nearest even, no saturation: ml_dtypes, except E5M2 NaN codes (0x7F/0xFF)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        ml = x.astype(fmt.ml_dtype).view(np.uint8)
+    if fmt.name == "e5m2":
+        nan = np.isnan(x)
+        if nan.any():
+            assert np.all(np.isin(ml[nan], fmt.nan_codes))
+            ml = np.where(nan, 0x7F | (x.view(np.uint32) >> 24 & 0x80), ml).astype(np.uint8)
+    assert np.array_equal(got, ml), _mismatch(x, got, ml)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", list(RoundMode), ids=lambda m: m.name)
+@pytest.mark.parametrize("fmt", ["e4m3", "e5m2"])
+def test_every_float32_input(fmt, mode):
+    """All 2**32 float32 patterns, both saturation modes, against the references."""
+    info = format_info(fmt)
+    runs = {kind: magnitude_runs(info, kind) for kind in set(KINDS[mode])}
+    tables = {(sat, neg): code_table(info, saturate=sat, negative=neg)
+              for sat in (False, True) for neg in (False, True)}
+    rng = np.random.default_rng(2**32 + int(mode))
+    offsets = np.arange(CHUNK, dtype=np.uint32)
+    patterns = np.empty(CHUNK, dtype=np.uint32)
+    signed = np.empty(CHUNK, dtype=np.uint32)
+    for p0 in range(0, 2**31, CHUNK):
+        np.add(offsets, p0, out=patterns)
+        for negative, kind in zip((False, True), KINDS[mode], strict=True):
+            np.bitwise_or(patterns, 0x80000000 if negative else 0, out=signed)
+            x = signed.view(np.float32)
+            words = None
+            if mode == RoundMode.Stochastic:
+                words = rng.integers(0, 2**32, size=CHUNK, dtype=np.uint32)
+                trunc = expand_runs(runs[kind], p0, p0 + CHUNK)
+                classes = stochastic_classes(info, patterns.view(np.float32), trunc, words)
+            for saturate in (False, True):
+                got = encode(x, info, rounding=mode, saturate=saturate, random_bits=words)
+                table = tables[(saturate, negative)]
+                if mode == RoundMode.Stochastic:
+                    want = table[classes]
+                else:
+                    want = expand_runs(runs[kind], p0, p0 + CHUNK, table[runs[kind][1]])
+                assert np.array_equal(got, want), _mismatch(x, got, want)
+                if mode == RoundMode.TiesToEven and not saturate:
+                    _check_ml_dtypes(x, got, info)
+
+
+@pytest.mark.parametrize("fmt", ["e4m3", "e5m2", "e4m3fnuz", "e5m2fnuz"])
+def test_runs_reference_matches_float64_reference(fmt):
+    """The runs (and their stochastic step) agree with the float64 `encode_naive`."""
+    info = format_info(fmt)
+    rng = np.random.default_rng(11)
+    edges = np.concatenate([magnitude_runs(info, kind)[0] for kind in ("trunc", "away",
+                                                                        "nearest")])
+    edges = np.concatenate([edges - 2, edges - 1, edges, edges + 1])  # every run's ends
+    patterns = np.concatenate([rng.integers(0, 2**31, size=200_000), edges])
+    patterns = np.clip(patterns, 0, 2**31 - 1).astype(np.uint32)
+    for negative in (False, True):
+        x = (patterns | np.uint32(0x80000000 if negative else 0)).view(np.float32)
+        words = rng.integers(0, 2**32, size=x.size, dtype=np.uint32)
+        for mode, kinds in KINDS.items():
+            runs = magnitude_runs(info, kinds[negative])
+            classes = classes_at(runs, patterns)
+            if mode == RoundMode.Stochastic:
+                classes = stochastic_classes(info, patterns.view(np.float32), classes, words)
+            for saturate in (False, True):
+                want = code_table(info, saturate=saturate, negative=negative)[classes]
+                with np.errstate(invalid="ignore"):
+                    naive = encode_naive(x, info, rounding=mode, saturate=saturate,
+                                         random_bits=words)
+                assert np.array_equal(naive, want), (mode, saturate, _mismatch(x, naive, want))
