@@ -3,9 +3,13 @@
 Given the FP8 inputs of a GEMM and the output `d` of an unknown kernel, `identify`
 runs `fp8sim.gemm` under candidate recipes and counts the output elements each one
 reproduces bit for bit. Candidates are the promotion interval (0 = never, every
-multiple of 32 up to 1024, then powers of two, and "once at the end") and, when asked
-(``search="full"``), every combination of the accumulator's fractional bits and the
-terms per fused sum, and the "ideal"/"exact" presets. To stay fast on large GEMMs every
+multiple of 32 up to 1024, then powers of two, and "once at the end"); with
+``search="split"`` also the intervals of split-K (K cut into 2..64 slices of
+ceil(K / slices) rounded up to 128, each an unpromoted chain, added in FP32 in order:
+cuBLASLt's fast accumulation at long K, which is promotion every slice length except
+for the sign of a zero result); with ``search="full"`` also
+every combination of the accumulator's fractional bits and the terms per fused sum,
+and the "ideal"/"exact" presets. To stay fast on large GEMMs every
 candidate is first scored on a few evenly spaced rows, then the best are confirmed on
 the whole output.
 
@@ -31,7 +35,7 @@ from .convert import as_codes
 from .gemm import gemm
 from .mma import HOPPER, PRESETS, MMAStep
 from .mma import preset as _preset
-from .splitk import gemm_split_k, split_bounds
+from .splitk import split_bounds
 
 __all__ = ["identify", "Candidate", "promote_candidates", "SEARCHES", "FRAC_BITS", "TERMS"]
 
@@ -56,25 +60,24 @@ class Candidate:
     promote: int
     once: bool = False
     """True for the interval that covers K: one promotion of the whole chain at the end."""
-    split: tuple[tuple[int, int], ...] = ()
-    """Split-K slices [k0, k1) (`fp8sim.splitk`), each its own chain, added in FP32; ()
-    for one chain over all of K."""
+    slices: int = 0
+    """For an interval found by the split-K sweep: the number of split-K slices of that
+    length that cover K (`fp8sim.splitk`); 0 otherwise."""
 
     @property
     def label(self) -> str:
         """Short name, e.g. "hopper p128", "hopper[frac_bits=12] p0", "hopper p4096 (once)",
-        "hopper p0 split-K 6x2816"."""
+        "hopper p2816 (split-K, 6 slices)"."""
         text = f"{self.step.name} p{self.promote}" + (" (once)" if self.once else "")
-        if self.split:
-            text += f" split-K {len(self.split)}x{self.split[0][1] - self.split[0][0]}"
+        if self.slices:
+            text += f" (split-K, {self.slices} slices)"
         return text
 
     def describe(self) -> dict:
-        """The candidate as JSON-ready fields (`slices` 0 and `slice_k` 0 without split-K)."""
+        """The candidate as JSON-ready fields (`slices` 0 unless from the split-K sweep)."""
         return {"promote": self.promote, "preset": self.step.name,
                 "frac_bits": self.step.frac_bits, "terms": self.step.terms,
-                "slices": len(self.split),
-                "slice_k": self.split[0][1] - self.split[0][0] if self.split else 0,
+                "slices": self.slices,
                 "label": self.label}
 
 
@@ -107,9 +110,6 @@ class _Problem:
         p = cand.promote
         if p and p % cand.step.terms:
             return False
-        if cand.split and any(self.kwargs.get(n) is not None
-                              for n in ("c", "scale_a", "scale_b", "scaling")):
-            return False  # split-K epilogues with C or scales are not modelled
         if self.group is not None:
             return p > 0 and not cand.step.exact and math.ceil(self.k / p) == self.group
         return True
@@ -117,39 +117,26 @@ class _Problem:
     def matched(self, cand: Candidate) -> int:
         """Output elements the candidate reproduces bit for bit."""
         with tile_threads(*self.want.shape):
-            if cand.split:
-                got = _split_gemm(self.a, self.b, cand, self.kwargs)
-            else:
-                got = gemm(self.a, self.b, promote=cand.promote, preset=cand.step,
-                           **self.kwargs)
+            got = gemm(self.a, self.b, promote=cand.promote, preset=cand.step, **self.kwargs)
         return int(np.count_nonzero(got.view(self.want.dtype) == self.want))
 
 
-def _split_gemm(a, b, cand: Candidate, kwargs: dict) -> np.ndarray:
-    """The candidate's split-K GEMM (`fp8sim.splitk.gemm_split_k` on its slices)."""
-    size = cand.split[0][1] - cand.split[0][0]
-    return gemm_split_k(a, b, slices=len(cand.split), align=size, promote=cand.promote,
-                        preset=cand.step, a_format=kwargs["a_format"],
-                        b_format=kwargs["b_format"], out_dtype=kwargs["out_dtype"])
-
-
-def split_candidates(k: int, step: MMAStep, promotes: Iterable[int] = (0,),
+def split_candidates(k: int, step: MMAStep, skip: Iterable[int] = (),
                      max_slices: int = _MAX_SLICES) -> list[Candidate]:
-    """Split-K recipes: 2..max_slices slices of ceil(K / slices) rounded up to 128, each
-    promoted every p of `promotes` (0 = never); slicings that coincide are tried once.
+    """Promotion intervals of split-K: for 2..max_slices slices, the slice length
+    ceil(K / slices) rounded up to 128, unless `skip` (the plain sweep) has it already.
 
-    Only unpromoted slices by default (cuBLASLt's fast accumulation): with promotion
-    every 128, adding the slices' FP32 results in order usually gives the same bits as
-    one promoted chain, so such candidates explain nothing new.
+    Unpromoted slices of length L whose FP32 results are added in order give the bits
+    of promotion every L (`fp8sim.splitk`), but for the sign of a zero result.
     """
-    seen, out = set(), []
+    seen, out = set(skip), []
     for n in range(2, max_slices + 1):
-        bounds = tuple(split_bounds(k, n, _SPLIT_ALIGN))
-        if len(bounds) < 2 or bounds in seen:
-            continue
-        seen.add(bounds)
+        bounds = split_bounds(k, n, _SPLIT_ALIGN)
         size = bounds[0][1] - bounds[0][0]
-        out += [Candidate(step, p, False, bounds) for p in promotes if p < size]
+        if len(bounds) < 2 or size in seen or size % step.terms:
+            continue
+        seen.add(size)
+        out.append(Candidate(step, size, False, len(bounds)))
     return out
 
 
@@ -220,10 +207,11 @@ def identify(
         c, scale_a, scale_b, scaling: as for `fp8sim.gemm`; fixed, not searched. Group
             scales fix ceil(K / promote), so only intervals consistent with them are tried.
         out_dtype: "float32", "bfloat16" or "float16"; inferred from `d` when None.
-        search: "promote" tries promotion intervals with `preset`; "full" tries them
-            with every combination of accumulator fractional bits (`FRAC_BITS`) and
-            terms per fused sum (`TERMS`), and with the "ideal" and "exact" presets
-            (about 2,000 candidates, scored on a row subset first).
+        search: "promote" tries promotion intervals with `preset`; "split" adds
+            the intervals of split-K (`split_candidates`); "full" adds
+            to those every combination of accumulator fractional bits (`FRAC_BITS`)
+            and terms per fused sum (`TERMS`) with every interval, and the "ideal"
+            and "exact" presets (about 2,000 candidates, scored on a row subset first).
         promotes: the intervals to try instead of `promote_candidates(K)`.
         preset: the MMA step model whose promotion interval is sought.
         sample_elements: outputs scored per candidate in a first round on evenly spaced
@@ -232,7 +220,8 @@ def identify(
     Returns:
         A dict with `promote` (0 = never) and `match` (fraction of outputs the best
         candidate reproduces bit for bit, on every row), `explained` (match == 1.0),
-        `preset`, `frac_bits`, `terms`, `label` of the best candidate, `equivalent`
+        `preset`, `frac_bits`, `terms`, `slices` (split-K slices, 0 if not split),
+        `label` of the best candidate, `equivalent`
         (labels of every candidate as good as the best: more than one means the
         output cannot tell them apart), `candidates` (every candidate tried, best
         first, with `match` and the number of `rows` it was scored on), `tried`,
@@ -328,7 +317,8 @@ def search_candidates(problem: _Problem, base: MMAStep, promotes: list | None, *
     run(sweep(base))
     run(extra)
     if split:
-        run(split_candidates(problem.k, base if base.fused else HOPPER))
+        step = base if base.fused else HOPPER
+        run(split_candidates(problem.k, step, [cd.promote for cd in sweep(step)]))
     if full:
         fused = base if base.fused else HOPPER
         for t in TERMS:
@@ -385,6 +375,7 @@ def _summary(problem: _Problem, records: list[dict], search: str) -> dict:
     return {
         "promote": best["promote"], "match": best["match"], "explained": explained,
         "preset": best["preset"], "frac_bits": best["frac_bits"], "terms": best["terms"],
+        "slices": best["slices"],
         "label": best["label"], "equivalent": equivalent, "ambiguous": len(equivalent) > 1,
         "candidates": [{k: v for k, v in r.items() if k != "order"} for r in records],
         "tried": len(records), "tried_text": tried, "note": note,
@@ -396,18 +387,12 @@ def _summary(problem: _Problem, records: list[dict], search: str) -> dict:
 def _tried_text(records: list[dict]) -> str:
     """ "37 candidates (hopper: promote 0, 32..1024 step 32, 2048, ...)" in one line."""
     by_preset: dict[str, list[int]] = {}
-    slices: dict[str, set[int]] = {}
     for r in records:
-        name = r["preset"] + (" split-K" if r["slices"] else "")
-        by_preset.setdefault(name, []).append(r["promote"])
-        if r["slices"]:
-            slices.setdefault(name, set()).add(r["slices"])
-    parts = []
-    for name, ps in by_preset.items():
-        text = f"{name}: promote {_ranges(sorted(set(ps)))}"
-        if name in slices:
-            text += f", {min(slices[name])}..{max(slices[name])} slices"
-        parts.append(text)
+        by_preset.setdefault(r["preset"], []).append(r["promote"])
+    parts = [f"{name}: promote {_ranges(sorted(set(ps)))}" for name, ps in by_preset.items()]
+    split = [r["slices"] for r in records if r["slices"]]
+    if split:
+        parts.append(f"split-K with {min(split)}..{max(split)} slices")
     if len(parts) > 4:
         parts = parts[:3] + [f"{len(parts) - 3} more step models"]
     return f"{len(records)} candidates ({'; '.join(parts)})"

@@ -121,8 +121,9 @@ def compare(actual, a, b, *, max_listed: int = 10, alternatives: bool = True,
         max_listed: how many mismatching elements the report lists.
         alternatives: when the output differs, also try other promotion intervals
             (0, multiples of 32, powers of two, once at the end) with the recipe's
-            preset and "hopper", and the "ideal" and "exact" presets, and report
-            which would have matched.
+            preset and "hopper", split-K (2..64 unpromoted slices, without C or
+            scales), and the "ideal" and "exact" presets, and report which would
+            have matched.
         equal_nan: count any NaN as matching any NaN (by default NaN bits must agree:
             the H100 writes 0x7FFFFFFF).
         **gemm_kwargs: the recipe: a_format, b_format, promote, c, scale_a, scale_b,
@@ -199,10 +200,10 @@ def _alternatives(a, b, got, kw) -> list[dict]:
              Candidate(PRESETS["exact"], 0)]
     if step != HOPPER:
         extra = [Candidate(HOPPER, p, once) for p, once in promote_candidates(a.shape[1])] + extra
-    records = search_candidates(problem, step, None, full=False, extra=extra)
-    given = Candidate(step, promote).describe()
+    records = search_candidates(problem, step, None, full=False, split=True, extra=extra)
+    given = Candidate(step, promote).label
     return [{k: v for k, v in r.items() if k != "order"} for r in records
-            if not (r["promote"] == given["promote"] and r["preset"] == given["preset"])]
+            if r["label"] != given]
 
 
 def _fmt(value: float, out_dtype: str) -> str:

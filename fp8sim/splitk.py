@@ -10,6 +10,11 @@ each slice a chain of wgmma steps that never promotes, the slice results added i
 FP32 in slice order. The slice length is ceil(K / slices) rounded up to a multiple of
 `align` (128 here; 256 gives the same slices for these K). How many slices cuBLASLt
 picks for a shape is its heuristic, not modelled here (none for K <= 4096).
+
+Adding the slices in order is promotion every slice length, ``fp8sim.gemm(a, b,
+promote=2816)`` at K = 16384, except for the sign of a zero result (split-K starts from
+the first slice's result, promotion from +0 + that result). `fp8sim.identify` with
+``search="split"`` tries these intervals.
 """
 
 from __future__ import annotations
