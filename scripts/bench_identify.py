@@ -30,14 +30,14 @@ PICKS = [("gemm_public0", "e4m3_e4m3/normal/K256", "cublas_slow_f32"),
 def main(golden: Path) -> None:
     """Runs and prints the timings."""
     print(f"numba threads: {numba.get_num_threads()}")
-    print(f"{'output':<46}{'search':>8}{'tried':>7}  {'best':<26}{'match':>8}{'seconds':>9}")
+    print(f"{'output':<46}{'search':>8}{'tried':>7}  {'best':<34}{'match':>8}{'seconds':>9}")
     cache: dict = {}
     for fname, key, name in PICKS:
         if fname not in cache:
             cache[fname] = {c.key: c for c in load_cases(golden / f"{fname}.npz")}
         case = cache[fname][key]
         kw = {k: v for k, v in output_spec(case, name).items() if k not in ("promote", "preset")}
-        for search in ("promote", "full"):
+        for search in ("promote", "split", "full"):
             if search == "full" and case.k > 16384:
                 continue
             identify(case.a[:1], case.b, case.arrays[name][:1], promotes=[0], **kw)  # warm-up
@@ -46,7 +46,7 @@ def main(golden: Path) -> None:
                 t0 = time.perf_counter()
                 r = identify(case.a, case.b, case.arrays[name], search=search, **kw)
                 times.append(time.perf_counter() - t0)
-            print(f"{key + '/' + name:<46}{search:>8}{r['tried']:>7}  {r['label']:<26}"
+            print(f"{key + '/' + name:<46}{search:>8}{r['tried']:>7}  {r['label']:<34}"
                   f"{r['match']:>8.4f}{statistics.median(times):>9.3f}")
 
 
