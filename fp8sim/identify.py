@@ -4,14 +4,13 @@ Given the FP8 inputs of a GEMM and the output `d` of an unknown kernel, `identif
 runs `fp8sim.gemm` under candidate recipes and counts the output elements each one
 reproduces bit for bit. Candidates are the promotion interval (0 = never, every
 multiple of 32 up to 1024, then powers of two, and "once at the end"); with
-``search="split"`` also the intervals of split-K (K cut into 2..64 slices of
-ceil(K / slices) rounded up to 128, each an unpromoted chain, added in FP32 in order:
-cuBLASLt's fast accumulation at long K, which is promotion every slice length except
-for the sign of a zero result); with ``search="full"`` also
-every combination of the accumulator's fractional bits and the terms per fused sum,
-and the "ideal"/"exact" presets. To stay fast on large GEMMs every
-candidate is first scored on a few evenly spaced rows, then the best are confirmed on
-the whole output.
+``search="split"`` also the slice lengths of split-K (K cut into 2..64 slices of
+ceil(K / slices) rounded up to 128, each an unpromoted chain, the results added in FP32
+in order, which is promotion every slice length but for the sign of a zero result:
+cuBLASLt's fast accumulation at long K); with ``search="full"`` also every combination
+of the accumulator's fractional bits and the terms per fused sum, and the "ideal" and
+"exact" presets. To stay fast on large GEMMs every candidate is first scored on a few
+evenly spaced rows, then the best are confirmed on the whole output.
 
 When no candidate reproduces every element, the result says so (``explained`` False,
 the best match below 1.0 and every candidate tried); nothing is rounded up.
@@ -37,11 +36,12 @@ from .mma import HOPPER, PRESETS, MMAStep
 from .mma import preset as _preset
 from .splitk import split_bounds
 
-__all__ = ["identify", "Candidate", "promote_candidates", "SEARCHES", "FRAC_BITS", "TERMS"]
+__all__ = ["identify", "Candidate", "promote_candidates", "split_candidates", "SEARCHES",
+           "FRAC_BITS", "TERMS"]
 
 SEARCHES = ("promote", "split", "full")
 FRAC_BITS = tuple(range(10, 24))
-"""Accumulator fractional bits tried by ``search="full"`` (the fast engine's range)."""
+"""Accumulator fractional bits tried by ``search="full"`` (Hopper has 13)."""
 TERMS = (8, 16, 32, 64)
 """Products per fused sum tried by ``search="full"``."""
 _MIN_ELEMENTS = 512  # outputs per candidate in the first, row-subset round
