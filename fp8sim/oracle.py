@@ -121,9 +121,9 @@ def compare(actual, a, b, *, max_listed: int = 10, alternatives: bool = True,
         max_listed: how many mismatching elements the report lists.
         alternatives: when the output differs, also try other promotion intervals
             (0, multiples of 32, powers of two, once at the end) with the recipe's
-            preset and "hopper", split-K (2..64 unpromoted slices, without C or
-            scales), and the "ideal" and "exact" presets, and report which would
-            have matched.
+            preset and "hopper", the slice lengths of split-K
+            (`fp8sim.identify.split_candidates`), and the "ideal" and "exact"
+            presets, and report which would have matched.
         equal_nan: count any NaN as matching any NaN (by default NaN bits must agree:
             the H100 writes 0x7FFFFFFF).
         **gemm_kwargs: the recipe: a_format, b_format, promote, c, scale_a, scale_b,
@@ -201,7 +201,7 @@ def _alternatives(a, b, got, kw) -> list[dict]:
     if step != HOPPER:
         extra = [Candidate(HOPPER, p, once) for p, once in promote_candidates(a.shape[1])] + extra
     records = search_candidates(problem, step, None, full=False, split=True, extra=extra)
-    given = Candidate(step, promote).label
+    given = Candidate(step, promote, promote >= a.shape[1] > 0 and promote > 0).label
     return [{k: v for k, v in r.items() if k != "order"} for r in records
             if r["label"] != given]
 
