@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .kernel import KERNELS
+from .kernel import CUBLASLT_FAST_SLICES_H100, KERNELS, cublaslt_fast_promote
 
 __all__ = ["Case", "load_cases", "output_spec", "replay", "ReplayResult", "known_unexplained"]
 
@@ -91,6 +91,8 @@ def output_spec(case: Case, name: str) -> dict | None:
             "scale_b": np.ascontiguousarray(case.arrays["scale_b"].T)}
     if m := _CUBLAS.match(name):
         kw |= _settings("cublaslt-fast" if m.group(1) == "fast" else "cublaslt")
+        if m.group(1) == "fast":  # split-K at long K: promotion every slice length
+            kw["promote"] = cublaslt_fast_promote(case.k)
         kw["out_dtype"] = _OUT[m.group(2)]
         if m.group(3):
             return kw | {"scale_a": case.arrays["tensor_scale_a"],
@@ -111,8 +113,10 @@ def _settings(kernel_name: str) -> dict:
 
 
 def known_unexplained(case: Case, name: str) -> bool:
-    """True for outputs no model explains yet: cuBLASLt fast accumulation at K >= 16384."""
-    return name.startswith("cublas_fast") and case.k >= 16384
+    """True for outputs no model explains: cuBLASLt fast accumulation at K >= 16384 with a
+    split-K slice count not captured yet."""
+    return (name.startswith("cublas_fast") and case.k >= 16384
+            and case.k not in CUBLASLT_FAST_SLICES_H100)
 
 
 def as_bits(x: np.ndarray) -> np.ndarray:

@@ -18,15 +18,13 @@ the best match below 1.0 and every candidate tried); nothing is rounded up.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import sys
 import time
 import types
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
 from ._outputs import output_bits
@@ -46,7 +44,6 @@ TERMS = (8, 16, 32, 64)
 """Products per fused sum tried by ``search="full"``."""
 _MIN_ELEMENTS = 512  # outputs per candidate in the first, row-subset round
 _FULL_WORK = 1 << 22  # multiply-adds per candidate below which every row is scored at once
-_TILE = 64  # rows and columns of one engine tile (fp8sim._gemm_kernels.IB, JB)
 _MAX_SLICES = 64  # split-K slice counts tried: 2.._MAX_SLICES
 _SPLIT_ALIGN = 128  # split-K slice lengths are multiples of this
 _CONFIRM = 3  # candidates re-scored on every row besides those tied for the best
@@ -116,8 +113,7 @@ class _Problem:
 
     def matched(self, cand: Candidate) -> int:
         """Output elements the candidate reproduces bit for bit."""
-        with tile_threads(*self.want.shape):
-            got = gemm(self.a, self.b, promote=cand.promote, preset=cand.step, **self.kwargs)
+        got = gemm(self.a, self.b, promote=cand.promote, preset=cand.step, **self.kwargs)
         return int(np.count_nonzero(got.view(self.want.dtype) == self.want))
 
 
@@ -138,26 +134,6 @@ def split_candidates(k: int, step: MMAStep, skip: Iterable[int] = (),
         seen.add(size)
         out.append(Candidate(step, size, False, len(bounds)))
     return out
-
-
-@contextlib.contextmanager
-def tile_threads(m: int, n: int) -> Iterator[None]:
-    """Runs the engine on no more threads than an (m, n) output has 64 x 64 tiles.
-
-    The engine is parallel over output tiles; with a single tile the other threads
-    only wait at the barrier (milliseconds each call on a busy machine). The bits do
-    not depend on the thread count.
-    """
-    threads = numba.get_num_threads()
-    tiles = -(-m // _TILE) * -(-n // _TILE)
-    if tiles >= threads:
-        yield
-        return
-    numba.set_num_threads(max(1, tiles))
-    try:
-        yield
-    finally:
-        numba.set_num_threads(threads)
 
 
 def promote_candidates(k: int, terms: int = 32) -> list[tuple[int, bool]]:

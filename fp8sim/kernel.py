@@ -15,7 +15,7 @@ import numpy as np
 from .gemm import gemm
 from .mma import HOPPER, MMAStep
 
-__all__ = ["Kernel", "KERNELS", "kernel"]
+__all__ = ["Kernel", "KERNELS", "kernel", "cublaslt_fast_promote", "CUBLASLT_FAST_SLICES_H100"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,8 +53,9 @@ KERNELS: dict[str, Kernel] = {k.name: k for k in (
                        "float32(scale_a[i, g] * scale_b[g, j // 128]), acc)."),
     Kernel(name="cublaslt-fast", scaling="tensor", verified=True,
            description="cuBLASLt (torch._scaled_mm) with use_fast_accum=True: no promotion, "
-                       "then acc * float32(scale_a * scale_b). Verified for K <= 4096; at "
-                       "K >= 16384 cuBLASLt splits K in a way no model reproduces yet."),
+                       "then acc * float32(scale_a * scale_b). At long K cuBLASLt splits K "
+                       "(see cublaslt_fast_promote): the slices' FP32 sum is promotion every "
+                       "slice length."),
     Kernel(name="cublaslt", promote=128, scaling="tensor", verified=True,
            description="cuBLASLt (torch._scaled_mm) with use_fast_accum=False: promotion "
                        "every 128, then acc * float32(scale_a * scale_b)."),
@@ -65,6 +66,25 @@ KERNELS: dict[str, Kernel] = {k.name: k for k in (
            description="torch._scaled_mm with row-wise scales, promotion every 128, bf16 out."),
 )}
 """Every named kernel."""
+
+
+CUBLASLT_FAST_SLICES_H100 = {16384: 6, 65536: 22}
+"""Split-K slice counts cuBLASLt chose with fast accumulation on the H100 for 64 x 64
+outputs (found by fp8sim.identify(search="split"); the H200 differs at K = 65536)."""
+
+
+def cublaslt_fast_promote(k: int) -> int:
+    """The promotion interval equal to cuBLASLt fast accumulation's split-K at this K.
+
+    0 (a single chain) for K <= 4096 as captured; the slice length for the K values in
+    CUBLASLT_FAST_SLICES_H100; 0 for other K, where the slice count is not known.
+    """
+    slices = CUBLASLT_FAST_SLICES_H100.get(k)
+    if slices is None:
+        return 0
+    from .splitk import split_bounds
+    start, stop = split_bounds(k, slices)[0]
+    return stop - start
 
 
 def kernel(name: str | Kernel) -> Kernel:
