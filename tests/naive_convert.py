@@ -162,22 +162,33 @@ def classes_at(runs: tuple[np.ndarray, np.ndarray], patterns: np.ndarray) -> np.
     return labels[np.searchsorted(starts, patterns, side="right") - 1]
 
 
-def stochastic_classes(fmt, magnitudes: np.ndarray, trunc: np.ndarray,
-                       random_bits: np.ndarray) -> np.ndarray:
-    """Stochastic rounding of float32 magnitudes: up from the truncated grid value g when
-    the random word is below floor((|x| - g) / gap * 2**32) (OVF when up from max)."""
+def stochastic_tables(fmt) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per magnitude class: its grid value, 2**32 / the gap above it, and the class one step
+    up (OVF above max; Inf and NaN never step: their scale is 0)."""
     info = format_info(fmt)
-    grid = decode_table(info)[: info.max_code + 1].astype(np.float64)
+    grid = decode_table(info)[: info.max_code + 1]
     gaps = np.append(np.diff(grid), grid[-1] - grid[-2])
-    finite = trunc <= info.max_code
-    t = np.where(finite, trunc, 0)
-    with np.errstate(invalid="ignore", over="ignore"):  # Inf/NaN lanes are discarded
-        threshold = np.floor((magnitudes.astype(np.float64) - grid[t]) * (2.0**32 / gaps[t]))
-    up = random_bits < threshold
-    out = np.where(up, trunc + 1, trunc).astype(np.int16)
-    out[up & (trunc == info.max_code)] = OVF
-    out[~finite] = trunc[~finite]
-    return out
+    low = np.zeros(NAN + 1, np.float32)
+    low[: grid.size] = grid
+    scale = np.zeros(NAN + 1, np.float32)
+    scale[: grid.size] = np.float32(2.0**32) / gaps  # powers of two: products stay exact
+    step_up = np.arange(NAN + 1, dtype=np.int16)
+    step_up[: grid.size] += 1
+    step_up[info.max_code] = OVF
+    return low, scale, step_up
+
+
+def stochastic_up(magnitudes: np.ndarray, low: np.ndarray, scale: np.ndarray,
+                  random_bits: np.ndarray) -> np.ndarray:
+    """Whether stochastic rounding steps up from the truncated grid value `low` (float32,
+    per element): the random word is below floor((|x| - low) / gap * 2**32).
+
+    In float32 the difference is exact (|x| < 2 * low, or low = 0) and so is the product
+    (a power of two), until it passes 2**32, where the step is certain anyway.
+    """
+    with np.errstate(invalid="ignore", over="ignore"):  # Inf * 0 in the Inf/NaN classes
+        threshold = np.minimum((magnitudes - low) * scale, np.float32(2.0**32))
+        return random_bits < threshold.astype(np.int64)  # truncation = floor here
 
 
 def code_table(fmt, *, saturate: bool, negative: bool) -> np.ndarray:

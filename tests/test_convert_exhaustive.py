@@ -17,15 +17,16 @@ from naive_convert import (
     encode_naive,
     expand_runs,
     magnitude_runs,
-    stochastic_classes,
+    stochastic_tables,
+    stochastic_up,
 )
 
 from fp8sim.convert import encode
 from fp8sim.formats import format_info
 from fp8sim.rounding import RoundMode
 
-CHUNK = 1 << 24
-"""Patterns per step: about 0.5 GB of temporaries at most."""
+CHUNK = 1 << 20
+"""Patterns per step: the temporaries stay in the CPU cache."""
 
 # magnitude rounding by mode, for (positive, negative) inputs
 KINDS = {
@@ -56,6 +57,19 @@ def _check_ml_dtypes(x: np.ndarray, got: np.ndarray, fmt) -> None:
     assert np.array_equal(got, ml), _mismatch(x, got, ml)
 
 
+def _words_at_thresholds(magnitudes: np.ndarray, low: np.ndarray, scale: np.ndarray,
+                         rng: np.random.Generator) -> np.ndarray:
+    """Random words for stochastic rounding: a third uniform, the rest right at each value's
+    threshold T = floor((|x| - low) * scale) (T - 1 rounds up, T does not), so that every
+    element tests the strict `<` (uniform words alone hit it once in 2**32)."""
+    with np.errstate(invalid="ignore", over="ignore"):  # Inf/NaN lanes: any word will do
+        t = np.minimum((magnitudes - low) * scale, np.float32(2.0**32)).astype(np.int64)
+    raw = rng.bit_generator.random_raw(magnitudes.size)
+    pick = (raw >> 32) % 3
+    words = np.where(pick == 0, raw & 0xFFFFFFFF, t - (pick == 1))
+    return np.clip(words, 0, 2**32 - 1).astype(np.uint32)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", list(RoundMode), ids=lambda m: m.name)
 @pytest.mark.parametrize("fmt", ["e4m3", "e5m2"])
@@ -65,6 +79,7 @@ def test_every_float32_input(fmt, mode):
     runs = {kind: magnitude_runs(info, kind) for kind in set(KINDS[mode])}
     tables = {(sat, neg): code_table(info, saturate=sat, negative=neg)
               for sat in (False, True) for neg in (False, True)}
+    low, scale, step_up = stochastic_tables(info)
     rng = np.random.default_rng(2**32 + int(mode))
     offsets = np.arange(CHUNK, dtype=np.uint32)
     patterns = np.empty(CHUNK, dtype=np.uint32)
@@ -75,17 +90,19 @@ def test_every_float32_input(fmt, mode):
             np.bitwise_or(patterns, 0x80000000 if negative else 0, out=signed)
             x = signed.view(np.float32)
             words = None
-            if mode == RoundMode.Stochastic:
-                words = rng.integers(0, 2**32, size=CHUNK, dtype=np.uint32)
-                trunc = expand_runs(runs[kind], p0, p0 + CHUNK)
-                classes = stochastic_classes(info, patterns.view(np.float32), trunc, words)
+            labels = runs[kind][1]
+            if mode == RoundMode.Stochastic:  # per run: the grid value, its gap, the step up
+                lo = expand_runs(runs[kind], p0, p0 + CHUNK, low[labels])
+                sc = expand_runs(runs[kind], p0, p0 + CHUNK, scale[labels])
+                words = _words_at_thresholds(patterns.view(np.float32), lo, sc, rng)
+                up = stochastic_up(patterns.view(np.float32), lo, sc, words)
             for saturate in (False, True):
                 got = encode(x, info, rounding=mode, saturate=saturate, random_bits=words)
                 table = tables[(saturate, negative)]
+                want = expand_runs(runs[kind], p0, p0 + CHUNK, table[labels])
                 if mode == RoundMode.Stochastic:
-                    want = table[classes]
-                else:
-                    want = expand_runs(runs[kind], p0, p0 + CHUNK, table[runs[kind][1]])
+                    want = np.where(up, expand_runs(runs[kind], p0, p0 + CHUNK,
+                                                    table[step_up[labels]]), want)
                 assert np.array_equal(got, want), _mismatch(x, got, want)
                 if mode == RoundMode.TiesToEven and not saturate:
                     _check_ml_dtypes(x, got, info)
@@ -108,7 +125,9 @@ def test_runs_reference_matches_float64_reference(fmt):
             runs = magnitude_runs(info, kinds[negative])
             classes = classes_at(runs, patterns)
             if mode == RoundMode.Stochastic:
-                classes = stochastic_classes(info, patterns.view(np.float32), classes, words)
+                low, scale, step_up = stochastic_tables(info)
+                up = stochastic_up(patterns.view(np.float32), low[classes], scale[classes], words)
+                classes = np.where(up, step_up[classes], classes)
             for saturate in (False, True):
                 want = code_table(info, saturate=saturate, negative=negative)[classes]
                 with np.errstate(invalid="ignore"):
