@@ -58,16 +58,18 @@ def _check_ml_dtypes(x: np.ndarray, got: np.ndarray, fmt) -> None:
 
 
 def _words_at_thresholds(magnitudes: np.ndarray, low: np.ndarray, scale: np.ndarray,
-                         rng: np.random.Generator) -> np.ndarray:
-    """Random words for stochastic rounding: a third uniform, the rest right at each value's
+                         raw: np.ndarray) -> np.ndarray:
+    """Random words for stochastic rounding: a quarter uniform, the rest right at each value's
     threshold T = floor((|x| - low) * scale) (T - 1 rounds up, T does not), so that every
-    element tests the strict `<` (uniform words alone hit it once in 2**32)."""
+    element tests the strict `<` (uniform words alone hit it once in 2**32). `raw`: random
+    uint64, one per element; its top two bits pick the kind of word."""
     with np.errstate(invalid="ignore", over="ignore"):  # Inf/NaN lanes: any word will do
-        t = np.minimum((magnitudes - low) * scale, np.float32(2.0**32)).astype(np.int64)
-    raw = rng.bit_generator.random_raw(magnitudes.size)
-    pick = (raw >> 32) % 3
-    words = np.where(pick == 0, raw & 0xFFFFFFFF, t - (pick == 1))
-    return np.clip(words, 0, 2**32 - 1).astype(np.uint32)
+        # T, capped just below 2**32 (a step up is certain there, whatever the word)
+        t = np.minimum((magnitudes - low) * scale, np.float32(2**32 - 256)).astype(np.uint32)
+    pick = (raw >> 62).astype(np.uint8)  # 0: uniform, 1 and 3: T - 1, 2: T
+    below = t - ((pick & 1 == 1) & (t > 0))
+    uniform = np.uint32(0) - (pick == 0).astype(np.uint32)  # all ones where uniform
+    return (raw.astype(np.uint32) & uniform) | (below & ~uniform)  # a branch-free select
 
 
 @pytest.mark.slow
@@ -81,28 +83,31 @@ def test_every_float32_input(fmt, mode):
               for sat in (False, True) for neg in (False, True)}
     low, scale, step_up = stochastic_tables(info)
     rng = np.random.default_rng(2**32 + int(mode))
+    block = rng.bit_generator.random_raw(CHUNK)
     offsets = np.arange(CHUNK, dtype=np.uint32)
     patterns = np.empty(CHUNK, dtype=np.uint32)
     signed = np.empty(CHUNK, dtype=np.uint32)
     for p0 in range(0, 2**31, CHUNK):
         np.add(offsets, p0, out=patterns)
+        words = None
+        if mode == RoundMode.Stochastic:  # per run: the grid value, its gap, the step up
+            magnitudes, labels = patterns.view(np.float32), runs["trunc"][1]
+            lo = expand_runs(runs["trunc"], p0, p0 + CHUNK, low[labels])
+            sc = expand_runs(runs["trunc"], p0, p0 + CHUNK, scale[labels])
+            raw = block ^ rng.bit_generator.random_raw()  # one fresh 64-bit salt per step
+            words = _words_at_thresholds(magnitudes, lo, sc, raw)
+            up = stochastic_up(magnitudes, lo, sc, words)  # the same for -x: SR is symmetric
         for negative, kind in zip((False, True), KINDS[mode], strict=True):
             np.bitwise_or(patterns, 0x80000000 if negative else 0, out=signed)
             x = signed.view(np.float32)
-            words = None
             labels = runs[kind][1]
-            if mode == RoundMode.Stochastic:  # per run: the grid value, its gap, the step up
-                lo = expand_runs(runs[kind], p0, p0 + CHUNK, low[labels])
-                sc = expand_runs(runs[kind], p0, p0 + CHUNK, scale[labels])
-                words = _words_at_thresholds(patterns.view(np.float32), lo, sc, rng)
-                up = stochastic_up(patterns.view(np.float32), lo, sc, words)
             for saturate in (False, True):
                 got = encode(x, info, rounding=mode, saturate=saturate, random_bits=words)
                 table = tables[(saturate, negative)]
                 want = expand_runs(runs[kind], p0, p0 + CHUNK, table[labels])
-                if mode == RoundMode.Stochastic:
-                    want = np.where(up, expand_runs(runs[kind], p0, p0 + CHUNK,
-                                                    table[step_up[labels]]), want)
+                if mode == RoundMode.Stochastic:  # want + up * (code above - want), mod 256
+                    above = expand_runs(runs[kind], p0, p0 + CHUNK, table[step_up[labels]])
+                    want += up * (above - want)
                 assert np.array_equal(got, want), _mismatch(x, got, want)
                 if mode == RoundMode.TiesToEven and not saturate:
                     _check_ml_dtypes(x, got, info)
