@@ -1,12 +1,13 @@
 """float32/float64 <-> 8-bit codes: the public `encode` and `decode`.
 
 NaN codes: with ``saturate=False`` a NaN keeps its sign (0x7F / 0xFF), as torch does
-(ml_dtypes agrees for E4M3; for E5M2 it keeps NaN payload bits, giving e.g. 0x7E);
-with ``saturate=True`` every NaN becomes 0x7F, as CUDA's
-``__nv_cvt_float_to_fp8(x, __NV_SATFINITE, ...)`` returns. The FNUZ formats have a
-single NaN, 0x80, and no negative zero. E8M0 scales go through `encode_e8m0`.
+(ml_dtypes agrees for E4M3; for E5M2 it keeps NaN payload bits, giving e.g. 0x7E, and
+CUDA's ``__NV_NOSAT`` gives 0x7F whatever the sign); with ``saturate=True`` every NaN
+becomes 0x7F, as CUDA's ``__nv_cvt_float_to_fp8(x, __NV_SATFINITE, ...)`` returns. The
+FNUZ formats have a single NaN, 0x80, and no negative zero. float64 input is rounded
+once, straight from float64 (ml_dtypes goes through float32 and so rounds twice when
+float32(x) lands on a midpoint). E8M0 scales go through `encode_e8m0`.
 """
-
 from __future__ import annotations
 
 import ml_dtypes
@@ -67,7 +68,8 @@ def encode(
         saturate: overflow and Inf give the largest finite value of that sign
             (CUDA's __NV_SATFINITE) instead of Inf (E5M2) or NaN (E4M3).
         rounding: a RoundMode or its short name; nearest-even by default.
-        rng: seed or numpy Generator for stochastic rounding (ignored otherwise).
+        rng: seed or numpy Generator for stochastic rounding (ignored otherwise); it
+            draws ``integers(0, 2**32, size=x.size, dtype=np.uint32)``, in C order.
         random_bits: instead of `rng`, the uint32 random word of each element (shape
             of `x`): stochastic rounding rounds |x| up exactly when the word is below
             the first 32 bits of the dropped fraction, (|x| - lower) / gap * 2**32.
