@@ -184,6 +184,29 @@ def _special_cases(rng: np.random.Generator) -> Iterator[CaseSpec]:
                        tensor_scales=(2.0 ** 70, 2.0 ** 70))
 
 
+def _edge_cases(rng: np.random.Generator) -> Iterator[CaseSpec]:
+    """Epilogue results next to FLT_MAX: one product per output (K = 32, A[:, 0] and
+    B[0, :] hold 1.0 .. 1.875 or 2.0), scales near 2^126 so that acc * scale lands below
+    the BF16 maximum, in (BF16 max, FLT_MAX] or past FLT_MAX."""
+    for fa, fb in (("e4m3", "e4m3"), ("e4m3", "e5m2")):
+        one = {"e4m3": 0x38, "e5m2": 0x3C}
+        steps = {"e4m3": 8, "e5m2": 4}
+        a = np.zeros((64, 32), np.uint8)
+        b = np.zeros((32, 64), np.uint8)
+        a[:, 0] = one[fa] + np.arange(64) % (steps[fa] + 1)
+        b[0, :] = one[fb] + (np.arange(64) // 8) % (steps[fb] + 1)
+        for n in range(4):
+            sa = np.float32(2.0 ** 63 * rng.uniform(1.0, 1.2))
+            sb = np.float32(2.0 ** 63)
+            ra = (2.0 ** 63 * rng.uniform(1.0, 1.2, (64, 1))).astype(np.float32)
+            rb = (2.0 ** 63 * rng.uniform(0.95, 1.05, (1, 64))).astype(np.float32)
+            ga = (2.0 ** 63 * rng.uniform(0.9, 1.1, (64, 1))).astype(np.float32)
+            gb = (2.0 ** 63 * rng.uniform(0.95, 1.05, (1, 1))).astype(np.float32)
+            yield CaseSpec(f"{fa}_{fb}/edge{n}/K32", fa, fb, a, b, promotes=(0,),
+                           scaled=True, group_scales=(ga, gb), tensor_scales=(sa, sb),
+                           row_scales=True, extra={"row_scale_a": ra, "row_scale_b": rb})
+
+
 def _zero_cancel(fa: str, fb: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     a = np.zeros((64, 64), np.uint8)
     a[16:32] = 0x80
@@ -233,6 +256,7 @@ GROUPS: dict[str, Callable[[np.random.Generator], Iterator[CaseSpec]]] = {
     "mn": _mn_cases,
     "large": _large_cases,
     "special": _special_cases,
+    "edge": _edge_cases,
     "longk": lambda rng: _longk_cases(rng, "longk"),
     "longk256": lambda rng: _longk_cases(rng, "longk256"),
 }
