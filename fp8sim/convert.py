@@ -25,6 +25,8 @@ _EXACT_UPCAST = (np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16))
 def _float_input(x: np.ndarray | float, arg: str = "x") -> np.ndarray:
     """`x` as a float32 or float64 array (float16/bfloat16 widened exactly); TypeError otherwise."""
     arr = np.asarray(x)
+    if arr.dtype.kind == "f" and not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     if arr.dtype in _EXACT_UPCAST:
         arr = arr.astype(np.float32)
     if arr.dtype not in _k.SOURCE_PARAMS:
@@ -85,8 +87,8 @@ def encode(
     info = format_info(fmt)
     mode = round_mode(rounding)
     if not info.signed:
-        if random_bits is not None or rng is not None:
-            raise ValueError("rng: stochastic rounding is not supported for E8M0")
+        if random_bits is not None:
+            raise ValueError("random_bits: E8M0 has no stochastic rounding")
         return encode_e8m0(x, rounding=mode, saturate=saturate)
     arr = _float_input(x)
     flat = np.ascontiguousarray(arr).reshape(-1)

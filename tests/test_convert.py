@@ -288,6 +288,9 @@ def test_shapes_dtypes_and_layouts():
     assert np.array_equal(encode(x[:, ::3], "e5m2"), encode(np.ascontiguousarray(x[:, ::3]),
                                                             "e5m2"))
     assert np.array_equal(encode(x.T, "e4m3"), encode(x, "e4m3").T)
+    for swapped in (x.astype(">f4"), x.astype(">f8"), x.astype(">f2")):  # byte order
+        assert np.array_equal(encode(swapped, "e4m3"), encode(x.astype(swapped.dtype.type),
+                                                              "e4m3"))
     bf = x.astype(ml_dtypes.bfloat16)
     assert np.array_equal(encode(bf, "e4m3"), encode(bf.astype(np.float32), "e4m3"))
     assert np.array_equal(decode(encode(x, "e4m3"), "e4m3"),
@@ -423,6 +426,8 @@ def test_e8m0_equals_ml_dtypes_away_from_ties():
         (lambda: encode(np.ones(3), random_bits=np.ones(3, np.uint32)), ValueError,
          r"^random_bits: only used"),
         (lambda: encode(np.ones(3), "e8m0", rounding="sr"), ValueError, r"^rounding: "),
+        (lambda: encode(np.ones(3), "e8m0", random_bits=np.ones(3, np.uint32)), ValueError,
+         r"^random_bits: "),
         (lambda: encode_e8m0(np.ones(3, np.int8)), TypeError, r"^x: "),
         (lambda: decode(np.ones(3, np.int8), "e4m3"), TypeError, r"^codes: expected uint8"),
         (lambda: decode(np.ones(3, np.int64)), TypeError, r"^codes: "),
