@@ -24,11 +24,11 @@ import numpy as np
 from .analysis import error_stats, exact_product
 from .gemm import gemm
 from .mma import MMAStep
-from .quant import _check_x, _quantize, dequantize, quantize_mx
+from .quant import _check_x, _quantize, _quantize_mx, dequantize
 
 __all__ = ["Recipe", "RECIPES", "MatmulResult", "fp8_matmul", "get_recipe"]
 
-SCALE_RULES = ("amax", "pow2", "mx")
+SCALE_RULES = ("amax", "pow2", "mx", "mx-up")
 _SCALINGS = ("group", "tensor", "row")
 
 
@@ -49,8 +49,9 @@ class Recipe:
     """Scaling block of w (K, N), (rows along K, columns along N); None as for x_block."""
     scale_rule: str = "amax"
     """How a block's scale is chosen: "amax" (float32 amax / fmt_max, DeepGEMM),
-    "pow2" (that rounded up to a power of two, UE8M0) or "mx" (OCP MX shared
-    exponent floor(log2(amax)) - emax_elem, saturating elements)."""
+    "pow2" (that rounded up to a power of two, UE8M0), "mx" (OCP MX shared
+    exponent floor(log2(amax)) - emax_elem, saturating elements) or "mx-up"
+    (Transformer Engine's MXFP8: ceil(log2(amax / fmt_max)), no amax floor)."""
     scaling: str = "group"
     """Epilogue of `fp8sim.gemm`: "group" (block scales applied with an fma at each
     promotion), "tensor" (one alpha at the end) or "row" (row/column scales at the end)."""
@@ -106,6 +107,12 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
                     "the promotion fma. Blackwell applies the scales inside the MMA, which "
                     "fp8sim does not model. Per-column weight scales cost one engine call "
                     "per distinct scale column (about 50x slower than deepseek-v3).",
+    ),
+    Recipe(
+        name="mx-te", x_block=(1, 32), w_block=(32, 1), scale_rule="mx-up", promote=32,
+        description="mx with Transformer Engine's MXFP8 scale rule: the E8M0 scale is "
+                    "rounded up from amax / fmt_max, so no element is clamped (the OCP "
+                    "rule's floor clamps a block's largest values past fmt_max).",
     ),
 )}
 """Named recipes users compare."""
@@ -241,8 +248,9 @@ def _resolve(block, shape) -> tuple[int, int]:
 
 
 def _quantize_by(v, fmt, block, rule, arg):
-    if rule == "mx":
-        return quantize_mx(v, fmt, block=block, scale_format="float32")
+    if rule in ("mx", "mx-up"):
+        return _quantize_mx(v, fmt, block=block, scale_format="float32", arg=arg,
+                           scale_rounding="floor" if rule == "mx" else "up")
     return _quantize(v, fmt, block=block, pow2_scale=rule == "pow2", arg=arg)
 
 

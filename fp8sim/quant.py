@@ -107,6 +107,7 @@ def quantize_mx(
     fmt: str | FormatInfo = "e4m3",
     *,
     block: tuple[int, int] = (1, 32),
+    scale_rounding: str = "floor",
     scale_format: str = "e8m0",
     nonfinite: str = "raise",
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -126,6 +127,10 @@ def quantize_mx(
         fmt: the element format, "e4m3" or "e5m2".
         block: (bm, bk); the spec's blocks are 32 consecutive elements along the
             reduction axis: (1, 32) for activations (M, K), (32, 1) for weights (K, N).
+        scale_rounding: "floor" (default): the OCP spec's rule above. "up": Transformer
+            Engine's MXFP8 rule, ``X = ceil(log2(float32(amax / fmt_max)))`` (its
+            ``float_to_e8m0`` rounds toward +Inf), clamped to [-127, 127], which never
+            clamps an element (amax / 2**X <= fmt_max). No 1e-4 floor in either rule.
         scale_format: "e8m0" (default, uint8 codes X + 127) or "float32" (2**X).
         nonfinite: "raise" (default) or "propagate": a block with NaN or Inf gets the
             NaN scale (0xFF) and all its codes NaN, as in the reference library (the
@@ -134,15 +139,30 @@ def quantize_mx(
     Returns:
         (codes, scales) with scales of shape (ceil(M / bm), ceil(K / bk)).
     """
+    return _quantize_mx(x, fmt, block=block, scale_rounding=scale_rounding,
+                        scale_format=scale_format, nonfinite=nonfinite)
+
+
+def _quantize_mx(x, fmt="e4m3", *, block=(1, 32), scale_rounding="floor", scale_format="e8m0",
+                 nonfinite="raise", arg: str = "x") -> tuple[np.ndarray, np.ndarray]:
+    """`quantize_mx` with the name of the array argument for error messages."""
     info = _element_format(fmt)
-    x32 = _check_x(x, "x")
+    x32 = _check_x(x, arg)
     bm, bk = _check_block(block)
+    _check_choice(scale_rounding, ("floor", "up"), "scale_rounding")
     _check_choice(scale_format, SCALE_FORMATS, "scale_format")
-    _check_nonfinite(x32, nonfinite, "x")
+    _check_nonfinite(x32, nonfinite, arg)
     blocks = _blocks(x32, bm, bk)
     amax = _block_amax(blocks)
-    _, e = np.frexp(amax)  # amax = m * 2**e, m in [0.5, 1): floor(log2(amax)) = e - 1, exactly
-    shared = np.maximum(e.astype(np.int64) - 1 - info.emax, -E8M0.bias)
+    if scale_rounding == "floor":
+        frac, e = np.frexp(amax)  # amax = frac * 2**e, frac in [0.5, 1): floor(log2) = e - 1
+        shared = e.astype(np.int64) - 1 - info.emax
+    else:
+        with np.errstate(invalid="ignore", over="ignore"):
+            frac, e = np.frexp(amax / np.float32(info.max))
+        shared = e.astype(np.int64) - (frac == 0.5)  # ceil(log2): exact, subnormals included
+        shared[frac == 0] = -E8M0.bias  # amax / fmt_max underflowed to 0: the smallest scale
+    shared = np.clip(shared, -E8M0.bias, E8M0.bias)
     shared[amax == 0] = -E8M0.bias
     scales64 = np.ldexp(1.0, shared)
     scales64[~np.isfinite(amax)] = np.nan

@@ -78,6 +78,15 @@ def test_mx_is_promotion_every_32_with_per_column_scales():
     np.testing.assert_array_equal(r.w_codes, wc)
 
 
+def test_mx_te_scales_round_up():
+    x, w = _inputs(m=8, k=64, n=130, seed=9)
+    r = fp8_matmul(x, w, "mx-te")
+    xc, xs = quantize_mx(x.astype(np.float32), scale_rounding="up", scale_format="float32")
+    wc, ws = quantize_mx(w.astype(np.float32), block=(32, 1), scale_rounding="up",
+                         scale_format="float32")
+    np.testing.assert_array_equal(_bits(r.out), _bits(_per_column_group_gemm(xc, xs, wc, ws, 32)))
+
+
 @pytest.mark.parametrize("w_block", [(128, 64), (128, 1), (256, 192), (128, 256)])
 def test_group_scales_of_any_block_shape(w_block):
     """Weight blocks narrower or wider than the engine's 128 columns, K blocks of 2x promote."""
@@ -146,7 +155,7 @@ def test_out_dtype_and_overrides():
 
 
 def test_recipes_are_frozen_and_exported():
-    assert set(RECIPES) >= {"deepseek-v3", "per-tensor", "fast-accum", "mx"}
+    assert set(RECIPES) >= {"deepseek-v3", "per-tensor", "fast-accum", "mx", "mx-te"}
     assert fp8sim.RECIPES is RECIPES and fp8sim.fp8_matmul is fp8_matmul
     r = get_recipe("mx")
     assert r.pow2_scale and r.promote == 32 and r.x_block == (1, 32)

@@ -81,8 +81,11 @@ def _quantize_reference(x: np.ndarray, fmt: str, block: tuple[int, int], pow2: b
     return codes, scales
 
 
-def _mx_reference(x: np.ndarray, fmt: str, block: tuple[int, int]):
-    """OCP MX: X = floor(log2(amax)) - emax_elem (>= -127), codes = sat(x / 2**X), per block."""
+def _mx_reference(x: np.ndarray, fmt: str, block: tuple[int, int], up: bool = False):
+    """OCP MX: X = floor(log2(amax)) - emax_elem (>= -127), codes = sat(x / 2**X), per block.
+
+    up: Transformer Engine's rule, X = the smallest e with 2**e >= float32(amax / fmt_max).
+    """
     info = format_info(fmt)
     m, k = x.shape
     bm, bk = block
@@ -93,7 +96,15 @@ def _mx_reference(x: np.ndarray, fmt: str, block: tuple[int, int]):
             rows = range(bi * bm, min((bi + 1) * bm, m))
             cols = range(bj * bk, min((bj + 1) * bk, k))
             amax = max((abs(float(x[i, j])) for i in rows for j in cols), default=0.0)
-            shared = -127 if amax == 0 else max(math.frexp(amax)[1] - 1 - info.emax, -127)
+            if amax == 0:
+                shared = -127
+            elif up:
+                ratio = Fraction(float(to_float32(Fraction(amax) / Fraction(info.max))))
+                shared = -127
+                while Fraction(2) ** shared < ratio:
+                    shared += 1
+            else:
+                shared = max(math.frexp(amax)[1] - 1 - info.emax, -127)
             scales[bi, bj] = 2.0**shared
             for i in rows:
                 for j in cols:
@@ -178,6 +189,9 @@ def test_pow2_ceil_of_float32_ratio_is_ceil_of_exact_ratio(fmt):
         _, scales = quantize(amax.reshape(-1, 1), fmt, block=(1, 1), pow2_scale=True)
         s = scales.reshape(-1).astype(np.float64)
         exact_ratio = amax.astype(np.float64) / info.max  # rounding of this is far below 2**-30
+        # Transformer Engine's kernels multiply by float32(1 / fmt_max): the same scales
+        frac, e2 = np.frexp(amax * (np.float32(1) / np.float32(info.max)))
+        np.testing.assert_array_equal(np.ldexp(1.0, e2 - (frac == 0.5)), s)
         assert np.all(s * (1 + 2.0**-40) >= exact_ratio)  # rounded up
         assert np.all(s / 2 < exact_ratio)  # by less than a factor of two
         # the boundary itself: amax = fmt_max * 2**e gives exactly 2**e
@@ -256,15 +270,19 @@ def test_retile_1x128_to_128x1():
 # --- OCP MX ------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("up", [False, True])
 @pytest.mark.parametrize("block", [(1, 32), (32, 1), (3, 10)])
-def test_mx_matches_reference(block):
-    x = _data(np.random.default_rng(11), (20, 70))
+def test_mx_matches_reference(block, up):
+    x = _data(np.random.default_rng(11), (20, 70), log2_range=(-60, -59) if up else (-3, 3))
+    x[0, :2] = [2.0**-140, 3e-42]  # float32 subnormals: amax / fmt_max rounds
+    rounding = "up" if up else "floor"
     for fmt in FMTS:
-        codes, e8 = quantize_mx(x, fmt, block=block)
-        ref_codes, ref_scales = _mx_reference(x, fmt, block)
+        codes, e8 = quantize_mx(x, fmt, block=block, scale_rounding=rounding)
+        ref_codes, ref_scales = _mx_reference(x, fmt, block, up)
         np.testing.assert_array_equal(codes, ref_codes)
         np.testing.assert_array_equal(decode(e8, "e8m0"), ref_scales)
-        _, s32 = quantize_mx(x, fmt, block=block, scale_format="float32")
+        _, s32 = quantize_mx(x, fmt, block=block, scale_format="float32",
+                             scale_rounding=rounding)
         np.testing.assert_array_equal(s32, ref_scales)
 
 
@@ -283,6 +301,12 @@ def test_mx_worked_example():
     tiny = np.full((1, 32), 2.0**-125, np.float32)  # X = -133, clamped at -127
     codes, e8 = quantize_mx(tiny)
     assert e8[0, 0] == 0 and decode(codes[0, 0], "e4m3") == 4.0
+    # Transformer Engine's rounding up: amax 1.9 -> 2**ceil(log2(1.9 / 448)) = 2**-7, no clamping
+    x[0, 3] = 1.9
+    codes, e8 = quantize_mx(x, scale_rounding="up")
+    assert e8[0, 0] == 120 and decode(codes[0, 3], "e4m3") == 240.0  # 243.2 -> 240
+    with pytest.raises(ValueError, match="^scale_rounding:"):
+        quantize_mx(x, scale_rounding="nearest")
 
 
 # --- Transformer Engine delayed scaling ---------------------------------------------------
