@@ -17,7 +17,8 @@ kernel output:
 - ``rowwise_{fast,slow}_bf16``: ``torch._scaled_mm`` with row-wise scales.
 
 Conversions sit at the top level as in ``convert_public.npz``: ``x`` (float32) and
-``torch_<fmt>``, ``cuda_<fmt>_nosat``, ``cuda_<fmt>_sat`` (uint8 codes).
+``torch_<fmt>``, ``cuda_<fmt>_nosat``, ``cuda_<fmt>_sat`` (uint8 codes); a top-level
+``meta`` string (JSON) names the device, torch/triton/CUDA versions, group and seed.
 
 The inputs come from `build_cases` (numpy only, deterministic); only running them needs
 torch, triton, cupy and a GPU (`fp8sim._capture_kernels`).
@@ -417,6 +418,8 @@ def capture(out_dir: str | Path, groups: list[str] | None = None, *, seed: int =
             arrays.update(conv)
             log(f"conversions: {len(conv) - 1} outputs" + (f"; failed: {errors}" if errors
                                                            else ""))
+        arrays["meta"] = np.array(json.dumps({"device": kern.device_name(), "group": g,
+                                              "seed": seed}))
         path = out_dir / f"capture_{g}.npz"
         np.savez_compressed(path, **arrays)
         log(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")

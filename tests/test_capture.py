@@ -137,7 +137,8 @@ def _tiny_capture(path, wrong: bool) -> None:
         d = d.copy()
         d.view(np.uint32)[3, 5] ^= 1
     np.savez(path, **{"e4m3_e5m2/normal/K64/A": a, "e4m3_e5m2/normal/K64/B": b,
-                      "e4m3_e5m2/normal/K64/triton_p32": d})
+                      "e4m3_e5m2/normal/K64/triton_p32": d,
+                      "meta": np.array(json.dumps({"device": "none"}))})
 
 
 def test_verify_reports_a_wrong_output_and_exits_1(tmp_path):
