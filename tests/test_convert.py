@@ -21,7 +21,7 @@ from naive_convert import encode_e8m0_naive, encode_naive
 from fp8sim.convert import decode, encode, encode_e8m0
 from fp8sim.formats import E8M0, FORMATS, decode_table
 from fp8sim.reference import encode_scalar
-from fp8sim.rounding import RoundMode
+from fp8sim.rounding import RoundMode, round_mode
 
 SIGNED = [f for f in FORMATS.values() if f.signed]
 OCP = [FORMATS["e4m3"], FORMATS["e5m2"]]
@@ -404,6 +404,21 @@ def test_e8m0_equals_ml_dtypes_away_from_ties():
     assert np.array_equal(encode_e8m0(x, rounding="nearest"), _ml_encode(x, E8M0))
 
 
+@pytest.mark.parametrize(
+    ("names", "mode"),
+    [
+        (["nearest", "rne", "even", "TiesToEven", "ties_to_even"], RoundMode.TiesToEven),
+        (["zero", "rtz", "truncate", "TowardZero", "toward-zero"], RoundMode.TowardZero),
+        (["up", "ceil", "TowardPositive"], RoundMode.TowardPositive),
+        (["down", "floor", "TowardNegative"], RoundMode.TowardNegative),
+        (["stochastic", "sr", "Stochastic"], RoundMode.Stochastic),
+    ],
+)
+def test_rounding_mode_names(names, mode):
+    """IEEE names (any case, - or _) and short names find the same mode."""
+    assert all(round_mode(n) is mode for n in names) and round_mode(mode) is mode
+
+
 # ---------------------------------------------------------------------------- errors
 
 
@@ -416,6 +431,7 @@ def test_e8m0_equals_ml_dtypes_away_from_ties():
         (lambda: encode(3), TypeError, r"^x: "),
         (lambda: encode(np.ones(3, np.complex64)), TypeError, r"^x: "),
         (lambda: encode(np.ones(3), rounding="bankers"), ValueError, r"^rounding: unknown"),
+        (lambda: encode(np.ones(3), rounding=0), ValueError, r"^rounding: unknown"),
         (lambda: encode(np.ones(3), rounding="sr", rng="seed"), TypeError, r"^rng: "),
         (lambda: encode(np.ones(3), rounding="sr", random_bits=np.ones(3, np.int64)),
          TypeError, r"^random_bits: expected a uint32"),
