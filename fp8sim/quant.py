@@ -7,8 +7,11 @@ Three ways of choosing the scales are modelled, bit for bit:
   `per_block_cast_to_fp8`), any block shape: per block ``amax = max(|x|)`` clamped
   below at 1e-4, ``scale = float32(amax / fmt_max)``,
   ``codes = encode(float32(x * float32(fmt_max / amax)))``. With ``pow2_scale`` the
-  scale is rounded up to a power of two (UE8M0, DeepGEMM's ``ceil_to_ue8m0``) and
-  ``codes = encode(x / scale)``.
+  scale is rounded up to a power of two (UE8M0, DeepGEMM's ``ceil_to_ue8m0``, which
+  also works on the float32 bits: exponent field + (mantissa != 0)) and
+  ``codes = encode(x / scale)``. (DeepGEMM's newer ``deep_gemm.utils`` casts compute
+  ``x * float32(1 / scale)`` instead: the same for power-of-two scales, but with float32
+  scales the scaled value can differ in its last bit, and rarely the FP8 code.)
 * `delayed_scale` / `cast_scaled` - Transformer Engine's per-tensor delayed scaling:
   the scale comes from an amax history and *multiplies* x before the cast.
 * `quantize_mx` - OCP Microscaling (MX v1.0): 32-element blocks sharing an E8M0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from fractions import Fraction
 
 import numpy as np
@@ -29,6 +30,7 @@ from fp8sim.quant import (
 from fp8sim.reference import encode_scalar, to_float32
 
 FMTS = ("e4m3", "e5m2")
+SCALE = int(os.environ.get("FP8SIM_EXAMPLES_SCALE", "1"))  # make test-all: 10x examples
 
 
 def _enc(v: float, fmt: str, saturate: bool = False) -> int:
@@ -142,7 +144,7 @@ def test_quantize_matches_reference(block, pow2):
         np.testing.assert_array_equal(codes, ref_codes)
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=20 * SCALE, deadline=None)
 @given(m=st.integers(1, 20), k=st.integers(1, 70), bm=st.integers(1, 25), bk=st.integers(1, 80),
        pow2=st.booleans(), fmt=st.sampled_from(FMTS), seed=st.integers(0, 2**32 - 1),
        lo=st.integers(-40, 40))
