@@ -5,6 +5,8 @@ from __future__ import annotations
 import ml_dtypes
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fp8sim
 from fp8sim.analysis import error_stats, exact_product
@@ -34,6 +36,18 @@ def test_deepseek_v3_is_quantize_plus_group_gemm():
     np.testing.assert_array_equal(_bits(r.out), _bits(want))
     np.testing.assert_array_equal(r.x_codes, xc)
     np.testing.assert_array_equal(r.w_scales, ws)
+
+
+@settings(max_examples=10, deadline=None)
+@given(m=st.integers(1, 70), k=st.integers(1, 400), n=st.integers(1, 300),
+       seed=st.integers(0, 2**32 - 1), pow2=st.booleans())
+def test_deepseek_v3_random_shapes(m, k, n, seed, pow2):
+    x, w = _inputs(m, k, n, seed)
+    r = fp8_matmul(x, w, "deepseek-v3-ue8m0" if pow2 else "deepseek-v3")
+    xc, xs = quantize(x.astype(np.float32), block=(1, 128), pow2_scale=pow2)
+    wc, ws = quantize(w.astype(np.float32), block=(128, 128), pow2_scale=pow2)
+    want = fp8sim.gemm(xc, wc, scale_a=xs, scale_b=ws, scaling="group", promote=128)
+    np.testing.assert_array_equal(_bits(r.out), _bits(want))
 
 
 def test_deepseek_v3_ue8m0():

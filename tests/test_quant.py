@@ -422,3 +422,21 @@ def test_input_dtypes():
     h = x.astype(np.float16)
     np.testing.assert_array_equal(quantize(h)[0], quantize(h.astype(np.float32))[0])
     assert encode_e8m0(np.float32(2.0**-22)) == 105
+
+
+def test_te_current_scaling_codes_equal_per_tensor_quantize():
+    """TE's scale = fl32(fmt_max / amax) multiplies x: the contract's per-tensor product."""
+    x = _data(np.random.default_rng(12), (30, 70))
+    for fmt in FMTS:
+        scale = delayed_scale([np.abs(x).max()], fmt)
+        codes, scales = quantize(x, fmt, block=x.shape)
+        np.testing.assert_array_equal(cast_scaled(x, scale, fmt), codes)
+        # TE's scale_inv = 1 / scale and quantize's amax / fmt_max agree to one float32 ulp
+        assert abs(_bits32(np.float32(1) / scale).astype(np.int64)
+                   - _bits32(scales[0, 0]).astype(np.int64)) <= 1
+
+
+def test_top_level_exports():
+    import fp8sim
+
+    assert fp8sim.quantize is quantize and fp8sim.dequantize is dequantize
