@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .analysis import error_stats, exact_product
+from .formats import format_info
 from .gemm import gemm
 from .mma import MMAStep
 from .quant import _check_x, _quantize, _quantize_mx, dequantize
@@ -70,6 +71,10 @@ class Recipe:
 
     def replace(self, **changes) -> Recipe:
         """A copy with some fields changed (e.g. promote=0)."""
+        names = [f.name for f in dataclasses.fields(self)]
+        for key in changes:
+            if key not in names:
+                raise TypeError(f"{key}: not a Recipe field; expected one of {', '.join(names)}")
         if "name" not in changes:
             changes["name"] = self.name + "".join(f"[{k}={v}]" for k, v in changes.items())
         return dataclasses.replace(self, **changes)
@@ -229,6 +234,9 @@ def _stats(approx: np.ndarray, exact: np.ndarray) -> dict[str, float]:
 
 
 def _check_recipe(r: Recipe) -> None:
+    for arg in ("x_format", "w_format"):
+        if not format_info(getattr(r, arg), arg=arg).signed:
+            raise ValueError(f"{arg}: {getattr(r, arg)!r} is a scale format, not an element format")
     if r.scale_rule not in SCALE_RULES:
         raise ValueError(f"scale_rule: expected one of {', '.join(SCALE_RULES)}, "
                          f"got {r.scale_rule!r}")

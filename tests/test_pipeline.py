@@ -217,5 +217,9 @@ def test_errors():
         fp8_matmul(x[0], w)
     with pytest.raises(TypeError, match="^x:"):
         fp8_matmul(x.astype(np.int64), w)
-    with pytest.raises(TypeError):
-        fp8_matmul(x, w, promotion=128)  # not a Recipe field
+    with pytest.raises(TypeError, match="^promotion: not a Recipe field"):
+        fp8_matmul(x, w, promotion=128)
+    with pytest.raises(ValueError, match="^x_format:"):
+        fp8_matmul(x, w, x_format="e3m4")
+    with pytest.raises(ValueError, match="^w_format:"):
+        fp8_matmul(x, w, w_format="e8m0")
