@@ -129,10 +129,9 @@ def _fused_step(arow_v, arow_g, bblk_v, bblk_g, nk, nj, part, m, scale, inv, isu
         else:
             s32 = np.float32(isum[j])
             t = np.uint32(s32.view(np.uint32) & mask).view(np.float32) * inv[j]
-        # no nonzero product: C passes through truncated; a nonzero C truncated to
-        # nothing is an integer sum of zero, +0
-        tc = np.uint32(pbits[j] & mask).view(np.float32)
-        tc = tc + np.float32(0.0) if c != 0 else tc
+        # no nonzero product: C passes through truncated; a zero result is +0 (C = -0
+        # included, as the H100 does), hence the + 0
+        tc = np.uint32(pbits[j] & mask).view(np.float32) + np.float32(0.0)
         t = t if m[j] != 0 else tc
         c_finite = abs(c) < inf
         t = t if c_finite else c  # Inf or NaN C wins over finite products

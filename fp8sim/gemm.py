@@ -58,9 +58,10 @@ def gemm(
         scale_a, scale_b, scaling: "group" (scale_a (M, ceil(K/promote)), scale_b
             (ceil(K/promote), ceil(N/128)), fma at each promotion), "tensor" (two
             scalars, out = fl(acc * fl(scale_a * scale_b))) or "row" (scale_a (M, 1),
-            scale_b (1, N), out = fl(fl(acc * scale_a[i]) * scale_b[j])); None infers
-            it from the shapes.
-        out_dtype: "float32", "bfloat16" or "float16" (rounded to nearest even from float32).
+            scale_b (1, N), out = fl(fl(acc * scale_b[j]) * scale_a[i]), the order the
+            H100 uses); None infers it from the shapes.
+        out_dtype: "float32", "bfloat16" or "float16" (rounded to nearest even from float32;
+            NaN is 0x7FFF in both 16-bit types, as cuBLASLt writes it).
         preset: the MMA step model, "hopper" (verified) or another `fp8sim.mma` preset.
 
     Returns:
@@ -94,7 +95,8 @@ def gemm(
                              "promotion, so group scaling does not apply; use 'ideal'")
         sa, sb = _check_group_scales(scale_a, scale_b, m, k, n, promote)
     elif kind == "tensor":
-        alpha = np.float32(_f32_scalar(scale_a, "scale_a") * _f32_scalar(scale_b, "scale_b"))
+        with np.errstate(over="ignore", invalid="ignore"):
+            alpha = np.float32(_f32_scalar(scale_a, "scale_a") * _f32_scalar(scale_b, "scale_b"))
     elif kind == "row":
         ra = _f32_array(scale_a, (m, 1), "scale_a")
         rb = _f32_array(scale_b, (1, n), "scale_b")
@@ -106,11 +108,13 @@ def gemm(
         if kind == "tensor":
             out = out * alpha
         elif kind == "row":
-            out = (out * ra) * rb
-    out.view(np.uint32)[np.isnan(out)] = _NAN32
+            out = (out * rb) * ra  # the H100 multiplies by scale_b first
+    nan = np.isnan(out)
+    out.view(np.uint32)[nan] = _NAN32
     if out_dt != out.dtype:
         with np.errstate(over="ignore"):
             out = out.astype(out_dt)
+        out.view(np.uint16)[nan] = 0x7FFF  # cuBLASLt's bf16 and f16 NaN
     return out
 
 

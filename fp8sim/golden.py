@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .kernel import CUBLASLT_FAST_SLICES_H100, KERNELS, cublaslt_fast_promote
+from .kernel import KERNELS, cublaslt_fast_promote
 
 __all__ = ["Case", "load_cases", "output_spec", "replay", "ReplayResult", "known_unexplained"]
 
 _INPUTS = {"A", "B", "C", "scale_a", "scale_b", "tensor_scale_a", "tensor_scale_b",
-           "row_scale_a", "row_scale_b", "meta"}
+           "row_scale_a", "row_scale_b", "meta", "orig_shape"}
 
 
 @dataclass
@@ -45,6 +45,15 @@ class Case:
     @property
     def k(self) -> int:
         return int(self.a.shape[1])
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(M, N, K) of the captured GEMM; a cropped copy records the original M, N."""
+        if "orig_shape" in self.arrays:
+            m, n = (int(v) for v in self.arrays["orig_shape"])
+        else:
+            m, n = int(self.a.shape[0]), int(self.b.shape[1])
+        return m, n, self.k
 
     @property
     def outputs(self) -> list[str]:
@@ -92,7 +101,7 @@ def output_spec(case: Case, name: str) -> dict | None:
     if m := _CUBLAS.match(name):
         kw |= _settings("cublaslt-fast" if m.group(1) == "fast" else "cublaslt")
         if m.group(1) == "fast":  # split-K at long K: promotion every slice length
-            kw["promote"] = cublaslt_fast_promote(case.k)
+            kw["promote"] = cublaslt_fast_promote(*case.shape, _OUT[m.group(2)]) or 0
         kw["out_dtype"] = _OUT[m.group(2)]
         if m.group(3):
             return kw | {"scale_a": case.arrays["tensor_scale_a"],
@@ -113,10 +122,11 @@ def _settings(kernel_name: str) -> dict:
 
 
 def known_unexplained(case: Case, name: str) -> bool:
-    """True for outputs no model explains: cuBLASLt fast accumulation at K >= 16384 with a
-    split-K slice count not captured yet."""
-    return (name.startswith("cublas_fast") and case.k >= 16384
-            and case.k not in CUBLASLT_FAST_SLICES_H100)
+    """True for outputs no model explains: cuBLASLt fast accumulation at long K for a
+    shape whose split-K slice count has not been captured."""
+    m = _CUBLAS.match(name)
+    return bool(m and m.group(1) == "fast"
+                and cublaslt_fast_promote(*case.shape, _OUT[m.group(2)]) is None)
 
 
 def as_bits(x: np.ndarray) -> np.ndarray:

@@ -68,19 +68,35 @@ KERNELS: dict[str, Kernel] = {k.name: k for k in (
 """Every named kernel."""
 
 
-CUBLASLT_FAST_SLICES_H100 = {16384: 6, 65536: 22}
-"""Split-K slice counts cuBLASLt chose with fast accumulation on the H100 for 64 x 64
-outputs (found by fp8sim.identify(search="split"); the H200 differs at K = 65536)."""
+CUBLASLT_FAST_SLICES_H100: dict[tuple[int, int, int], int] = {
+    (64, 64, 8192): 3, (64, 64, 16384): 6, (64, 64, 24576): 9, (64, 64, 32768): 12,
+    (64, 64, 65536): 22, (128, 128, 16384): 6, (128, 128, 32768): 9, (128, 256, 16384): 5,
+    (256, 256, 8192): 2, (256, 256, 16384): 2, (256, 256, 32768): 3,
+    (512, 512, 16384): 1, (1024, 1024, 16384): 1,
+}
+"""Split-K slice counts cuBLASLt chose with fast accumulation on the H100, by (M, N, K),
+for float32 outputs: every case captured so far (fp8sim.identify(search="split") found
+each at match 1.0). It is cuBLASLt's heuristic; the H200 differs at 64 x 64 x 65536."""
+
+CUBLASLT_FAST_SLICES_H100_16BIT: dict[tuple[int, int, int], int] = {(256, 256, 16384): 3}
+"""Shapes where bfloat16/float16 outputs were split differently from float32."""
 
 
-def cublaslt_fast_promote(k: int) -> int:
-    """The promotion interval equal to cuBLASLt fast accumulation's split-K at this K.
+def cublaslt_fast_promote(m: int, n: int, k: int, out_dtype: str = "float32") -> int | None:
+    """The promotion interval equal to cuBLASLt fast accumulation's split-K, or None.
 
-    0 (a single chain) for K <= 4096 as captured; the slice length for the K values in
-    CUBLASLT_FAST_SLICES_H100; 0 for other K, where the slice count is not known.
+    0 (one chain through K) for K <= 4096, as every capture there shows; the slice
+    length for the captured shapes; None where the slice count is not known.
     """
-    slices = CUBLASLT_FAST_SLICES_H100.get(k)
+    if k <= 4096:
+        return 0
+    key = (m, n, k)
+    slices = CUBLASLT_FAST_SLICES_H100.get(key)
+    if out_dtype != "float32":
+        slices = CUBLASLT_FAST_SLICES_H100_16BIT.get(key, slices)
     if slices is None:
+        return None
+    if slices == 1:
         return 0
     from .splitk import split_bounds
     start, stop = split_bounds(k, slices)[0]

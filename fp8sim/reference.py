@@ -145,8 +145,7 @@ def mma_step(c: float, a: list[float], b: list[float], a_fmt: FormatInfo, b_fmt:
     if c != 0:
         terms.append(_split(float(c), _F32_EMIN))
     if not any(v != 0 for v, _ in terms):
-        if c == 0:
-            return c  # no nonzero term: C passes through, its sign too
+        return np.float32(0.0)  # no nonzero term: +0, also for C = -0 (as the H100)
     if step.frac_bits is None:
         return to_float32(sum((v for v, _ in terms), Fraction(0)), step.result_rounding)
     emax = max(e for _, e in terms)

@@ -58,6 +58,7 @@ def main() -> int:
             r = crop_size(case)
             for name, arr in case.arrays.items():
                 out[f"{case.key}/{name}"] = np.ascontiguousarray(crop(name, arr, r))
+            out[f"{case.key}/orig_shape"] = np.array(case.shape[:2])  # split-K depends on it
         dest = dest_dir / f"{f}.npz"
         np.savez_compressed(dest, **out)
         print(f"{dest}: {len(out)} arrays, {dest.stat().st_size / 1e6:.2f} MB")

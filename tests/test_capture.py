@@ -10,8 +10,9 @@ and exactly cancelling products (negzero*); C near FLT_MAX (cmax); overflowing s
 cuda_*); and rowpick0..2: 4 x 4 blocks (rows, columns, row scales and the row-wise
 output cut from M208N144K1008 and M256N384K1024 captures; `meta` says where from) around
 the three elements whose row-wise BF16 output shows the order of the scale multiplies.
-Every output is replayed bit for bit; the ones the H100 does differently from fp8sim
-are marked xfail (strict) with what the hardware does.
+Every output is replayed bit for bit. Three behaviours seen here first are now part of
+the model: BF16 NaN 0x7FFF, +0 from C = -0 with zero products, and the row-wise
+epilogue's order (scale_b first).
 """
 
 from __future__ import annotations
@@ -33,24 +34,6 @@ DATA = Path(__file__).resolve().parent / "data"
 
 H100 = DATA / "h100_capture.npz"
 
-BF16_NAN = ("H100 cuBLASLt writes a NaN BF16 output as 0x7FFF (the top half of "
-            "0x7FFFFFFF); fp8sim.gemm(out_dtype='bfloat16') gives 0x7FC0")
-NEG_ZERO_C = ("H100 wgmma: C = -0.0 plus all-zero products gives +0.0; fp8sim keeps -0.0")
-ROW_ORDER = ("H100 row-wise epilogue is fl(fl(acc * scale_b[j]) * scale_a[i]); fp8sim "
-             "multiplies by scale_a first (one element in 16 here differs in BF16)")
-
-
-def _known_mismatch(key: str, name: str) -> str | None:
-    """Why an output of the H100 subset is expected to differ from fp8sim (None: it must not)."""
-    if "/naninf/" in key and name.endswith(("bf16", "bf16_scaled")):
-        return BF16_NAN
-    if "/negzerocneg/" in key and name == "triton_p0":
-        return NEG_ZERO_C
-    if "/rowpick" in key:
-        return ROW_ORDER
-    return None
-
-
 def _h100_outputs() -> list:
     params = []
     for case in load_cases(H100):
@@ -59,9 +42,7 @@ def _h100_outputs() -> list:
         for name in case.outputs:
             if output_spec(case, name) is None:
                 continue
-            reason = _known_mismatch(case.key, name)
-            marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-            params.append(pytest.param(case, name, id=f"{case.key}/{name}", marks=marks))
+            params.append(pytest.param(case, name, id=f"{case.key}/{name}"))
     return params
 
 
@@ -76,21 +57,22 @@ def test_h100_capture_replays_bit_exact(case, name):
                            f"fp8sim {got[tuple(bad[0])]:#x}, H100 {want[tuple(bad[0])]:#x}")
 
 
-def test_h100_known_mismatches_are_exactly_the_reported_ones():
-    """The two hardware behaviours fp8sim does not model, element by element."""
+def test_h100_behaviours_found_by_this_capture():
+    """What this capture taught the model, element by element: cuBLASLt writes a BF16 NaN
+    as 0x7FFF, and C = -0.0 plus all-zero products gives +0.0."""
     cases = {c.key: c for c in load_cases(H100)}
     c = cases["e4m3_e5m2/naninf/K64"]
     want = as_bits(c.arrays["cublas_fast_bf16"])
     got = as_bits(fp8sim.gemm(c.a, c.b, **output_spec(c, "cublas_fast_bf16")))
-    diff = got != want
-    assert diff.any()
-    assert set(want[diff].tolist()) == {0x7FFF} and set(got[diff].tolist()) == {0x7FC0}
+    nan = np.isnan(fp8sim.gemm(c.a, c.b, **(output_spec(c, "cublas_fast_bf16")
+                                           | {"out_dtype": "float32"})))
+    assert nan.any() and (want[nan] == 0x7FFF).all()
+    np.testing.assert_array_equal(got, want)
     c = cases["e4m3_e4m3/negzerocneg/K64"]
+    assert (np.signbit(c.arrays["C"][:32])).all()  # rows 0-31: C = -0.0, products +-0
     want = as_bits(c.arrays["triton_p0"])
     got = as_bits(fp8sim.gemm(c.a, c.b, **output_spec(c, "triton_p0")))
-    # rows 0-31: all products +-0; rows 32-63: products cancel exactly (both give +0)
-    assert (want == 0).all()
-    assert (got[:32] == 0x80000000).all() and (got[32:] == 0).all()
+    assert (want == 0).all() and (got == 0).all()
 
 
 def test_h100_rowwise_scales_apply_scale_b_first():
