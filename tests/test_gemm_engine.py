@@ -212,3 +212,31 @@ def test_torch_tensors_are_accepted():
     ta = torch.from_numpy(a).view(torch.float8_e4m3fn)
     tb = torch.from_numpy(b).view(torch.float8_e5m2)
     assert np.array_equal(bits(gemm(ta, tb)), bits(gemm(a, b, b_format="e5m2")))
+
+
+def test_zero_results_are_positive_zero():
+    """C = -0 with zero products, and products that cancel, give +0 (H100 capture)."""
+    c = np.full((1, 2), -0.0, np.float32)
+    a = np.array([[0x80, 0x38, 0xB8] + [0] * 29], np.uint8)  # -0, 1, -1
+    b = np.zeros((32, 2), np.uint8)
+    b[1:3, 1] = 0x38
+    out = gemm(a, b, c=c)
+    assert bits(out).tolist() == [[0, 0]]
+
+
+def test_16_bit_nan_is_7fff():
+    a = np.array([[0x7F]], np.uint8)  # e4m3 NaN
+    b = np.array([[0x38]], np.uint8)
+    assert gemm(a, b, out_dtype="bfloat16").view(np.uint16)[0, 0] == 0x7FFF
+    assert gemm(a, b, out_dtype="float16").view(np.uint16)[0, 0] == 0x7FFF
+
+
+def test_row_scales_apply_scale_b_first():
+    rng = np.random.default_rng(5)
+    a = codes(rng, (16, 64), "finite")
+    b = codes(rng, (64, 16), "finite")
+    sa = rng.random((16, 1), dtype=np.float32) + np.float32(0.1)
+    sb = rng.random((1, 16), dtype=np.float32) + np.float32(0.1)
+    acc = gemm(a, b)
+    want = (acc * sb) * sa
+    assert np.array_equal(bits(gemm(a, b, scale_a=sa, scale_b=sb)), bits(want))
