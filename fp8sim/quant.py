@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .convert import _float_input, decode, encode, encode_e8m0
+from .convert import _float_input, as_codes, decode, encode, encode_e8m0
 from .formats import E8M0, FormatInfo, decode_table, format_info
 
 __all__ = [
@@ -59,7 +59,9 @@ def quantize(
             (1, K) per row, (M, K) per tensor. Edge blocks may be partial.
         pow2_scale: round each scale up to a power of two, 2**ceil(log2(amax / fmt_max)),
             computed exactly from the float32 bits of amax / fmt_max; codes are then
-            encode(x / scale) (the division by a power of two is exact).
+            encode(x / scale) (dividing by a power of two is exact wherever the quotient
+            is not a float32 subnormal, and such quotients encode to zero anyway). A
+            scale rounded up never lets a value overflow: |x| / scale <= fmt_max.
         scale_format: "float32" (default) or "e8m0": uint8 E8M0 codes (exponent + 127)
             instead of float32 values; needs `pow2_scale`.
         nonfinite: "raise" (default): NaN/Inf in `x` raise ValueError, since they poison
@@ -199,8 +201,6 @@ def dequantize(
     Returns:
         (M, K) array of `dtype`.
     """
-    from .convert import as_codes
-
     arr, info = as_codes(codes, fmt, arg="codes")
     if arr.ndim != 2:
         raise ValueError(f"codes: expected a 2-D (M, K) array, got shape {arr.shape}")
