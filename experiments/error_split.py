@@ -7,7 +7,7 @@ product of the unquantized inputs (total), while the exact product of the quanti
 inputs separates the casts (quantization) from the MMA chain (accumulation).
 
     python3 experiments/error_split.py                 # 256x4096x256, prints a table
-    python3 experiments/error_split.py --json out.json
+    python3 experiments/error_split.py --json out.json --plot error_split.png
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ import json
 import sys
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from fp8sim.pipeline import RECIPES, fp8_matmul
 
-DEFAULT_RECIPES = ("deepseek-v3", "deepseek-v3-ue8m0", "per-tensor", "fast-accum", "mx")
+DEFAULT_RECIPES = ("deepseek-v3", "deepseek-v3-ue8m0", "per-tensor", "fast-accum", "mx", "mx-te")
 
 
 def make_inputs(m: int, k: int, n: int, *, seed: int = 0, outliers: float = 1e-3,
@@ -49,6 +50,24 @@ def run(m: int, k: int, n: int, recipes=DEFAULT_RECIPES, **data) -> list[dict]:
     return rows
 
 
+def plot(rows: list[dict], title: str = "") -> Figure:
+    """Grouped bars: total, quantization and accumulation error (normwise) per recipe."""
+    fig = Figure(figsize=(9, 4), layout="constrained")
+    ax = fig.add_subplot()
+    parts = ("total", "quantization", "accumulation")
+    xs = np.arange(len(rows))
+    width = 0.8 / len(parts)
+    for i, part in enumerate(parts):
+        ax.bar(xs + (i - 1) * width, [r[f"{part}_fro_rel"] for r in rows], width, label=part)
+    ax.set_xticks(xs, [f"{r['recipe']}\n(promote {r['promote']})" for r in rows], fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("relative error ||D - exact||_F / ||exact||_F")
+    ax.set_xlabel("recipe")
+    ax.set_title(title or "FP8 GEMM error split by recipe")
+    fig.legend(loc="outside right upper")
+    return fig
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: prints the table (and writes JSON with --json)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -60,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--outlier-scale", type=float, default=100.0)
     p.add_argument("--recipes", nargs="+", default=list(DEFAULT_RECIPES), choices=list(RECIPES))
     p.add_argument("--json", help="also write the rows to this file")
+    p.add_argument("--plot", help="also save a bar chart (PNG/SVG/PDF) to this file")
     a = p.parse_args(argv)
     rows = run(a.m, a.k, a.n, a.recipes, seed=a.seed, outliers=a.outliers,
                outlier_scale=a.outlier_scale)
@@ -75,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         with open(a.json, "w") as f:
             json.dump(rows, f, indent=1)
+    if a.plot:
+        title = (f"FP8 GEMM error split, {a.m}x{a.k}x{a.n}, normal with "
+                 f"{a.outliers:g} outliers x{a.outlier_scale:g}")
+        plot(rows, title).savefig(a.plot, dpi=120)
     return 0
 
 

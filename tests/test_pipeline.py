@@ -223,3 +223,20 @@ def test_errors():
         fp8_matmul(x, w, x_format="e3m4")
     with pytest.raises(ValueError, match="^w_format:"):
         fp8_matmul(x, w, w_format="e8m0")
+
+
+def test_error_split_experiment_runs(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "error_split.py"
+    spec = importlib.util.spec_from_file_location("error_split", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rows = mod.run(8, 256, 16, ("deepseek-v3", "fast-accum"))
+    assert [r["recipe"] for r in rows] == ["deepseek-v3", "fast-accum"]
+    assert all(r["accumulation_fro_rel"] < r["quantization_fro_rel"] for r in rows)
+    fig = mod.plot(rows)
+    assert fig.axes[0].get_ylabel() and fig.axes[0].get_title()
+    assert mod.main(["--m", "4", "--k", "64", "--n", "8", "--recipes", "mx",
+                     "--json", str(tmp_path / "r.json")]) == 0
