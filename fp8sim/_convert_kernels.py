@@ -85,43 +85,60 @@ def _encode_one(b, sign_shift, src_m, src_bias, src_emask, m, emin, max_code, na
 
 
 @nb.njit(cache=True, inline="always")
-def _loop(bits, out, lo, hi, sign_shift, src_m, src_bias, src_emask, m, emin, max_code, nan_code,
-          inf_code, signed_zero, mode, saturate, rnd):
-    """The inner loop over elements lo..hi with a constant `mode` (vectorizable)."""
-    mask = np.int64(0xFFFFFFFF) if src_emask == 0xFF else np.int64(-1)
-    for i in range(lo, hi):
-        r = rnd[i] if mode == _SR else np.uint32(0)
-        out[i] = _encode_one(np.int64(bits[i]) & mask, sign_shift, src_m, src_bias, src_emask, m,
-                             emin, max_code, nan_code, inf_code, signed_zero, mode, saturate, r)
+def _encode_all(bits, out, params, mode, saturate, rnd):
+    """Encodes every element, in parallel over chunks, with a constant `mode` (vectorizable)."""
+    src_m, src_bias, src_emask, m, emin, max_code, nan_code, inf_code, signed_zero = params
+    n = bits.shape[0]
+    sign_shift = 63 if src_emask == 0x7FF else 31
+    mask = np.int64(0xFFFFFFFF) if src_emask == 0xFF else np.int64(-1)  # zero-extend float32
+    for c in nb.prange((n + _CHUNK - 1) // _CHUNK):
+        for i in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
+            r = rnd[i] if mode == _SR else np.uint32(0)
+            out[i] = _encode_one(np.int64(bits[i]) & mask, sign_shift, src_m, src_bias,
+                                 src_emask, m, emin, max_code, nan_code, inf_code,
+                                 signed_zero != 0, mode, saturate, r)
+
+
+# One compiled kernel per rounding mode, each built (and cached) on first use.
+@nb.njit(cache=True, parallel=True)
+def _encode_rne(bits, out, params, saturate, rnd):
+    _encode_all(bits, out, params, _RNE, saturate, rnd)
 
 
 @nb.njit(cache=True, parallel=True)
-def encode_bits(bits, out, src_m, src_bias, src_emask, m, emin, max_code, nan_code, inf_code,
-                signed_zero, mode, saturate, rnd):
+def _encode_rtz(bits, out, params, saturate, rnd):
+    _encode_all(bits, out, params, _RTZ, saturate, rnd)
+
+
+@nb.njit(cache=True, parallel=True)
+def _encode_up(bits, out, params, saturate, rnd):
+    _encode_all(bits, out, params, _UP, saturate, rnd)
+
+
+@nb.njit(cache=True, parallel=True)
+def _encode_down(bits, out, params, saturate, rnd):
+    _encode_all(bits, out, params, _DOWN, saturate, rnd)
+
+
+@nb.njit(cache=True, parallel=True)
+def _encode_sr(bits, out, params, saturate, rnd):
+    _encode_all(bits, out, params, _SR, saturate, rnd)
+
+
+_KERNELS = {_RNE: _encode_rne, _RTZ: _encode_rtz, _UP: _encode_up, _DOWN: _encode_down,
+            _SR: _encode_sr}
+
+
+def encode_bits(bits: np.ndarray, out: np.ndarray, src_m: int, src_bias: int, src_emask: int,
+                m: int, emin: int, max_code: int, nan_code: int, inf_code: int,
+                signed_zero: bool, mode: int, saturate: bool, rnd: np.ndarray) -> None:
     """Writes the 8-bit code of every IEEE pattern in `bits` (int32/int64 view) to `out`.
 
     `rnd` holds one uint32 per element for stochastic rounding (unused otherwise).
     """
-    n = bits.shape[0]
-    sign_shift = 63 if src_emask == 0x7FF else 31
-    for c in nb.prange((n + _CHUNK - 1) // _CHUNK):
-        lo = c * _CHUNK
-        hi = min(n, lo + _CHUNK)
-        if mode == _RNE:
-            _loop(bits, out, lo, hi, sign_shift, src_m, src_bias, src_emask, m, emin, max_code,
-                  nan_code, inf_code, signed_zero, _RNE, saturate, rnd)
-        elif mode == _RTZ:
-            _loop(bits, out, lo, hi, sign_shift, src_m, src_bias, src_emask, m, emin, max_code,
-                  nan_code, inf_code, signed_zero, _RTZ, saturate, rnd)
-        elif mode == _UP:
-            _loop(bits, out, lo, hi, sign_shift, src_m, src_bias, src_emask, m, emin, max_code,
-                  nan_code, inf_code, signed_zero, _UP, saturate, rnd)
-        elif mode == _DOWN:
-            _loop(bits, out, lo, hi, sign_shift, src_m, src_bias, src_emask, m, emin, max_code,
-                  nan_code, inf_code, signed_zero, _DOWN, saturate, rnd)
-        else:
-            _loop(bits, out, lo, hi, sign_shift, src_m, src_bias, src_emask, m, emin, max_code,
-                  nan_code, inf_code, signed_zero, _SR, saturate, rnd)
+    params = (src_m, src_bias, src_emask, m, emin, max_code, nan_code, inf_code,
+              int(signed_zero))
+    _KERNELS[mode](bits, out, params, bool(saturate), rnd)
 
 
 def format_params(fmt: FormatInfo) -> tuple[int, int, int, int, int, bool]:
