@@ -1,0 +1,504 @@
+"""The `fp8sim` command line: simulate random FP8 GEMMs, sweep K, inspect FP8 codes.
+
+Argument errors exit with status 2 and one line on stderr ("Error: ..."), never a
+traceback: click's usage errors are printed on one line, and ValueError/TypeError
+raised by fp8sim for bad arguments inside a command become usage errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import numpy as np
+
+from . import __version__
+from .convert import decode, encode
+from .formats import decode_table, format_info
+from .mma import PRESETS
+from .rounding import RoundMode
+from .studies import DISTS, gemm_stats, random_case, random_codes
+
+__all__ = ["main"]
+
+_FORMATS = ("e4m3", "e5m2")
+_INSPECT_FORMATS = ("e4m3", "e5m2", "e4m3fnuz", "e5m2fnuz")
+_DEFAULT_K_VALUES = "128,256,512,1024,2048,4096,8192,16384,32768,65536"
+
+
+def _one_line(message: str) -> str:
+    """Joins a (possibly multi-line) message into one line."""
+    return "; ".join(part.strip() for part in str(message).splitlines() if part.strip())
+
+
+class _Group(click.Group):
+    """A click group whose errors print as one stderr line (exit 2 for usage errors)."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
+             **extra):
+        """Runs the CLI; in standalone mode prints click errors as one line and exits."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as e:
+            hint = ""
+            ctx = getattr(e, "ctx", None)
+            if isinstance(e, click.UsageError) and ctx is not None:
+                hint = f" (try '{ctx.command_path} --help')"
+            click.echo(f"Error: {_one_line(e.format_message())}{hint}", err=True)
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@contextlib.contextmanager
+def _usage_errors() -> Iterator[None]:
+    """Turns fp8sim's ValueError/TypeError (bad arguments) into a one-line usage error."""
+    try:
+        yield
+    except (ValueError, TypeError) as e:
+        raise click.UsageError(_one_line(str(e))) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="fp8sim")
+def main() -> None:
+    """fp8sim: bit-exact CPU simulation of FP8 GEMMs on NVIDIA Hopper Tensor Cores."""
+
+
+# --------------------------------------------------------------------------- gemm
+
+_size = click.IntRange(min=1)
+
+
+def _case_options(f):
+    """The options that select a random GEMM case (shared by gemm and sweep)."""
+    f = click.option("--seed", type=int, default=0, show_default=True,
+                     help="Random seed (A is drawn before B).")(f)
+    f = click.option("--b-format", type=click.Choice(_FORMATS, case_sensitive=False),
+                     default=None, help="Format of B (K, N). [default: e4m3]")(f)
+    f = click.option("--a-format", type=click.Choice(_FORMATS, case_sensitive=False),
+                     default=None, help="Format of A (M, K). [default: e4m3]")(f)
+    return f
+
+
+_DIST_HELP = ("Data: normal N(0,1), positive |N(0,1)| or uniform U(-1,1) drawn in float32 and "
+              "encoded round-to-nearest at unit scale (no scaling, saturating; like the H100 "
+              "captures' 'normal'/'positive' data), or codes: every finite FP8 code equally "
+              "likely.")
+
+
+@main.command()
+@click.option("--m", type=_size, default=256, show_default=True, help="Rows of A and the output.")
+@click.option("--n", type=_size, default=256, show_default=True,
+              help="Columns of B and the output.")
+@click.option("--k", type=_size, default=4096, show_default=True, help="Inner dimension.")
+@click.option("--dist", type=click.Choice(DISTS), default="normal", show_default=True,
+              help=_DIST_HELP)
+@_case_options
+@click.option("--promote", type=int, default=None,
+              help="Promote the Tensor Core partial sum into FP32 every N elements of K "
+                   "(a multiple of 32; 0 = never). [default: 0, or the recipe's]")
+@click.option("--preset", default=None, metavar="NAME",
+              help=f"MMA step model: {', '.join(PRESETS)}. [default: hopper]")
+@click.option("--recipe", default=None, metavar="NAME",
+              help="Quantize float data with a training recipe (fp8sim.pipeline.RECIPES, "
+                   "e.g. deepseek-v3) instead of encoding it at unit scale; errors are then "
+                   "against the exact product of the unquantized data.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print a CSV header and one row.")
+def gemm(m, n, k, dist, a_format, b_format, seed, promote, preset, recipe, as_json, as_csv):
+    """Simulates a random M x K x N FP8 GEMM and prints its error against the exact product.
+
+    Also runs the "ideal" preset (sequential FP32 accumulation of exact products) and
+    reports the share of outputs whose bits differ from it.
+    """
+    if as_json and as_csv:
+        raise click.UsageError("--json and --csv are exclusive")
+    if preset is not None and preset not in PRESETS:
+        raise click.BadParameter(f"unknown preset {preset!r}; expected one of "
+                                 f"{', '.join(PRESETS)}", param_hint="'--preset'")
+    t0 = time.perf_counter()
+    with _usage_errors():
+        if recipe is not None:
+            row = _recipe_case(m, n, k, dist, a_format, b_format, seed, promote, preset, recipe)
+        else:
+            a_format, b_format = a_format or "e4m3", b_format or "e4m3"
+            promote = 0 if promote is None else promote
+            preset = preset or "hopper"
+            a, b = random_case(m, n, k, dist=dist, a_format=a_format, b_format=b_format,
+                               seed=seed)
+            stats = gemm_stats(a, b, a_format=a_format, b_format=b_format, promote=promote,
+                               preset=preset)
+            row = {"m": m, "n": n, "k": k, "promote": promote, "a_format": a_format,
+                   "b_format": b_format, "preset": preset, "recipe": None, "dist": dist,
+                   "seed": seed, **stats}
+    row["gemm_seconds"] = row.pop("seconds")
+    row["seconds"] = time.perf_counter() - t0
+    if as_json:
+        click.echo(json.dumps(row))
+    elif as_csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(row), lineterminator="\n")
+        writer.writeheader()
+        writer.writerow(row)
+    else:
+        click.echo(_summary(row))
+
+
+def _recipe_case(m, n, k, dist, a_format, b_format, seed, promote, preset, recipe) -> dict:
+    """Runs fp8sim.pipeline.fp8_matmul on random float data; the gemm command's row."""
+    try:
+        from .pipeline import RECIPES, fp8_matmul
+    except ImportError:
+        raise click.UsageError("--recipe: fp8sim.pipeline is not available") from None
+    if recipe not in RECIPES:
+        raise click.BadParameter(f"unknown recipe {recipe!r}; expected one of "
+                                 f"{', '.join(RECIPES)}", param_hint="'--recipe'")
+    rng = np.random.default_rng(seed)
+    if dist == "codes":
+        x = decode(random_codes((m, k), a_format or "e4m3", dist, rng), a_format or "e4m3")
+        w = decode(random_codes((k, n), b_format or "e4m3", dist, rng), b_format or "e4m3")
+    else:
+        draw = {"normal": lambda s: rng.standard_normal(s, dtype=np.float32),
+                "positive": lambda s: np.abs(rng.standard_normal(s, dtype=np.float32)),
+                "uniform": lambda s: rng.uniform(-1.0, 1.0, s).astype(np.float32)}[dist]
+        x, w = draw((m, k)), draw((k, n))
+    changes = {}
+    if promote is not None:
+        changes["promote"] = promote
+    if preset is not None:
+        changes["preset"] = preset
+    if a_format is not None:
+        changes["x_format"] = a_format
+    if b_format is not None:
+        changes["w_format"] = b_format
+    res = fp8_matmul(x, w, recipe, **changes)
+    ideal = fp8_matmul(x, w, recipe, **(changes | {"preset": "ideal"}))
+    out = np.asarray(res.out, np.float64)
+    ref = np.asarray(ideal.out, np.float64)
+    differs = (out != ref) & ~(np.isnan(out) & np.isnan(ref))
+    r = res.recipe
+    return {"m": m, "n": n, "k": k, "promote": r.promote, "a_format": r.x_format,
+            "b_format": r.w_format,
+            "preset": r.preset if isinstance(r.preset, str) else r.preset.name,
+            "recipe": r.name, "dist": dist, "seed": seed, **res.total,
+            "quantization_max_rel_error": res.quantization["max_rel_error"],
+            "accumulation_max_rel_error": res.accumulation["max_rel_error"],
+            "share_differs_from_ideal": float(differs.mean()) if differs.size else 0.0,
+            "ideal_max_rel_error": ideal.total["max_rel_error"],
+            "seconds": res.seconds}
+
+
+def _summary(row: dict) -> str:
+    """The human-readable summary of one gemm row."""
+    promote = f"every {row['promote']} elements of K" if row["promote"] else "never"
+    recipe = f", recipe {row['recipe']}" if row.get("recipe") else ""
+    lines = [
+        f"GEMM      M={row['m']} N={row['n']} K={row['k']}  A {row['a_format']} x "
+        f"B {row['b_format']}  data {row['dist']} (seed {row['seed']})",
+        f"kernel    preset {row['preset']}{recipe}, FP32 promotion {promote}",
+        f"rel error max {row['max_rel_error']:.3e}  mean {row['mean_rel_error']:.3e}  "
+        f"median {row['median_rel_error']:.3e}  (vs exact product)",
+        f"ULP error mean {row['mean_ulp_error']:.4g}  max {row['max_ulp_error']:.4g}  "
+        f"(ULPs of float32(exact))",
+        f"vs ideal  {100 * row['share_differs_from_ideal']:.2f}% of outputs differ from "
+        f"sequential FP32 accumulation (its max rel error {row['ideal_max_rel_error']:.3e})",
+    ]
+    if row.get("nonfinite_outputs"):
+        lines.append(f"nonfinite {row['nonfinite_outputs']} outputs (left out of the stats)")
+    if row.get("recipe"):
+        lines.append(f"split     quantization max rel {row['quantization_max_rel_error']:.3e}"
+                     f", accumulation max rel {row['accumulation_max_rel_error']:.3e}")
+    lines.append(f"time      {row['gemm_seconds']:.3f} s simulated GEMM, "
+                 f"{row['seconds']:.2f} s in all")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- sweep
+
+def _int_list(ctx, param, value: str) -> list[int]:
+    """Parses a comma-separated list of positive integers."""
+    try:
+        values = [int(v) for v in value.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise click.BadParameter(f"expected positive integers, got {value!r}")
+    return values
+
+
+@main.command()
+@click.option("--k-values", default=_DEFAULT_K_VALUES, show_default=True,
+              callback=_int_list, help="Comma-separated K values.")
+@click.option("--m", type=_size, default=16, show_default=True, help="Rows of the output.")
+@click.option("--n", type=_size, default=16, show_default=True, help="Columns of the output.")
+@click.option("--promote", "promotes", type=int, multiple=True, default=(0, 128),
+              show_default=True, help="Promotion interval (repeatable; 0 = never).")
+@click.option("--dist", "dists", type=click.Choice(DISTS), multiple=True,
+              default=("normal", "positive"), show_default=True,
+              help="Data distribution (repeatable). " + _DIST_HELP)
+@_case_options
+@click.option("--preset", type=click.Choice(list(PRESETS)), default="hopper",
+              show_default=True, help="MMA step model.")
+@click.option("--out", type=click.Path(dir_okay=False), default="sweep", show_default=True,
+              help="Output prefix: writes OUT.csv and OUT.png.")
+def sweep(k_values, m, n, promotes, dists, a_format, b_format, seed, preset, out):
+    """Measures the error against K over a grid (K x promotion x data); writes CSV and PNG."""
+    a_format, b_format = a_format or "e4m3", b_format or "e4m3"
+    for p in promotes:
+        if p < 0 or p % 32:
+            raise click.BadParameter(f"expected 0 or a positive multiple of 32, got {p}",
+                                     param_hint="'--promote'")
+    grid = [(d, p, k) for d in dists for p in promotes for k in k_values]
+    rows = []
+    with _usage_errors(), click.progressbar(grid, label="sweep", file=sys.stderr,
+                                            item_show_func=_grid_label) as bar:
+        for d, p, k in bar:
+            a, b = random_case(m, n, k, dist=d, a_format=a_format, b_format=b_format,
+                               seed=seed)
+            stats = gemm_stats(a, b, a_format=a_format, b_format=b_format, promote=p,
+                               preset=preset)
+            rows.append({"m": m, "n": n, "k": k, "promote": p, "a_format": a_format,
+                         "b_format": b_format, "preset": preset, "dist": d, "seed": seed,
+                         **stats})
+    prefix = Path(out)
+    if prefix.suffix in (".csv", ".png"):
+        prefix = prefix.with_suffix("")
+    csv_path, png_path = prefix.with_suffix(".csv"), prefix.with_suffix(".png")
+    try:
+        with open(csv_path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+        fig = _plot_sweep(rows)
+        fig.savefig(png_path, dpi=120)
+    except OSError as e:
+        raise click.FileError(str(e.filename or prefix), hint=e.strerror) from None
+    click.echo(f"wrote {csv_path} and {png_path} ({len(rows)} points)")
+
+
+def _grid_label(item) -> str:
+    """Progress-bar label of one grid point."""
+    return "" if item is None else f"{item[0]} promote={item[1]} K={item[2]}"
+
+
+def _plot_sweep(rows: list[dict]):
+    """Max/mean relative error against K: fp8sim.plots.error_vs_k if present, else a basic plot."""
+    try:
+        from .plots import error_vs_k
+    except ImportError:
+        error_vs_k = None
+    if error_vs_k is not None:
+        return error_vs_k(rows)
+    from matplotlib.figure import Figure  # Agg canvas, no pyplot global state
+
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.add_subplot()
+    series: dict[tuple, list[dict]] = {}
+    for r in rows:
+        series.setdefault((r["dist"], r["promote"]), []).append(r)
+    for (d, p), rs in series.items():
+        rs = sorted(rs, key=lambda r: r["k"])
+        ks = [r["k"] for r in rs]
+        label = f"{d}, {'no promotion' if p == 0 else f'promote every {p}'}"
+        line, = ax.plot(ks, [r["max_rel_error"] for r in rs], marker="o", label=f"max, {label}")
+        ax.plot(ks, [r["mean_rel_error"] for r in rs], marker=".", linestyle="--",
+                color=line.get_color(), label=f"mean, {label}")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("K (inner dimension, elements)")
+    ax.set_ylabel("relative error vs exact product (unitless)")
+    r0 = rows[0]
+    ax.set_title(f"FP8 GEMM error vs K ({r0['a_format']} x {r0['b_format']}, "
+                 f"{r0['m']}x{r0['n']} outputs, preset {r0['preset']})")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- encode / decode
+
+def _describe(code: int, fmt: str) -> list[str]:
+    """Lines describing one code: hex, binary, fields, value, neighbours."""
+    f = format_info(fmt)
+    mb, eb = f.mantissa_bits, f.exponent_bits
+    sign, exp, man = code >> 7, (code >> mb) & ((1 << eb) - 1), code & ((1 << mb) - 1)
+    value = float(decode_table(f)[code])
+    if math.isnan(value) or math.isinf(value):
+        kind = "special"
+    elif exp == 0:
+        kind = f"subnormal, 2^{1 - f.bias} x 0.{man:0{mb}b}b"
+    else:
+        kind = f"normal, 2^{exp - f.bias} x 1.{man:0{mb}b}b"
+    lines = [f"  code     0x{code:02x} = 0b{sign}_{exp:0{eb}b}_{man:0{mb}b}  "
+             f"(sign {sign}, exponent {exp:0{eb}b} = {exp} biased by {f.bias}, "
+             f"mantissa {man:0{mb}b})",
+             f"  value    {value!r}  ({kind})"]
+    if math.isfinite(value):
+        below, above = _neighbours(value, f)
+        parts = [f"below {_code_value(below, f)}" if below is not None else "below: none",
+                 f"above {_code_value(above, f)}" if above is not None else "above: none"]
+        lines.append(f"  neighbours {', '.join(parts)}")
+    return lines
+
+
+def _code_value(code: int, f) -> str:
+    """'0xNN (value)'."""
+    return f"0x{code:02x} ({float(decode_table(f)[code])!r})"
+
+
+def _neighbours(value: float, f) -> tuple[int | None, int | None]:
+    """Codes of the next smaller and next larger finite values (positive zero preferred)."""
+    table = decode_table(f).astype(np.float64)
+    codes = np.arange(table.size)
+    finite = np.isfinite(table)
+    lower = codes[finite & (table < value)]
+    upper = codes[finite & (table > value)]
+    below = int(lower[np.argmax(table[lower])]) if lower.size else None
+    above = int(upper[np.argmin(table[upper])]) if upper.size else None
+    return below, above
+
+
+def _parse_float(text: str) -> float:
+    """A float from the command line (also 'inf', 'nan', hex floats like 0x1.8p-3)."""
+    try:
+        return float(text)
+    except ValueError:
+        try:
+            if "0x" not in text.lower():
+                raise ValueError(text)
+            return float.fromhex(text)
+        except ValueError:
+            raise click.BadParameter(f"expected a number, got {text!r}",
+                                     param_hint="'VALUE'") from None
+
+
+_FORMAT_OPTION = click.option("--format", "fmt", type=click.Choice(_INSPECT_FORMATS),
+                              default="e4m3", show_default=True, help="FP8 format.")
+
+
+@main.command(name="encode", context_settings={"ignore_unknown_options": True})
+@click.argument("values", nargs=-1, required=True)
+@_FORMAT_OPTION
+def encode_(values, fmt):
+    """Encodes VALUE... (e.g. 0.3 -1.5 448 1e-3 inf) and shows what each rounding mode gives."""
+    f = format_info(fmt)
+    blocks = []
+    for text in values:
+        x = _parse_float(text)
+        arr = np.array([x], np.float64)
+        code = int(encode(arr, f)[0])
+        lines = [f"{text} -> {fmt} (round to nearest, ties to even)"]
+        lines += _describe(code, fmt)
+        v = float(decode_table(f)[code])
+        if math.isfinite(v) and math.isfinite(x):
+            err = v - x
+            rel = f", rel {err / x:+.3e}" if x else ""
+            lines.append(f"  error    {err:+.6g}{rel}")
+        modes = []
+        for mode in RoundMode:
+            if mode is RoundMode.Stochastic:
+                continue
+            c = int(encode(arr, f, rounding=mode)[0])
+            modes.append(f"{mode.name} {_code_value(c, f)}")
+        lines.append("  rounding " + "; ".join(modes))
+        lines.append("  " + _stochastic(x, f))
+        sat = int(encode(arr, f, saturate=True)[0])
+        lines.append(f"  saturating (satfinite) {_code_value(sat, f)}")
+        blocks.append("\n".join(lines))
+    click.echo("\n\n".join(blocks))
+
+
+def _stochastic(x: float, f) -> str:
+    """What stochastic rounding gives for x: the two candidates and P(away from zero)."""
+    arr = np.array([x], np.float64)
+    lo = int(encode(arr, f, rounding=RoundMode.TowardZero)[0])
+    hi_mode = RoundMode.TowardPositive if x >= 0 else RoundMode.TowardNegative
+    hi = int(encode(arr, f, rounding=hi_mode)[0])
+    if lo == hi or not math.isfinite(x):
+        return f"Stochastic always {_code_value(lo, f)}"
+    vlo, vhi = float(decode_table(f)[lo]), float(decode_table(f)[hi])
+    if not math.isfinite(vhi):
+        return f"Stochastic {_code_value(lo, f)} or {_code_value(hi, f)}"
+    p = (abs(x) - abs(vlo)) / (abs(vhi) - abs(vlo))
+    return (f"Stochastic {_code_value(hi, f)} with probability {p:.4g}, "
+            f"else {_code_value(lo, f)}")
+
+
+
+def _parse_code(text: str) -> int:
+    """A code from '0x7e', '0b01111110', '126'."""
+    try:
+        code = int(text, 0)
+    except ValueError:
+        raise click.BadParameter(f"expected a code like 0x7e or 126, got {text!r}",
+                                 param_hint="'CODE'") from None
+    if not 0 <= code <= 255:
+        raise click.BadParameter(f"expected 0..255 (0x00..0xff), got {text!r}",
+                                 param_hint="'CODE'")
+    return code
+
+
+@main.command(name="decode")
+@click.argument("codes", nargs=-1, required=True)
+@_FORMAT_OPTION
+def decode_(codes, fmt):
+    """Decodes CODE... (hex like 0x7e, binary like 0b01111110, or decimal)."""
+    blocks = []
+    for text in codes:
+        code = _parse_code(text)
+        blocks.append("\n".join([f"{text} as {fmt}"] + _describe(code, fmt)))
+    click.echo("\n\n".join(blocks))
+
+
+# --------------------------------------------------------------------------- presets
+
+@main.command()
+def presets():
+    """Lists the MMA step presets and the named kernels, and which are verified on an H100."""
+    click.echo("MMA step presets (--preset):")
+    for p in PRESETS.values():
+        bits = "exact" if p.frac_bits is None else f"{p.frac_bits} frac bits"
+        check = "verified on H100" if p.verified else "not verified"
+        click.echo(f"  {p.name:<10} {p.terms:>2} terms, {bits:<13} {check}")
+        click.echo(f"             {p.description}")
+    try:
+        from .kernel import KERNELS
+    except ImportError:
+        return
+    click.echo("\nKernels (fp8sim.kernel.KERNELS):")
+    for k in KERNELS.values():
+        promote = f"promote {k.promote}" if k.promote else "no promotion"
+        check = "verified on H100" if k.verified else "not verified"
+        click.echo(f"  {k.name:<18} {k.step.name}, {promote}, scaling {k.scaling or 'none'}, "
+                   f"{k.out_dtype} out, {check}")
+        click.echo(f"                     {k.description}")
+
+
+# --------------------------------------------------------------------------- optional commands
+
+try:
+    from .cli_oracle import identify_cmd
+except ImportError:
+    pass
+else:
+    main.add_command(identify_cmd, "identify")
+
+try:
+    from .cli_capture import capture_cmd, verify_cmd
+except ImportError:
+    pass
+else:
+    main.add_command(capture_cmd, "capture")
+    main.add_command(verify_cmd, "verify")

@@ -1,0 +1,104 @@
+"""Random GEMM cases and their error statistics: the one recipe the CLI and experiments share.
+
+Two functions, so a study and `fp8sim gemm` measure the same thing the same way:
+
+    >>> a, b = random_case(256, 256, 4096, dist="positive", seed=0)
+    >>> stats = gemm_stats(a, b, promote=128)
+    >>> stats["max_rel_error"], stats["share_differs_from_ideal"]
+
+Data distributions (`DISTS`): "normal" N(0, 1), "positive" |N(0, 1)|, "uniform"
+U(-1, 1), each drawn in float32 and encoded round-to-nearest-even at unit scale (as the
+H100 captures' "normal"/"positive" data); "codes": every finite code equally likely.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .analysis import error_stats, exact_product, ulp_distance
+from .convert import decode, encode
+from .formats import FormatInfo, decode_table, format_info
+from .gemm import gemm
+
+__all__ = ["DISTS", "random_codes", "random_case", "gemm_stats"]
+
+DISTS: tuple[str, ...] = ("normal", "positive", "uniform", "codes")
+"""Names of the data distributions `random_codes` draws from."""
+
+
+def random_codes(shape: tuple[int, int], fmt: str | FormatInfo = "e4m3",
+                 dist: str = "normal", rng: np.random.Generator | int | None = 0) -> np.ndarray:
+    """Draws FP8 codes (uint8, `shape`) from one of `DISTS`, for random GEMM studies.
+
+    Args:
+        shape: output shape.
+        fmt: element format ("e4m3", "e5m2").
+        dist: "normal", "positive", "uniform" (float data encoded at unit scale, no
+            scaling, saturating) or "codes" (uniform over the finite codes).
+        rng: numpy Generator or seed.
+
+    Raises:
+        ValueError: unknown `dist` or `fmt`.
+    """
+    f = format_info(fmt)
+    rng = np.random.default_rng(rng)
+    if dist == "codes":
+        finite = np.flatnonzero(np.isfinite(decode_table(f))).astype(np.uint8)
+        return finite[rng.integers(0, finite.size, size=shape)]
+    if dist == "normal":
+        x = rng.standard_normal(shape, dtype=np.float32)
+    elif dist == "positive":
+        x = np.abs(rng.standard_normal(shape, dtype=np.float32))
+    elif dist == "uniform":
+        x = rng.uniform(-1.0, 1.0, size=shape).astype(np.float32)
+    else:
+        raise ValueError(f"dist: expected one of {', '.join(DISTS)}, got {dist!r}")
+    return encode(x, f, saturate=True)
+
+
+def random_case(m: int, n: int, k: int, *, dist: str = "normal", a_format: str = "e4m3",
+                b_format: str = "e4m3", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A random (M, K) x (K, N) pair of FP8 code matrices, reproducible from `seed`.
+
+    A is drawn before B from one Generator seeded with `seed`.
+
+    Raises:
+        ValueError: non-positive sizes, unknown `dist` or formats.
+    """
+    for name, v in (("m", m), ("n", n), ("k", k)):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+    rng = np.random.default_rng(seed)
+    a = random_codes((m, k), a_format, dist, rng)
+    b = random_codes((k, n), b_format, dist, rng)
+    return a, b
+
+
+def gemm_stats(a: np.ndarray, b: np.ndarray, *, a_format: str = "e4m3",
+               b_format: str = "e4m3", promote: int = 0, preset: str = "hopper",
+               ideal: bool = True) -> dict[str, float]:
+    """Simulates `gemm(a, b)` and measures it against the exact product of the FP8 inputs.
+
+    Returns `analysis.error_stats` (max/mean/median_rel_error, max_abs_error,
+    mean/max_ulp_error, ...) plus `seconds` (wall time of the simulated GEMM) and, when
+    `ideal`, `share_differs_from_ideal` (fraction of outputs whose float32 bits differ
+    from sequential FP32 accumulation, preset "ideal") and `ideal_max_rel_error`.
+
+    Raises:
+        ValueError, TypeError: invalid arguments, from `fp8sim.gemm`.
+    """
+    t0 = time.perf_counter()
+    out = gemm(a, b, a_format=a_format, b_format=b_format, promote=promote, preset=preset)
+    seconds = time.perf_counter() - t0
+    exact = exact_product(decode(a, a_format), decode(b, b_format))
+    stats: dict[str, float] = dict(error_stats(out, exact))
+    stats["seconds"] = seconds
+    if ideal:
+        ref = gemm(a, b, a_format=a_format, b_format=b_format, promote=0, preset="ideal")
+        differs = ulp_distance(out, ref) != 0
+        both_nan = np.isnan(out) & np.isnan(ref)
+        stats["share_differs_from_ideal"] = float(np.mean(differs & ~both_nan)) if out.size else 0.0
+        stats["ideal_max_rel_error"] = error_stats(ref, exact)["max_rel_error"]
+    return stats

@@ -1,0 +1,202 @@
+"""The fp8sim CLI: output formats, every argument error (exit 2, one stderr line), sweep files."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import fp8sim
+from fp8sim.cli import main
+from fp8sim.studies import gemm_stats, random_case, random_codes
+
+TINY = ["--m", "8", "--n", "8", "--k", "256"]
+REQUIRED = {"m", "n", "k", "promote", "a_format", "b_format", "max_rel_error",
+            "mean_rel_error", "seconds"}
+
+
+def run(*args: str):
+    """Invokes the CLI in standalone mode (as the console script does), stderr apart."""
+    try:
+        runner = CliRunner(mix_stderr=False)
+    except TypeError:  # click >= 8.2 always keeps stderr apart
+        runner = CliRunner()
+    return runner.invoke(main, list(args), catch_exceptions=False)
+
+
+def assert_usage_error(result) -> None:
+    """Exit status 2, exactly one stderr line, no traceback anywhere."""
+    assert result.exit_code == 2, (result.exit_code, result.output, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: ")
+    assert "Traceback" not in result.stderr and "Traceback" not in result.output
+
+
+def test_gemm_text_summary():
+    r = run("gemm", *TINY, "--promote", "128")
+    assert r.exit_code == 0, r.stderr
+    for word in ("M=8 N=8 K=256", "e4m3", "every 128", "hopper", "max", "median", "ULP",
+                 "ideal", "time"):
+        assert word in r.output
+
+
+def test_gemm_json_has_contract_keys_and_matches_studies():
+    r = run("gemm", *TINY, "--promote", "32", "--seed", "3", "--dist", "positive",
+            "--a-format", "e5m2", "--json")
+    assert r.exit_code == 0, r.stderr
+    row = json.loads(r.output)
+    assert REQUIRED <= set(row)
+    assert (row["m"], row["n"], row["k"], row["promote"]) == (8, 8, 256, 32)
+    assert (row["a_format"], row["b_format"]) == ("e5m2", "e4m3")
+    a, b = random_case(8, 8, 256, dist="positive", a_format="e5m2", seed=3)
+    stats = gemm_stats(a, b, a_format="e5m2", promote=32)
+    assert row["max_rel_error"] == stats["max_rel_error"]
+    assert row["share_differs_from_ideal"] == stats["share_differs_from_ideal"]
+
+
+def test_gemm_csv_header_and_one_row():
+    r = run("gemm", *TINY, "--dist", "codes", "--csv")
+    assert r.exit_code == 0, r.stderr
+    rows = list(csv.DictReader(io.StringIO(r.output)))
+    assert len(rows) == 1 and REQUIRED <= set(rows[0])
+    assert rows[0]["k"] == "256" and rows[0]["dist"] == "codes"
+
+
+@pytest.mark.parametrize("preset", ["ideal", "exact", "blackwell"])
+def test_gemm_presets(preset):
+    r = run("gemm", *TINY, "--preset", preset, "--json")
+    assert r.exit_code == 0, r.stderr
+    row = json.loads(r.output)
+    assert row["preset"] == preset
+    if preset == "ideal":
+        assert row["share_differs_from_ideal"] == 0.0
+
+
+def test_gemm_recipe():
+    pytest.importorskip("fp8sim.pipeline")
+    r = run("gemm", *TINY, "--recipe", "deepseek-v3", "--json")
+    assert r.exit_code == 0, r.stderr
+    row = json.loads(r.output)
+    assert row["recipe"] == "deepseek-v3" and row["promote"] == 128
+    assert REQUIRED <= set(row)
+
+
+@pytest.mark.parametrize("args", [
+    ["--a-format", "e3m4"],
+    ["--b-format", "fp16"],
+    ["--promote", "100"],
+    ["--promote", "-32"],
+    ["--m", "0"],
+    ["--n", "-4"],
+    ["--k", "0"],
+    ["--k", "ten"],
+    ["--dist", "cauchy"],
+    ["--preset", "volta"],
+    ["--recipe", "nope"],
+    ["--json", "--csv"],
+    ["--bogus"],
+])
+def test_gemm_usage_errors(args):
+    assert_usage_error(run("gemm", *TINY, *args))
+
+
+def test_recipe_without_pipeline_is_a_usage_error(monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "fp8sim.pipeline", None)  # import raises ImportError
+    assert_usage_error(run("gemm", *TINY, "--recipe", "deepseek-v3"))
+
+
+def test_unknown_command_and_version():
+    assert_usage_error(run("nosuchcommand"))
+    r = run("--version")
+    assert r.exit_code == 0 and fp8sim.__version__ in r.output
+
+
+def test_sweep_writes_csv_and_png(tmp_path):
+    out = tmp_path / "s"
+    r = run("sweep", "--k-values", "64,128", "--m", "4", "--n", "4", "--promote", "0",
+            "--promote", "32", "--dist", "normal", "--out", str(out))
+    assert r.exit_code == 0, r.stderr
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "s.csv").read_text())))
+    assert len(rows) == 4
+    assert {(row["k"], row["promote"]) for row in rows} == {
+        ("64", "0"), ("128", "0"), ("64", "32"), ("128", "32")}
+    assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("args", [
+    ["--k-values", "128,abc"],
+    ["--k-values", "0,128"],
+    ["--promote", "48"],
+    ["--dist", "cauchy"],
+])
+def test_sweep_usage_errors(args, tmp_path):
+    assert_usage_error(run("sweep", "--m", "2", "--n", "2", "--out", str(tmp_path / "x"),
+                           *args))
+
+
+def test_encode_shows_fields_neighbours_and_roundings():
+    r = run("encode", "0.3", "-1.5", "1000", "--format", "e4m3")
+    assert r.exit_code == 0, r.stderr
+    out = r.output
+    # 0.3 = 1.2 * 2**-2 -> 0x2a = 1.25 * 2**-2 = 0.3125 (nearest), toward zero 0x29
+    assert "0x2a = 0b0_0101_010" in out and "0.3125" in out
+    assert "TowardZero 0x29 (0.28125)" in out
+    assert "below 0x29 (0.28125)" in out and "above 0x2b (0.34375)" in out
+    assert "0xbc" in out  # -1.5
+    assert "saturating (satfinite) 0x7e (448.0)" in out  # 1000 saturates
+    assert "Stochastic" in out
+
+
+def test_encode_e5m2_and_errors():
+    r = run("encode", "inf", "--format", "e5m2")
+    assert r.exit_code == 0 and "0x7c" in r.output
+    assert_usage_error(run("encode", "abc"))
+    assert_usage_error(run("encode", "1.0", "--format", "e3m4"))
+    assert_usage_error(run("encode"))
+
+
+def test_decode():
+    r = run("decode", "0x7e", "126", "0b00000001", "--format", "e4m3")
+    assert r.exit_code == 0, r.stderr
+    assert r.output.count("448.0") >= 2
+    assert "subnormal" in r.output and "0.001953125" in r.output
+    assert "nan" in run("decode", "0x7f").output
+    assert_usage_error(run("decode", "256"))
+    assert_usage_error(run("decode", "0xzz"))
+
+
+def test_presets_lists_presets_and_kernels():
+    r = run("presets")
+    assert r.exit_code == 0
+    for name in fp8sim.PRESETS:
+        assert name in r.output
+    assert "verified on H100" in r.output and "not verified" in r.output
+    assert "deepgemm" in r.output
+
+
+def test_optional_commands_registered():
+    pytest.importorskip("fp8sim.cli_oracle")
+    assert "identify" in main.commands
+
+
+@pytest.mark.parametrize("dist", ["normal", "positive", "uniform", "codes"])
+@pytest.mark.parametrize("fmt", ["e4m3", "e5m2"])
+def test_random_codes_are_finite(dist, fmt):
+    codes = random_codes((64, 64), fmt, dist, 0)
+    assert codes.dtype == np.uint8 and codes.shape == (64, 64)
+    assert np.isfinite(fp8sim.decode(codes, fmt)).all()
+    if dist == "positive":
+        assert (codes < 0x80).all()
+
+
+def test_random_case_validates():
+    with pytest.raises(ValueError, match="^k:"):
+        random_case(2, 2, 0)
+    with pytest.raises(ValueError, match="^dist:"):
+        random_case(2, 2, 2, dist="cauchy")
