@@ -22,7 +22,7 @@ from .convert import decode, encode
 from .formats import FormatInfo, decode_table, format_info
 from .gemm import gemm
 
-__all__ = ["DISTS", "random_codes", "random_case", "gemm_stats"]
+__all__ = ["DISTS", "random_codes", "random_case", "gemm_stats", "fro_rel_error"]
 
 DISTS: tuple[str, ...] = ("normal", "positive", "uniform", "codes")
 """Names of the data distributions `random_codes` draws from."""
@@ -76,13 +76,25 @@ def random_case(m: int, n: int, k: int, *, dist: str = "normal", a_format: str =
     return a, b
 
 
+def fro_rel_error(approx: np.ndarray, exact: np.ndarray) -> float:
+    """Normwise relative error ||approx - exact||_F / ||exact||_F over the finite outputs."""
+    approx = np.asarray(approx, np.float64)
+    exact = np.asarray(exact, np.float64)
+    finite = np.isfinite(approx) & np.isfinite(exact)
+    norm = float(np.linalg.norm(exact[finite]))
+    return float(np.linalg.norm((approx - exact)[finite])) / norm if norm else 0.0
+
+
 def gemm_stats(a: np.ndarray, b: np.ndarray, *, a_format: str = "e4m3",
                b_format: str = "e4m3", promote: int = 0, preset: str = "hopper",
                ideal: bool = True) -> dict[str, float]:
     """Simulates `gemm(a, b)` and measures it against the exact product of the FP8 inputs.
 
     Returns `analysis.error_stats` (max/mean/median_rel_error, max_abs_error,
-    mean/max_ulp_error, ...) plus `seconds` (wall time of the simulated GEMM) and, when
+    mean/max_ulp_error, ...) plus `fro_rel_error` (normwise ||out - exact||_F /
+    ||exact||_F over finite outputs: unlike the elementwise relative errors it is not
+    driven by outputs that cancel to near zero on signed data), `seconds` (wall time
+    of the simulated GEMM) and, when
     `ideal`, `share_differs_from_ideal` (fraction of outputs whose float32 bits differ
     from sequential FP32 accumulation, preset "ideal") and `ideal_max_rel_error`.
 
@@ -94,6 +106,7 @@ def gemm_stats(a: np.ndarray, b: np.ndarray, *, a_format: str = "e4m3",
     seconds = time.perf_counter() - t0
     exact = exact_product(decode(a, a_format), decode(b, b_format))
     stats: dict[str, float] = dict(error_stats(out, exact))
+    stats["fro_rel_error"] = fro_rel_error(out, exact)
     stats["seconds"] = seconds
     if ideal:
         ref = gemm(a, b, a_format=a_format, b_format=b_format, promote=0, preset="ideal")

@@ -59,6 +59,18 @@ def test_gemm_json_has_contract_keys_and_matches_studies():
     assert row["share_differs_from_ideal"] == stats["share_differs_from_ideal"]
 
 
+def test_gemm_defaults_positive_data_and_normwise_error():
+    r = run("gemm", *TINY, "--json")
+    row = json.loads(r.output)
+    assert (row["dist"], row["promote"], row["preset"], row["seed"]) == ("positive", 0, "hopper", 0)
+    a, b = random_case(8, 8, 256, dist="positive")
+    out = fp8sim.gemm(a, b)
+    exact = fp8sim.decode(a, "e4m3").astype(np.float64) @ fp8sim.decode(b, "e4m3")
+    assert row["fro_rel_error"] == pytest.approx(
+        np.linalg.norm(out - exact) / np.linalg.norm(exact), rel=1e-12)
+    assert 0 < row["fro_rel_error"] <= row["max_rel_error"]
+
+
 def test_gemm_csv_header_and_one_row():
     r = run("gemm", *TINY, "--dist", "codes", "--csv")
     assert r.exit_code == 0, r.stderr
@@ -103,6 +115,12 @@ def test_gemm_recipe():
 ])
 def test_gemm_usage_errors(args):
     assert_usage_error(run("gemm", *TINY, *args))
+
+
+def test_recipe_errors_from_the_pipeline_are_usage_errors():
+    pytest.importorskip("fp8sim.pipeline")
+    # group scaling needs a promotion interval: fp8_matmul raises ValueError
+    assert_usage_error(run("gemm", *TINY, "--recipe", "deepseek-v3", "--promote", "0"))
 
 
 def test_recipe_without_pipeline_is_a_usage_error(monkeypatch):
@@ -183,6 +201,8 @@ def test_presets_lists_presets_and_kernels():
 def test_optional_commands_registered():
     pytest.importorskip("fp8sim.cli_oracle")
     assert "identify" in main.commands
+    r = run("identify", "--help")
+    assert r.exit_code == 0 and "Usage" in r.output
 
 
 @pytest.mark.parametrize("dist", ["normal", "positive", "uniform", "codes"])
