@@ -349,8 +349,12 @@ def _describe(code: int, fmt: str) -> list[str]:
     mb, eb = f.mantissa_bits, f.exponent_bits
     sign, exp, man = code >> 7, (code >> mb) & ((1 << eb) - 1), code & ((1 << mb) - 1)
     value = float(decode_table(f)[code])
-    if math.isnan(value) or math.isinf(value):
-        kind = "special"
+    if math.isnan(value):
+        kind = "NaN"
+    elif math.isinf(value):
+        kind = "infinity"
+    elif value == 0:
+        kind = "zero"
     elif exp == 0:
         kind = f"subnormal, 2^{1 - f.bias} x 0.{man:0{mb}b}b"
     else:
@@ -418,7 +422,7 @@ def encode_(values, fmt):
         v = float(decode_table(f)[code])
         if math.isfinite(v) and math.isfinite(x):
             err = v - x
-            rel = f", rel {err / x:+.3e}" if x else ""
+            rel = f", rel {err / abs(x):+.3e}" if x else ""
             lines.append(f"  error    {err:+.6g}{rel}")
         modes = []
         for mode in RoundMode:

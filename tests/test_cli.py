@@ -184,7 +184,8 @@ def test_decode():
     assert r.exit_code == 0, r.stderr
     assert r.output.count("448.0") >= 2
     assert "subnormal" in r.output and "0.001953125" in r.output
-    assert "nan" in run("decode", "0x7f").output
+    assert "NaN" in run("decode", "0x7f").output
+    assert "zero" in run("decode", "0x80").output
     assert_usage_error(run("decode", "256"))
     assert_usage_error(run("decode", "0xzz"))
 
