@@ -1,0 +1,98 @@
+"""Shared helpers of the numbered studies: result paths, CSV output, error stats, golden checks.
+
+Not a study itself (run_all.py runs only the numbered scripts).
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+import fp8sim
+from fp8sim.analysis import error_stats, exact_product
+from fp8sim.golden import load_cases, output_spec
+
+RESULTS = Path(__file__).resolve().parent / "results"
+GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "golden"
+
+
+def results_path(study: str, suffix: str, out_dir: Path | None = None) -> Path:
+    """experiments/results/<study><suffix> (or under `out_dir`), creating the folder."""
+    d = Path(out_dir) if out_dir is not None else RESULTS
+    d.mkdir(parents=True, exist_ok=True)
+    return d / f"{study}{suffix}"
+
+
+def write_csv(rows: Sequence[Mapping], path: Path) -> None:
+    """Writes rows (dicts with the same keys) as CSV; floats with 6 significant digits."""
+    keys = list(rows[0])
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+
+
+def stats(out: np.ndarray, exact: np.ndarray) -> dict[str, float]:
+    """error_stats plus fro_rel_error = ||out - exact||_F / ||exact||_F (finite outputs)."""
+    s = dict(error_stats(out, exact))
+    o, e = np.asarray(out, np.float64), np.asarray(exact, np.float64)
+    ok = np.isfinite(o) & np.isfinite(e)
+    den = np.linalg.norm(e[ok])
+    s["fro_rel_error"] = float(np.linalg.norm((o - e)[ok]) / den) if den else 0.0
+    return s
+
+
+def rel_errors(out: np.ndarray, exact: np.ndarray) -> np.ndarray:
+    """Per-output relative errors |out - exact| / |exact| over outputs with exact != 0."""
+    o, e = np.asarray(out, np.float64), np.asarray(exact, np.float64)
+    ok = np.isfinite(o) & np.isfinite(e) & (e != 0)
+    return np.abs(o - e)[ok] / np.abs(e[ok])
+
+
+def golden_check(file: str, key: str, output: str, **gemm_changes) -> dict | None:
+    """Replays one captured H100 output with fp8sim.gemm and asserts it matches bit for bit.
+
+    Args:
+        file: capture file name under ../shared/golden (e.g. "gemm_public0.npz").
+        key: case key ("e4m3_e4m3/positive/K4096").
+        output: captured output name ("triton_p0").
+        **gemm_changes: extra keywords for fp8sim.gemm (e.g. preset=...).
+
+    Returns:
+        None when the capture is absent, else {"case", "output", "shape", "bits_equal",
+        "h100_max_rel_error", "h100_mean_rel_error", "h100_fro_rel_error"}: the error of
+        the H100's own output against the exact product of its inputs.
+
+    Raises:
+        AssertionError: the simulation differs from the H100 in any bit.
+    """
+    path = GOLDEN / file
+    if not path.exists():
+        print(f"golden check skipped: {path} not present")
+        return None
+    case = next(c for c in load_cases(path) if c.key == key)
+    kw = output_spec(case, output) | gemm_changes
+    got = fp8sim.gemm(case.a, case.b, **kw)
+    want = case.arrays[output]
+    equal = np.array_equal(np.asarray(got, np.float32).view(np.uint32),
+                           np.asarray(want, np.float32).view(np.uint32))
+    assert equal, f"{file}:{key}/{output}: fp8sim.gemm differs from the H100 capture"
+    exact = exact_product(fp8sim.decode(case.a, case.a_format),
+                          fp8sim.decode(case.b, case.b_format),
+                          case.arrays.get("C"))
+    s = stats(want, exact)
+    shape = (case.a.shape[0], case.b.shape[1], case.a.shape[1])
+    res = {"case": f"{file}:{key}/{output}", "output": output, "shape": shape,
+           "bits_equal": True, "h100_max_rel_error": s["max_rel_error"],
+           "h100_mean_rel_error": s["mean_rel_error"], "h100_fro_rel_error": s["fro_rel_error"]}
+    m, n, k = res["shape"]
+    print(f"golden check OK: fp8sim.gemm reproduces {res['case']} ({m}x{n}, K={k}) bit for bit "
+          f"({m * n} outputs); the H100's error: max rel {s['max_rel_error']:.4g}, "
+          f"mean rel {s['mean_rel_error']:.3g}, normwise {s['fro_rel_error']:.3g}")
+    sys.stdout.flush()
+    return res

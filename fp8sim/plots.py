@@ -1,0 +1,231 @@
+"""Matplotlib figures of FP8 GEMM error studies, built with the object API (no pyplot).
+
+Every function returns a new `matplotlib.figure.Figure` (labelled axes with units, a
+title, a legend, a grid) and touches no global state, so scripts, notebooks and tests
+can make figures side by side. Save one with `fig.savefig(path, dpi=120)`.
+
+    >>> rows = [{"k": 128, "promote": 0, "dist": "normal", "max_rel_error": 1e-3,
+    ...          "mean_rel_error": 1e-5}]
+    >>> fig = error_vs_k(rows)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+__all__ = ["error_vs_k", "error_vs_promote", "error_histogram", "scaling_comparison",
+           "promote_label"]
+
+MAX_LABEL = "relative error (max over outputs)"
+MEAN_LABEL = "relative error (mean over outputs)"
+_METRIC_LABELS = {"max_rel_error": MAX_LABEL, "mean_rel_error": MEAN_LABEL,
+                  "median_rel_error": "relative error (median over outputs)",
+                  "fro_rel_error": "relative error (normwise, ||D - exact||_F / ||exact||_F)"}
+
+
+def promote_label(promote: int) -> str:
+    """Human name of a promotion interval: 0 is 'no promotion'."""
+    return "no promotion" if int(promote) == 0 else f"promote every {int(promote)}"
+
+
+def _metric_label(metric: str) -> str:
+    return _METRIC_LABELS.get(metric, metric.replace("_", " "))
+
+
+def _new_axes(figsize: tuple[float, float]):
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def _finish(ax, title: str, xlabel: str, ylabel: str, legend_title: str | None = None) -> None:
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="major", alpha=0.4)
+    ax.grid(True, which="minor", alpha=0.12)
+    n = len(ax.get_legend_handles_labels()[0])
+    if n > 6:  # many lines: legend to the right, off the data
+        ax.legend(title=legend_title, fontsize="small", loc="upper left",
+                  bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    else:
+        ax.legend(title=legend_title, fontsize="small")
+
+
+def _groups(rows: Iterable[Mapping], keys: Sequence[str]) -> dict[tuple, list[Mapping]]:
+    out: dict[tuple, list[Mapping]] = {}
+    for r in rows:
+        out.setdefault(tuple(r[k] for k in keys), []).append(r)
+    return out
+
+
+def error_vs_k(rows: Sequence[Mapping], *, metric: str = "max_rel_error",
+               show_mean: bool = False, title: str | None = None,
+               reference: Mapping[str, tuple[float, float]] | None = None,
+               figsize: tuple[float, float] = (10.0, 5.5)) -> Figure:
+    """Relative error against K on log-log axes, one line per (promote, dist).
+
+    Shows how the error of a long MMA chain grows with the number of summed elements
+    and how promotion caps it.
+
+    Args:
+        rows: dicts with keys k, promote, dist and `metric` (and mean_rel_error when
+            `show_mean`).
+        metric: the error column plotted with solid lines ("max_rel_error").
+        show_mean: also plot mean_rel_error with dotted lines of the same colour.
+        title: figure title (a default says what is shown).
+        reference: optional points to mark, {label: (k, error)}, e.g. a paper's figure.
+        figsize: inches.
+
+    Returns:
+        The Figure.
+
+    Raises:
+        ValueError: rows is empty.
+    """
+    if not rows:
+        raise ValueError("rows: expected at least one row")
+    fig, ax = _new_axes(figsize)
+    groups = _groups(rows, ("promote", "dist"))
+    dists = sorted({d for _, d in groups})
+    colors = {d: f"C{i}" for i, d in enumerate(dists)}
+    for (promote, dist), rs in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        rs = sorted(rs, key=lambda r: r["k"])
+        ks = [r["k"] for r in rs]
+        style = "-" if int(promote) == 0 else "--"
+        marker = "o" if int(promote) == 0 else "s"
+        ax.plot(ks, [r[metric] for r in rs], style, marker=marker, color=colors[dist],
+                label=f"{dist}, {promote_label(promote)}")
+        if show_mean:
+            ax.plot(ks, [r["mean_rel_error"] for r in rs], ":", marker=".",
+                    color=colors[dist], alpha=0.7, label=f"{dist}, {promote_label(promote)} (mean)")
+    for i, (label, (k, err)) in enumerate((reference or {}).items()):
+        ax.plot([k], [err], marker="*", markersize=14, linestyle="none",
+                color=f"C{len(dists) + i}", label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ylabel = _metric_label(metric) + (" (solid/dashed; dotted: mean)" if show_mean else "")
+    _finish(ax, title or "FP8 GEMM error vs K (E4M3, bit-exact Hopper model)",
+            "K (elements summed)", ylabel)
+    return fig
+
+
+def error_vs_promote(rows: Sequence[Mapping], *, metric: str = "max_rel_error",
+                     series: str = "k", title: str | None = None,
+                     figsize: tuple[float, float] = (8.0, 5.0)) -> Figure:
+    """Relative error against the promotion interval, one line per value of `series`.
+
+    A promotion interval of 0 (never promote) is drawn at x = K, where it belongs: an
+    interval >= K promotes only once, at the end.
+
+    Args:
+        rows: dicts with keys promote, k, `series` and `metric`.
+        metric: error column ("max_rel_error", "mean_rel_error", ...).
+        series: the column that tells lines apart (e.g. "k" or "dist").
+        title: figure title.
+        figsize: inches.
+
+    Returns:
+        The Figure.
+
+    Raises:
+        ValueError: rows is empty.
+    """
+    if not rows:
+        raise ValueError("rows: expected at least one row")
+    fig, ax = _new_axes(figsize)
+    for i, (key, rs) in enumerate(sorted(_groups(rows, (series,)).items())):
+        pts = sorted(((r["promote"] or r["k"]), r[metric]) for r in rs)
+        ax.plot([p for p, _ in pts], [e for _, e in pts], "-o", color=f"C{i}",
+                label=f"{series} = {key[0]}")
+    ax.axvline(128, color="grey", linestyle=":", label="N_C = 128 (DeepSeek-V3)")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    _finish(ax, title or "Error vs promotion interval (interval = K: promote only at the end)",
+            "promotion interval (elements of K between FP32 promotions)", _metric_label(metric))
+    return fig
+
+
+def error_histogram(rel_errors: Mapping[str, np.ndarray] | np.ndarray, *, bins: int = 60,
+                    title: str | None = None,
+                    figsize: tuple[float, float] = (8.0, 5.0)) -> Figure:
+    """Histogram of per-output relative errors on a log axis, one outline per series.
+
+    Args:
+        rel_errors: an array of relative errors, or {label: array} to overlay several.
+            Zeros (exact outputs) and non-finite values are counted in the legend, not
+            drawn.
+        bins: number of log-spaced bins.
+        title: figure title.
+        figsize: inches.
+
+    Returns:
+        The Figure.
+    """
+    if not isinstance(rel_errors, Mapping):
+        rel_errors = {"relative error": rel_errors}
+    fig, ax = _new_axes(figsize)
+    data = {k: np.asarray(v, dtype=np.float64).ravel() for k, v in rel_errors.items()}
+    pos = np.concatenate([v[np.isfinite(v) & (v > 0)] for v in data.values()] + [np.ones(0)])
+    if pos.size:
+        lo, hi = np.log10(pos.min()), np.log10(pos.max())
+        edges = np.logspace(lo - 0.05, hi + 0.05 + (hi == lo), bins + 1)
+    else:
+        edges = np.logspace(-8, 0, bins + 1)
+    for i, (label, v) in enumerate(data.items()):
+        ok = np.isfinite(v) & (v > 0)
+        n_zero = int(np.sum(v == 0))
+        extra = f", {n_zero} exact" if n_zero else ""
+        ax.hist(v[ok], bins=edges, histtype="step", linewidth=1.6, color=f"C{i}",
+                label=f"{label} (n={v.size}{extra})")
+        if ok.any():
+            ax.axvline(v[ok].max(), color=f"C{i}", linestyle=":", alpha=0.8)
+    ax.set_xscale("log")
+    _finish(ax, title or "Distribution of per-output relative error (dotted: max)",
+            "relative error |D - exact| / |exact| (per output)", "outputs (count)")
+    return fig
+
+
+def scaling_comparison(rows: Sequence[Mapping], *, label: str = "recipe",
+                       parts: Sequence[str] = ("total", "quantization", "accumulation"),
+                       metric: str = "fro_rel",
+                       title: str | None = None,
+                       figsize: tuple[float, float] = (9.0, 5.0)) -> Figure:
+    """Grouped bars of the error split per scaling recipe (log y axis).
+
+    Args:
+        rows: dicts with key `label` and `{part}_{metric}` for each part, e.g.
+            total_fro_rel, quantization_fro_rel, accumulation_fro_rel.
+        label: column naming each group of bars.
+        parts: which error parts to draw.
+        metric: suffix of the columns ("fro_rel", "max_rel", "median_rel").
+        title: figure title.
+        figsize: inches.
+
+    Returns:
+        The Figure.
+
+    Raises:
+        ValueError: rows is empty.
+    """
+    if not rows:
+        raise ValueError("rows: expected at least one row")
+    fig, ax = _new_axes(figsize)
+    xs = np.arange(len(rows))
+    width = 0.8 / len(parts)
+    for i, part in enumerate(parts):
+        vals = [max(float(r[f"{part}_{metric}"]), 1e-12) for r in rows]
+        bars = ax.bar(xs + (i - (len(parts) - 1) / 2) * width, vals, width, label=part,
+                      color=f"C{i}")
+        ax.bar_label(bars, labels=[f"{v:.1e}" for v in vals], fontsize=7, rotation=90,
+                     padding=2)
+    ax.set_xticks(xs, [str(r[label]) for r in rows], rotation=15)
+    ax.set_yscale("log")
+    ax.margins(y=0.25)
+    names = {"fro_rel": "normwise", "max_rel": "max over outputs",
+             "median_rel": "median over outputs"}
+    _finish(ax, title or "Error split per scaling recipe",
+            f"{label}", f"relative error ({names.get(metric, metric)})", legend_title="error part")
+    return fig

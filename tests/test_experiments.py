@@ -1,0 +1,38 @@
+"""The numbered studies in experiments/ run end to end at tiny sizes (smoke tests)."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+STUDIES = sorted(p.name for p in EXPERIMENTS.glob("[0-9][0-9]_*.py"))
+
+
+def _load(name: str):
+    sys.path.insert(0, str(EXPERIMENTS))
+    try:
+        spec = importlib.util.spec_from_file_location(name.removesuffix(".py"), EXPERIMENTS / name)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(EXPERIMENTS))
+    return mod
+
+
+def test_studies_exist():
+    assert len(STUDIES) >= 1
+
+
+@pytest.mark.parametrize("name", STUDIES)
+def test_study_small(name, tmp_path, capsys):
+    mod = _load(name)
+    rows = mod.main(small=True, out_dir=tmp_path)
+    assert rows
+    stem = name.removesuffix(".py")
+    assert (tmp_path / f"{stem}.csv").stat().st_size > 0
+    assert (tmp_path / f"{stem}.png").stat().st_size > 0
+    out = capsys.readouterr().out
+    if (EXPERIMENTS.parents[1] / "shared" / "golden").exists():
+        assert "golden check OK" in out
