@@ -147,6 +147,16 @@ def test_sweep_writes_csv_and_png(tmp_path):
     assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_sweep_plots_without_fp8sim_plots(tmp_path, monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "fp8sim.plots", None)  # import raises ImportError
+    r = run("sweep", "--k-values", "32,64", "--m", "2", "--n", "2", "--out",
+            str(tmp_path / "t.csv"))
+    assert r.exit_code == 0, r.stderr
+    assert (tmp_path / "t.csv").exists()
+    assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
+
+
 @pytest.mark.parametrize("args", [
     ["--k-values", "128,abc"],
     ["--k-values", "0,128"],
@@ -199,11 +209,22 @@ def test_presets_lists_presets_and_kernels():
     assert "deepgemm" in r.output
 
 
+@pytest.mark.parametrize("command", ["gemm", "sweep", "encode", "decode", "presets"])
+def test_help(command):
+    r = run(command, "--help")
+    assert r.exit_code == 0 and r.output.startswith("Usage:")
+
+
 def test_optional_commands_registered():
     pytest.importorskip("fp8sim.cli_oracle")
     assert "identify" in main.commands
     r = run("identify", "--help")
     assert r.exit_code == 0 and "Usage" in r.output
+    try:
+        import fp8sim.cli_capture  # noqa: F401
+    except ImportError:
+        return
+    assert {"capture", "verify"} <= set(main.commands)
 
 
 @pytest.mark.parametrize("dist", ["normal", "positive", "uniform", "codes"])
