@@ -61,19 +61,34 @@ def _groups(rows: Iterable[Mapping], keys: Sequence[str]) -> dict[tuple, list[Ma
     return out
 
 
+def _series_label(keys: Sequence[str], values: tuple) -> str:
+    parts = []
+    for k, v in zip(keys, values, strict=True):
+        if k == "promote":
+            parts.append(promote_label(v))
+        elif k in ("dist", "label", "case"):
+            parts.append(str(v))
+        else:
+            parts.append(f"{k.replace('_', ' ')} {v}")
+    return ", ".join(parts)
+
+
 def error_vs_k(rows: Sequence[Mapping], *, metric: str = "max_rel_error",
-               show_mean: bool = False, title: str | None = None,
+               series: Sequence[str] = ("promote", "dist"), show_mean: bool = False,
+               title: str | None = None,
                reference: Mapping[str, tuple[float, float]] | None = None,
                figsize: tuple[float, float] = (10.0, 5.5)) -> Figure:
     """Relative error against K on log-log axes, one line per (promote, dist).
 
     Shows how the error of a long MMA chain grows with the number of summed elements
-    and how promotion caps it.
+    and how promotion caps it. Lines of one colour share everything but `promote`;
+    no promotion is solid with circles, promotion dashed with squares.
 
     Args:
-        rows: dicts with keys k, promote, dist and `metric` (and mean_rel_error when
-            `show_mean`).
-        metric: the error column plotted with solid lines ("max_rel_error").
+        rows: dicts with keys k, the `series` keys (default promote and dist) and
+            `metric` (and mean_rel_error when `show_mean`).
+        metric: the error column plotted ("max_rel_error", "fro_rel_error", ...).
+        series: the columns that tell lines apart.
         show_mean: also plot mean_rel_error with dotted lines of the same colour.
         title: figure title (a default says what is shown).
         reference: optional points to mark, {label: (k, error)}, e.g. a paper's figure.
@@ -88,25 +103,31 @@ def error_vs_k(rows: Sequence[Mapping], *, metric: str = "max_rel_error",
     if not rows:
         raise ValueError("rows: expected at least one row")
     fig, ax = _new_axes(figsize)
-    groups = _groups(rows, ("promote", "dist"))
-    dists = sorted({d for _, d in groups})
-    colors = {d: f"C{i}" for i, d in enumerate(dists)}
-    for (promote, dist), rs in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+    series = tuple(series)
+    groups = _groups(rows, series)
+    colour_keys = [i for i, k in enumerate(series) if k != "promote"]
+    p_idx = series.index("promote") if "promote" in series else None
+    colour_of: dict[tuple, str] = {}
+    for key in groups:
+        ck = tuple(key[i] for i in colour_keys)
+        colour_of.setdefault(ck, f"C{len(colour_of) % 10}")
+    for key, rs in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
         rs = sorted(rs, key=lambda r: r["k"])
         ks = [r["k"] for r in rs]
-        style = "-" if int(promote) == 0 else "--"
-        marker = "o" if int(promote) == 0 else "s"
-        ax.plot(ks, [r[metric] for r in rs], style, marker=marker, color=colors[dist],
-                label=f"{dist}, {promote_label(promote)}")
+        promoted = p_idx is not None and int(key[p_idx]) != 0
+        colour = colour_of[tuple(key[i] for i in colour_keys)]
+        label = _series_label(series, key)
+        ax.plot(ks, [r[metric] for r in rs], "--" if promoted else "-",
+                marker="s" if promoted else "o", color=colour, label=label)
         if show_mean:
-            ax.plot(ks, [r["mean_rel_error"] for r in rs], ":", marker=".",
-                    color=colors[dist], alpha=0.7, label=f"{dist}, {promote_label(promote)} (mean)")
+            ax.plot(ks, [r["mean_rel_error"] for r in rs], ":", marker=".", color=colour,
+                    alpha=0.7, label=f"{label} (mean)")
     for i, (label, (k, err)) in enumerate((reference or {}).items()):
         ax.plot([k], [err], marker="*", markersize=14, linestyle="none",
-                color=f"C{len(dists) + i}", label=label)
+                color=["k", "m", "y", "c"][i % 4], label=label)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    ylabel = _metric_label(metric) + (" (solid/dashed; dotted: mean)" if show_mean else "")
+    ylabel = _metric_label(metric) + ("; dotted: mean" if show_mean else "")
     _finish(ax, title or "FP8 GEMM error vs K (E4M3, bit-exact Hopper model)",
             "K (elements summed)", ylabel)
     return fig
@@ -114,7 +135,8 @@ def error_vs_k(rows: Sequence[Mapping], *, metric: str = "max_rel_error",
 
 def error_vs_promote(rows: Sequence[Mapping], *, metric: str = "max_rel_error",
                      series: str = "k", title: str | None = None,
-                     figsize: tuple[float, float] = (8.0, 5.0)) -> Figure:
+                     reference: Mapping[str, Sequence[tuple[float, float]]] | None = None,
+                     figsize: tuple[float, float] = (9.0, 5.5)) -> Figure:
     """Relative error against the promotion interval, one line per value of `series`.
 
     A promotion interval of 0 (never promote) is drawn at x = K, where it belongs: an
@@ -125,6 +147,8 @@ def error_vs_promote(rows: Sequence[Mapping], *, metric: str = "max_rel_error",
         metric: error column ("max_rel_error", "mean_rel_error", ...).
         series: the column that tells lines apart (e.g. "k" or "dist").
         title: figure title.
+        reference: optional measured points, {label: [(interval, error), ...]}, e.g.
+            an H100's captured outputs.
         figsize: inches.
 
     Returns:
@@ -138,8 +162,14 @@ def error_vs_promote(rows: Sequence[Mapping], *, metric: str = "max_rel_error",
     fig, ax = _new_axes(figsize)
     for i, (key, rs) in enumerate(sorted(_groups(rows, (series,)).items())):
         pts = sorted(((r["promote"] or r["k"]), r[metric]) for r in rs)
-        ax.plot([p for p, _ in pts], [e for _, e in pts], "-o", color=f"C{i}",
-                label=f"{series} = {key[0]}")
+        # lines of different K often coincide: draw later ones thinner, with other markers
+        ax.plot([p for p, _ in pts], [e for _, e in pts], ["-", "--", "-.", ":"][i % 4],
+                marker="osD^v"[i % 5], markersize=max(8 - 1.5 * i, 3),
+                linewidth=max(3.0 - 0.6 * i, 1.0), color=f"C{i}",
+                label=key[0] if series in ("case", "label") else f"{series} = {key[0]}")
+    for i, (label, pts) in enumerate((reference or {}).items()):
+        ax.plot([p for p, _ in pts], [e for _, e in pts], marker="*", markersize=13,
+                linestyle="none", color=["k", "m", "y", "c"][i % 4], label=label)
     ax.axvline(128, color="grey", linestyle=":", label="N_C = 128 (DeepSeek-V3)")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
