@@ -10,6 +10,8 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	@echo "compiling the numba kernels once (cached on disk)..."
+	$(PY) -c "import numpy as np, fp8sim; z = np.zeros((64, 64), np.uint8); fp8sim.gemm(fp8sim.encode(np.ones((64, 64), np.float32)), z, promote=32)"
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install fp8sim with its test tools
