@@ -29,14 +29,27 @@ import fp8sim  # noqa: E402
 STARTUP = ("import time; t = time.perf_counter(); import numpy as np, fp8sim; "
            "a = np.zeros((64, 64), np.uint8); fp8sim.gemm(a, a, promote=32); "
            "fp8sim.gemm(a, a); print(time.perf_counter() - t)")
-PEAK = ("import resource, sys, time, numpy as np, fp8sim; m, n, k, p = map(int, sys.argv[1:]); "
-        "z = np.zeros((64, 64), np.uint8); fp8sim.gemm(z, z, promote=32); "
-        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
-        "a = np.empty((m, k), np.uint8); b = np.empty((k, n), np.uint8); "
-        "a[:] = 0x38; b[:] = 0x3A; a[::3] = 0x41; t = time.perf_counter(); "
-        "fp8sim.gemm(a, b, promote=p); dt = time.perf_counter() - t; "
-        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
-        "print(base * 1024, peak * 1024, dt)")
+PEAK = """
+import os, sys, threading, time
+import numpy as np, fp8sim
+m, n, k, p = map(int, sys.argv[1:])
+page = os.sysconf("SC_PAGE_SIZE")
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * page
+z = np.zeros((64, 64), np.uint8)
+fp8sim.gemm(z, z, promote=32)  # compiled (or loaded from the cache) before measuring
+base = rss()
+a = np.full((m, k), 0x38, np.uint8); b = np.full((k, n), 0x3A, np.uint8); a[::3] = 0x41
+peak, done = [rss()], [False]
+def sample():
+    while not done[0]:
+        peak[0] = max(peak[0], rss()); time.sleep(0.002)
+t = threading.Thread(target=sample); t.start()
+t0 = time.perf_counter(); fp8sim.gemm(a, b, promote=p); dt = time.perf_counter() - t0
+done[0] = True; t.join(); peak[0] = max(peak[0], rss())
+print(base, peak[0], dt)
+"""
 
 
 def best_of(fn, repeat: int) -> float:
