@@ -54,6 +54,30 @@ def rel_errors(out: np.ndarray, exact: np.ndarray) -> np.ndarray:
     return np.abs(o - e)[ok] / np.abs(e[ok])
 
 
+def scaled_exact(a: np.ndarray, b: np.ndarray, a_format: str, b_format: str, kw: dict,
+                 c: np.ndarray | None = None) -> np.ndarray:
+    """The exact (float64) value of a scaled GEMM given its fp8sim.gemm keywords `kw`.
+
+    Group scales multiply each K-chunk of `promote` elements (and 128-column block of B)
+    before the sum; tensor and row scales multiply the result.
+    """
+    av = fp8sim.decode(a, a_format).astype(np.float64)
+    bv = fp8sim.decode(b, b_format).astype(np.float64)
+    m, k = av.shape
+    n = bv.shape[1]
+    sa, sb = kw.get("scale_a"), kw.get("scale_b")
+    if kw.get("scaling") == "group":
+        p = kw["promote"]
+        av = av * np.repeat(np.asarray(sa, np.float64), p, axis=1)[:, :k]
+        sbk = np.repeat(np.asarray(sb, np.float64), p, axis=0)[:k]
+        bv = bv * np.repeat(sbk, 128, axis=1)[:, :n]
+        return exact_product(av, bv, c)
+    out = exact_product(av, bv, c)
+    if sa is not None and kw.get("scaling") in ("tensor", "row", None):
+        out = out * np.asarray(sa, np.float64) * np.asarray(sb, np.float64)
+    return out
+
+
 def golden_check(file: str, key: str, output: str, **gemm_changes) -> dict | None:
     """Replays one captured H100 output with fp8sim.gemm and asserts it matches bit for bit.
 
@@ -82,9 +106,8 @@ def golden_check(file: str, key: str, output: str, **gemm_changes) -> dict | Non
     equal = np.array_equal(np.asarray(got, np.float32).view(np.uint32),
                            np.asarray(want, np.float32).view(np.uint32))
     assert equal, f"{file}:{key}/{output}: fp8sim.gemm differs from the H100 capture"
-    exact = exact_product(fp8sim.decode(case.a, case.a_format),
-                          fp8sim.decode(case.b, case.b_format),
-                          case.arrays.get("C"))
+    exact = scaled_exact(case.a, case.b, case.a_format, case.b_format, kw,
+                         case.arrays.get("C"))
     s = stats(want, exact)
     shape = (case.a.shape[0], case.b.shape[1], case.a.shape[1])
     res = {"case": f"{file}:{key}/{output}", "output": output, "shape": shape,

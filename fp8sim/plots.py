@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 __all__ = ["error_vs_k", "error_vs_promote", "error_histogram", "scaling_comparison",
-           "promote_label"]
+           "error_lines", "promote_label"]
 
 MAX_LABEL = "relative error (max over outputs)"
 MEAN_LABEL = "relative error (mean over outputs)"
@@ -258,4 +258,56 @@ def scaling_comparison(rows: Sequence[Mapping], *, label: str = "recipe",
              "median_rel": "median over outputs"}
     _finish(ax, title or "Error split per scaling recipe",
             f"{label}", f"relative error ({names.get(metric, metric)})", legend_title="error part")
+    return fig
+
+
+def error_lines(rows: Sequence[Mapping], *, x: str, metric: str, series: str,
+                panel: str | None = None, xlabel: str | None = None,
+                ylabel: str | None = None, title: str | None = None, logx: bool = True,
+                figsize: tuple[float, float] | None = None) -> Figure:
+    """Error against any parameter on log axes: one line per `series`, one panel per `panel`.
+
+    The general form of `error_vs_k` for studies whose x axis is something else (an
+    outlier magnitude, accumulator width, ...).
+
+    Args:
+        rows: dicts with keys `x`, `metric`, `series` (and `panel`).
+        x: column on the x axis.
+        metric: error column on the y axis (log scale).
+        series: column that tells lines apart (same colour in every panel).
+        panel: column that splits the rows into side-by-side panels (shared y axis).
+        xlabel, ylabel: axis labels (with units); defaults derive from the column names.
+        title: figure title.
+        logx: log-scale x axis.
+        figsize: inches (default grows with the number of panels).
+
+    Returns:
+        The Figure.
+
+    Raises:
+        ValueError: rows is empty.
+    """
+    if not rows:
+        raise ValueError("rows: expected at least one row")
+    panels = list(dict.fromkeys(r[panel] for r in rows)) if panel else [None]
+    names = list(dict.fromkeys(r[series] for r in rows))
+    fig = Figure(figsize=figsize or (4.5 * len(panels) + 1.5, 5.0), layout="constrained")
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    for ax, pv in zip(axes, panels, strict=True):
+        for i, name in enumerate(names):
+            pts = sorted((r[x], r[metric]) for r in rows
+                         if r[series] == name and (panel is None or r[panel] == pv))
+            if pts:
+                # coinciding lines stay visible: each later one thinner, other dash and marker
+                ax.plot([p for p, _ in pts], [e for _, e in pts], ["-", "--", "-.", ":"][i % 4],
+                        marker="osD^v*"[i % 6], markersize=max(9 - 1.5 * i, 3),
+                        linewidth=max(2.8 - 0.5 * i, 1.0), color=f"C{i}", label=str(name))
+        if logx:
+            ax.set_xscale("log")
+        ax.set_yscale("log")
+        _finish(ax, f"{panel} = {pv}" if panel else (title or ""),
+                xlabel or x.replace("_", " "), ylabel or _metric_label(metric)
+                if ax is axes[0] else "")
+    if panel and title:
+        fig.suptitle(title)
     return fig
