@@ -28,13 +28,17 @@ def results_path(study: str, suffix: str, out_dir: Path | None = None) -> Path:
 
 
 def write_csv(rows: Sequence[Mapping], path: Path) -> None:
-    """Writes rows (dicts with the same keys) as CSV; floats with 6 significant digits."""
-    keys = list(rows[0])
+    """Writes rows (dicts with the same keys) as CSV; floats with 6 significant digits.
+
+    A "seconds" column is left out, so regenerated results differ only where numbers do.
+    """
+    keys = [k for k in rows[0] if k != "seconds"]  # timings would make every rerun a diff
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         for r in rows:
-            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()
+                        if k in keys})
 
 
 def stats(out: np.ndarray, exact: np.ndarray) -> dict[str, float]:
