@@ -12,29 +12,13 @@ from pathlib import Path
 
 import click
 
+from ._cli_errors import OneLineErrors, fail
 from .capture import GROUPS, capture, verify
 
 __all__ = ["capture_cmd", "verify_cmd"]
 
 
-class _OneLineErrors(click.Command):
-    """A command whose usage errors print one line and exit 2 (no usage block)."""
-
-    def make_context(self, info_name, args, parent=None, **extra):
-        try:
-            return super().make_context(info_name, args, parent=parent, **extra)
-        except click.UsageError as e:
-            click.echo(f"Error: {e.format_message()}", err=True)
-            raise click.exceptions.Exit(2) from None
-
-
-def _fail(message: str) -> None:
-    """Prints one line to stderr and exits with status 2."""
-    click.echo(f"Error: {message}", err=True)
-    raise click.exceptions.Exit(2)
-
-
-@click.command("capture", cls=_OneLineErrors)
+@click.command("capture", cls=OneLineErrors)
 @click.option("--out", "out_dir", default="capture", show_default=True,
               type=click.Path(file_okay=False), help="Folder for capture_<group>.npz files.")
 @click.option("--group", "groups", multiple=True, type=click.Choice(list(GROUPS)),
@@ -51,7 +35,7 @@ def capture_cmd(out_dir, groups, seed, no_conversions):
             log=lambda line: click.echo(line))
 
 
-@click.command("verify", cls=_OneLineErrors)
+@click.command("verify", cls=OneLineErrors)
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--identify", "run_identify", is_flag=True,
               help="For each output that does not match, search promotion intervals and "
@@ -64,13 +48,13 @@ def verify_cmd(file, run_identify, quiet):
     """
     path = Path(file)
     if not path.is_file():
-        _fail(f"FILE: no such file {file!r}")
+        fail(f"FILE: no such file {file!r}")
     try:
         stats, results = verify(path)
     except (zipfile.BadZipFile, ValueError, OSError, KeyError) as e:
-        _fail(f"FILE: {file!r} is not a readable capture: {e}")
+        fail(f"FILE: {file!r} is not a readable capture: {e}")
     if not stats:
-        _fail(f"FILE: {file!r} holds no GEMM outputs or conversions")
+        fail(f"FILE: {file!r} holds no GEMM outputs or conversions")
     bad = [r for r in results if not r.exact]
     if not quiet:
         for r in bad:

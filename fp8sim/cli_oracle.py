@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from ._cli_errors import OneLineErrors, fail
 from .golden import Case, load_cases, output_spec
 from .identify import SEARCHES, identify
 
@@ -26,24 +27,7 @@ _FORMATS = ("e4m3", "e5m2")
 _OUT_DTYPES = ("float32", "bfloat16", "float16")
 
 
-class _OneLineErrors(click.Command):
-    """A command whose usage errors print one line and exit 2 (no usage block)."""
-
-    def make_context(self, info_name, args, parent=None, **extra):
-        try:
-            return super().make_context(info_name, args, parent=parent, **extra)
-        except click.UsageError as e:
-            click.echo(f"Error: {e.format_message()}", err=True)
-            raise click.exceptions.Exit(2) from None
-
-
-def _fail(message: str) -> None:
-    """Prints one line to stderr and exits with status 2."""
-    click.echo(f"Error: {message}", err=True)
-    raise click.exceptions.Exit(2)
-
-
-@click.command("identify", cls=_OneLineErrors)
+@click.command("identify", cls=OneLineErrors)
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--key", default=None,
               help="In a capture file: an output ('<fa>_<fb>/<dist>/K<k>/<name>') or a case "
@@ -76,7 +60,7 @@ def identify_cmd(file, key, a_format, b_format, out_dtype, search, promotes, top
         try:
             r = identify(*args, search=search, promotes=plist, **kwargs)
         except (ValueError, TypeError) as e:
-            _fail(f"{name}: {e}")
+            fail(f"{name}: {e}")
         results.append((name, r))
     if as_json:
         payload = [{"output": n} | r for n, r in results]
@@ -94,22 +78,22 @@ def _parse_promotes(text: str | None) -> list[int] | None:
     try:
         values = [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
-        _fail(f"--promotes: expected comma-separated integers, got {text!r}")
+        fail(f"--promotes: expected comma-separated integers, got {text!r}")
     if not values or any(v < 0 or v % 32 for v in values):
-        _fail(f"--promotes: expected 0 or positive multiples of 32, got {text!r}")
+        fail(f"--promotes: expected 0 or positive multiples of 32, got {text!r}")
     return values
 
 
 def _load(path: Path) -> dict[str, np.ndarray]:
     if not path.exists():
-        _fail(f"FILE: {path} does not exist")
+        fail(f"FILE: {path} does not exist")
     try:
         with np.load(path, allow_pickle=False) as z:
             if not isinstance(z, np.lib.npyio.NpzFile):
-                _fail(f"FILE: {path} is not an .npz archive")
+                fail(f"FILE: {path} is not an .npz archive")
             return {k: z[k] for k in z.files}
     except (OSError, ValueError, zipfile.BadZipFile) as e:
-        _fail(f"FILE: cannot read {path} as .npz ({e})")
+        fail(f"FILE: cannot read {path} as .npz ({e})")
 
 
 def _jobs(path: Path, key, a_format, b_format, out_dtype) -> list[tuple[str, tuple, dict]]:
@@ -123,7 +107,7 @@ def _jobs(path: Path, key, a_format, b_format, out_dtype) -> list[tuple[str, tup
         return [(path.name, (plain["A"], plain["B"], plain["D"]), kw)]
     if key is None:
         sample = ", ".join(list(arrays)[:3])
-        _fail(f"--key: {path.name} has no A, B, D arrays; name an output of the capture "
+        fail(f"--key: {path.name} has no A, B, D arrays; name an output of the capture "
               f"(e.g. {sample}; {len(arrays)} arrays)")
     cases = {c.key: c for c in load_cases(path)}
     key = key.strip("/")
@@ -133,10 +117,10 @@ def _jobs(path: Path, key, a_format, b_format, out_dtype) -> list[tuple[str, tup
     else:
         prefix, _, name = key.rpartition("/")
         if prefix not in cases or name not in cases[prefix].outputs:
-            _fail(f"--key: {key!r} is neither an output nor a case in {path.name}")
+            fail(f"--key: {key!r} is neither an output nor a case in {path.name}")
         case, names = cases[prefix], [name]
     if not names:
-        _fail(f"--key: case {case.key!r} has no outputs")
+        fail(f"--key: case {case.key!r} has no outputs")
     return [(f"{case.key}/{n}", (case.a, case.b, case.arrays[n]),
              _case_kwargs(case, n, a_format, b_format, out_dtype)) for n in names]
 
