@@ -21,7 +21,8 @@ products themselves): on |N(0,1)| data at K = 4096 without promotion 13 bits giv
 (6.2e-4) sit between a 16- and a 20-bit accumulator without promotion, and, unlike any
 of them, stay flat as K grows (K = 65536: 6.2e-4 vs 20 bits unpromoted 6.5e-3). With 20
 or 23 bits and promotion, the FP32 accumulator's own rounding (~1e-7, growing with K) is
-what is left.
+what is left. For reference the named presets "blackwell" (25 bits as MMA-Sim publishes
+it, unverified) and "ideal" (one FP32 FMA per product) are run without promotion.
 E5M2 x E4M3 outputs lose slightly less in accumulation (6.7e-2 vs 7.0e-2 on the H100
 captures): the coarser E5M2 products have fewer bits to truncate.
 Golden checks: the H100's E5M2 x E4M3 Triton output (64 x 64 x 4096, positive, no
@@ -43,7 +44,7 @@ from _common import golden_check, results_path, stats, write_csv  # noqa: E402
 
 import fp8sim  # noqa: E402
 from fp8sim.analysis import exact_product  # noqa: E402
-from fp8sim.mma import HOPPER  # noqa: E402
+from fp8sim.mma import HOPPER, PRESETS  # noqa: E402
 from fp8sim.pipeline import fp8_matmul  # noqa: E402
 from fp8sim.plots import error_vs_k, scaling_comparison  # noqa: E402
 from fp8sim.studies import random_case  # noqa: E402
@@ -52,6 +53,8 @@ STUDY = "04_formats_accumulators"
 FORMATS = (("e4m3", "e4m3"), ("e5m2", "e4m3"), ("e4m3", "e5m2"), ("e5m2", "e5m2"))
 FRAC_BITS = (13, 16, 20, 23)
 KS = tuple(2 ** i for i in range(10, 17))
+EXTRA = (("Blackwell model (25 bits, unverified)", "blackwell"),
+         ("ideal: one FP32 FMA per product", "ideal"))  # named presets, never promoted
 
 
 def run_formats(small: bool) -> list[dict]:
@@ -79,15 +82,17 @@ def run_accumulators(small: bool) -> list[dict]:
         for k in ks:
             a, b = random_case(mn, mn, k, dist=dist, seed=4)
             exact = exact_product(fp8sim.decode(a, "e4m3"), fp8sim.decode(b, "e4m3"))
-            for bits in FRAC_BITS:
-                for p in (0, 128):
-                    out = fp8sim.gemm(a, b, promote=p, preset=HOPPER.replace(frac_bits=bits))
-                    s = stats(out, exact)
-                    rows.append({"part": "accumulator", "dist": dist, "frac_bits": bits,
-                                 "promote": p, "m": mn, "n": mn, "k": k,
-                                 "max_rel_error": s["max_rel_error"],
-                                 "mean_rel_error": s["mean_rel_error"],
-                                 "fro_rel_error": s["fro_rel_error"]})
+            runs = [(f"{bits} bits" + (" (H100)" if bits == 13 else ""), bits,
+                     HOPPER.replace(frac_bits=bits), p) for bits in FRAC_BITS for p in (0, 128)]
+            runs += [(label, PRESETS[name].frac_bits, name, 0) for label, name in EXTRA]
+            for label, bits, preset, p in runs:
+                out = fp8sim.gemm(a, b, promote=p, preset=preset)
+                s = stats(out, exact)
+                rows.append({"part": "accumulator", "dist": dist, "accumulator": label,
+                             "frac_bits": bits, "promote": p, "m": mn, "n": mn, "k": k,
+                             "max_rel_error": s["max_rel_error"],
+                             "mean_rel_error": s["mean_rel_error"],
+                             "fro_rel_error": s["fro_rel_error"]})
     return rows
 
 
@@ -106,10 +111,14 @@ def summary(fmt_rows: list[dict], acc_rows: list[dict]) -> str:
         for dist in ("positive", "normal"):
             cells = []
             for bits in FRAC_BITS:
-                e = {r["promote"]: r["fro_rel_error"] for r in acc_rows
-                     if r["k"] == k and r["dist"] == dist and r["frac_bits"] == bits}
+                e = {r["promote"]: r["fro_rel_error"] for r in acc_rows if r["k"] == k
+                     and r["dist"] == dist and r["accumulator"].startswith(f"{bits} bits")}
                 cells.append(f"{bits}: {e[0]:.2e} / {e[128]:.2e}")
             lines.append(f"  {dist:<9}" + "   ".join(cells))
+            for label, _ in EXTRA:
+                e = next(r["fro_rel_error"] for r in acc_rows if r["k"] == k
+                         and r["dist"] == dist and r["accumulator"] == label)
+                lines.append(f"  {dist:<9}{label}: {e:.2e}")
     return "\n".join(lines)
 
 
@@ -128,10 +137,10 @@ def main(small: bool = False, out_dir: Path | None = None) -> list[dict]:
         write_csv([{k: r.get(k, "") for k in keys} for r in fmt_rows + acc_rows],
                   results_path(STUDY, ".csv", out_dir))
         fig = error_vs_k([r for r in acc_rows if r["dist"] == "positive"],
-                         metric="fro_rel_error", series=("promote", "frac_bits"),
-                         title="What-if accumulators: normwise error vs K, |N(0,1)| data "
-                               f"(M = N = {acc_rows[0]['m']})\n13 fractional bits = H100; "
-                               "solid: never promoted, dashed: promoted every 128")
+                         metric="fro_rel_error", series=("promote", "accumulator"),
+                         title="What-if accumulators: normwise error vs K\n|N(0,1)| data, "
+                               f"M = N = {acc_rows[0]['m']}; solid: never promoted, "
+                               "dashed: promoted every 128")
         fig.savefig(results_path(STUDY, ".png", out_dir), dpi=120)
         m, k, n = fmt_rows[0]["m"], fmt_rows[0]["k"], fmt_rows[0]["n"]
         fig = scaling_comparison(fmt_rows, label="formats", metric="fro_rel",

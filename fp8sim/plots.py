@@ -66,7 +66,7 @@ def _series_label(keys: Sequence[str], values: tuple) -> str:
     for k, v in zip(keys, values, strict=True):
         if k == "promote":
             parts.append(promote_label(v))
-        elif k in ("dist", "label", "case"):
+        elif k in ("dist", "label", "case", "accumulator", "recipe", "formats"):
             parts.append(str(v))
         else:
             parts.append(f"{k.replace('_', ' ')} {v}")
