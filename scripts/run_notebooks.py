@@ -30,7 +30,7 @@ def execute(path: Path, *, timeout: int = 120, kernel: str = "python3") -> tuple
         CellExecutionError: a cell raised.
     """
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel,
+    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel, record_timing=False,
                             resources={"metadata": {"path": str(path.parent)}})
     t0 = time.perf_counter()
     client.execute()
