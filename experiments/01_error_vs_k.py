@@ -1,6 +1,6 @@
 """Study 1: relative error of an FP8 GEMM against K, without promotion and promoting every 128.
 
-    python3 experiments/01_error_vs_k.py            # writes results/01_error_vs_k.{csv,png}
+    python3 experiments/01_error_vs_k.py            # writes results/01_error_vs_k*.{csv,png}
     python3 experiments/01_error_vs_k.py --small    # a quick smoke run (no files unless --out)
 
 E4M3 x E4M3 GEMMs with K = 128 .. 65536 (M = N = 128; 64 x 64 at K = 65536, the shape of
@@ -46,7 +46,7 @@ from _common import golden_check, results_path, stats, write_csv  # noqa: E402
 
 import fp8sim  # noqa: E402
 from fp8sim.analysis import exact_product  # noqa: E402
-from fp8sim.plots import error_vs_k  # noqa: E402
+from fp8sim.plots import error_lines, error_vs_k  # noqa: E402
 from fp8sim.studies import DISTS, random_case  # noqa: E402
 
 STUDY = "01_error_vs_k"
@@ -164,6 +164,15 @@ def main(small: bool = False, out_dir: Path | None = None) -> list[dict]:
                          reference=ref, title="E4M3 GEMM on the Hopper model: normwise "
                          "relative error vs K\n(M = N = 128; 64 x 64 at K = 65536)")
         fig.savefig(results_path(STUDY + "_normwise", ".png", out_dir), dpi=120)
+        mn = [r | {"outputs": r["m"] * r["n"], "data": f"{r['dist']}, {stat}", "err": r[col]}
+              for r in rows if r["sweep"] == "mn"
+              for stat, col in (("max", "max_rel_error"), ("normwise", "fro_rel_error"))]
+        fig = error_lines(mn, x="outputs", metric="err", series="data",
+                          xlabel="M x N (outputs the max is taken over)", figsize=(8.5, 5.0),
+                          ylabel="relative error (max or normwise over outputs)",
+                          title=f"K = {mn[0]['k']}, no promotion: the max relative error of "
+                                "zero-mean data\ngrows with the number of outputs")
+        fig.savefig(results_path(STUDY + "_sample_size", ".png", out_dir), dpi=120)
     print(f"{STUDY}: {len(rows)} GEMMs in {time.perf_counter() - t0:.1f} s")
     return rows
 
