@@ -33,7 +33,6 @@ many (the printed summary and experiments/README.md give the measured values):
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -42,7 +41,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import golden_check, results_path, stats, write_csv  # noqa: E402
+from _common import golden_check, results_path, stats, study_cli, write_csv  # noqa: E402
 
 import fp8sim  # noqa: E402
 from fp8sim.analysis import exact_product  # noqa: E402
@@ -178,9 +177,4 @@ def main(small: bool = False, out_dir: Path | None = None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--small", action="store_true", help="tiny sizes, a smoke test")
-    p.add_argument("--out", type=Path, default=None,
-                   help="results folder (default experiments/results)")
-    args = p.parse_args()
-    main(args.small, args.out)
+    study_cli(main, __doc__)

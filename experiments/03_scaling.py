@@ -36,7 +36,6 @@ Golden check: the H100's DeepGEMM-style group-scaled Triton output (triton_scale
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -45,7 +44,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import golden_check, results_path, write_csv  # noqa: E402
+from _common import golden_check, results_path, study_cli, write_csv  # noqa: E402
 
 from fp8sim.pipeline import fp8_matmul  # noqa: E402
 from fp8sim.plots import error_lines, scaling_comparison  # noqa: E402
@@ -140,9 +139,4 @@ def main(small: bool = False, out_dir: Path | None = None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--small", action="store_true", help="tiny sizes, a smoke test")
-    p.add_argument("--out", type=Path, default=None,
-                   help="results folder (default experiments/results)")
-    args = p.parse_args()
-    main(args.small, args.out)
+    study_cli(main, __doc__)

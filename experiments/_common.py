@@ -5,6 +5,7 @@ Not a study itself (run_all.py runs only the numbered scripts).
 
 from __future__ import annotations
 
+import argparse
 import csv
 import sys
 from collections.abc import Mapping, Sequence
@@ -123,3 +124,13 @@ def golden_check(file: str, key: str, output: str, **gemm_changes) -> dict | Non
           f"mean rel {s['mean_rel_error']:.3g}, normwise {s['fro_rel_error']:.3g}")
     sys.stdout.flush()
     return res
+
+
+def study_cli(main, doc: str) -> None:
+    """The command line every study shares: --small (a smoke test) and --out."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--small", action="store_true", help="tiny sizes, a smoke test")
+    p.add_argument("--out", type=Path, default=None,
+                   help="results folder (default experiments/results)")
+    args = p.parse_args()
+    main(args.small, args.out)
