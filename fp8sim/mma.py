@@ -69,8 +69,9 @@ IDEAL = MMAStep(
 )
 EXACT = MMAStep(
     name="exact", terms=1, frac_bits=None, result_rounding=RoundMode.TiesToEven, exact=True,
-    description="The exact dot product of the FP8 inputs (float64, relative error below "
-                "2**-40 for K <= 65536) rounded once to float32: the baseline for error studies.",
+    description="The baseline for error studies: C and the exact products summed in float64 "
+                "in K order (error below K * 2**-53 of the sum of magnitudes), rounded once "
+                "to float32; promotion does not apply.",
 )
 ADA = MMAStep(
     name="ada", terms=16, frac_bits=13,
