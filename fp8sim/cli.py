@@ -24,7 +24,7 @@ from .convert import decode, encode
 from .formats import decode_table, format_info
 from .mma import PRESETS
 from .rounding import RoundMode
-from .studies import DISTS, gemm_stats, random_case, random_codes
+from .studies import DISTS, SCALES, gemm_stats, random_case, random_codes
 
 __all__ = ["main"]
 
@@ -83,7 +83,11 @@ _size = click.IntRange(min=1)
 
 def _case_options(f):
     """The options that select a random GEMM case (shared by gemm and sweep)."""
-    f = click.option("--seed", type=int, default=0, show_default=True,
+    f = click.option("--scale", type=click.Choice(SCALES), default="unit", show_default=True,
+                     help="Float data: encode it as drawn (unit), or after a per-tensor "
+                          "scale that maps each matrix's amax onto the format's largest "
+                          "finite value (tensor).")(f)
+    f = click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
                      help="Random seed (A is drawn before B).")(f)
     f = click.option("--b-format", type=click.Choice(_FORMATS, case_sensitive=False),
                      default=None, help="Format of B (K, N). [default: e4m3]")(f)
@@ -93,9 +97,9 @@ def _case_options(f):
 
 
 _DIST_HELP = ("Data: normal N(0,1), positive |N(0,1)| or uniform U(-1,1) drawn in float32 and "
-              "encoded round-to-nearest at unit scale (no scaling, saturating; like the H100 "
-              "captures' 'normal'/'positive' data), or codes: every finite FP8 code equally "
-              "likely.")
+              "encoded round-to-nearest, saturating (at unit scale by default, like the H100 "
+              "captures' 'normal'/'positive' data; see --scale), or codes: every finite FP8 "
+              "code equally likely.")
 
 
 @main.command()
@@ -119,11 +123,16 @@ _DIST_HELP = ("Data: normal N(0,1), positive |N(0,1)| or uniform U(-1,1) drawn i
                    "against the exact product of the unquantized data.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print a CSV header and one row.")
-def gemm(m, n, k, dist, a_format, b_format, seed, promote, preset, recipe, as_json, as_csv):
+def gemm(m, n, k, dist, a_format, b_format, seed, scale, promote, preset, recipe, as_json,
+         as_csv):
     """Simulates a random M x K x N FP8 GEMM and prints its error against the exact product.
 
-    Also runs the "ideal" preset (sequential FP32 accumulation of exact products) and
-    reports the share of outputs whose bits differ from it.
+    The exact product is the float64 product of the decoded FP8 inputs
+    (fp8sim.analysis.exact_product), so the errors are those of the accumulation alone;
+    with --recipe it is the product of the float data before quantization. Also runs the
+    "ideal" preset (sequential FP32 accumulation of exact products) and reports the share
+    of outputs whose bits differ from it. Relative errors are over the outputs whose
+    exact value is nonzero; ULP errors are in ULPs of float32(exact).
     """
     if as_json and as_csv:
         raise click.UsageError("--json and --csv are exclusive")
@@ -133,18 +142,21 @@ def gemm(m, n, k, dist, a_format, b_format, seed, promote, preset, recipe, as_js
     t0 = time.perf_counter()
     with _usage_errors():
         if recipe is not None:
+            if scale != "unit":
+                raise click.UsageError("--scale: a recipe scales the data itself; "
+                                       "leave --scale unit with --recipe")
             row = _recipe_case(m, n, k, dist, a_format, b_format, seed, promote, preset, recipe)
         else:
             a_format, b_format = a_format or "e4m3", b_format or "e4m3"
             promote = 0 if promote is None else promote
             preset = preset or "hopper"
             a, b = random_case(m, n, k, dist=dist, a_format=a_format, b_format=b_format,
-                               seed=seed)
+                               seed=seed, scale=scale)
             stats = gemm_stats(a, b, a_format=a_format, b_format=b_format, promote=promote,
                                preset=preset)
             row = {"m": m, "n": n, "k": k, "promote": promote, "a_format": a_format,
                    "b_format": b_format, "preset": preset, "recipe": None, "dist": dist,
-                   "seed": seed, **stats}
+                   "scale": scale, "seed": seed, **stats}
     row["gemm_seconds"] = row.pop("seconds")
     row["seconds"] = time.perf_counter() - t0
     if as_json:
@@ -193,7 +205,7 @@ def _recipe_case(m, n, k, dist, a_format, b_format, seed, promote, preset, recip
     return {"m": m, "n": n, "k": k, "promote": r.promote, "a_format": r.x_format,
             "b_format": r.w_format,
             "preset": r.preset if isinstance(r.preset, str) else r.preset.name,
-            "recipe": r.name, "dist": dist, "seed": seed, **res.total,
+            "recipe": r.name, "dist": dist, "scale": "recipe", "seed": seed, **res.total,
             "quantization_max_rel_error": res.quantization["max_rel_error"],
             "accumulation_max_rel_error": res.accumulation["max_rel_error"],
             "share_differs_from_ideal": float(differs.mean()) if differs.size else 0.0,
@@ -211,13 +223,18 @@ def _share(share: float, outputs: int) -> str:
     return f"{count} of {outputs} outputs ({text})"
 
 
+def _scale_note(row: dict) -> str:
+    """', per-tensor scaled' when the data was scaled to the FP8 range before encoding."""
+    return ", per-tensor scaled" if row.get("scale") == "tensor" and row["dist"] != "codes" else ""
+
+
 def _summary(row: dict) -> str:
     """The human-readable summary of one gemm row."""
     promote = f"every {row['promote']} elements of K" if row["promote"] else "never"
     recipe = f", recipe {row['recipe']}" if row.get("recipe") else ""
     lines = [
         f"GEMM      M={row['m']} N={row['n']} K={row['k']}  A {row['a_format']} x "
-        f"B {row['b_format']}  data {row['dist']} (seed {row['seed']})",
+        f"B {row['b_format']}  data {row['dist']}{_scale_note(row)} (seed {row['seed']})",
         f"kernel    preset {row['preset']}{recipe}, FP32 promotion {promote}",
         f"rel error max {row['max_rel_error']:.3e}  mean {row['mean_rel_error']:.3e}  "
         f"median {row['median_rel_error']:.3e}  normwise {row['fro_rel_error']:.3e}  "
@@ -266,9 +283,19 @@ def _int_list(ctx, param, value: str) -> list[int]:
               show_default=True, help="MMA step model.")
 @click.option("--out", type=click.Path(dir_okay=False), default="sweep", show_default=True,
               help="Output prefix: writes OUT.csv and OUT.png.")
-def sweep(k_values, m, n, promotes, dists, a_format, b_format, seed, preset, out):
-    """Measures the error against K over a grid (K x promotion x data); writes CSV and PNG."""
+def sweep(k_values, m, n, promotes, dists, a_format, b_format, seed, scale, preset, out):
+    """Measures the error against K over a grid (K x promotion x data); writes CSV and PNG.
+
+    Errors are against the exact (float64) product of the decoded FP8 inputs.
+    """
     a_format, b_format = a_format or "e4m3", b_format or "e4m3"
+    prefix = Path(out)
+    if prefix.suffix in (".csv", ".png"):
+        prefix = prefix.with_suffix("")
+    folder = prefix.parent
+    if not folder.is_dir():
+        raise click.BadParameter(f"folder {str(folder)!r} does not exist",
+                                 param_hint="'--out'")
     for p in promotes:
         if p < 0 or p % 32:
             raise click.BadParameter(f"expected 0 or a positive multiple of 32, got {p}",
@@ -279,15 +306,12 @@ def sweep(k_values, m, n, promotes, dists, a_format, b_format, seed, preset, out
                                             item_show_func=_grid_label) as bar:
         for d, p, k in bar:
             a, b = random_case(m, n, k, dist=d, a_format=a_format, b_format=b_format,
-                               seed=seed)
+                               seed=seed, scale=scale)
             stats = gemm_stats(a, b, a_format=a_format, b_format=b_format, promote=p,
                                preset=preset)
             rows.append({"m": m, "n": n, "k": k, "promote": p, "a_format": a_format,
-                         "b_format": b_format, "preset": preset, "dist": d, "seed": seed,
-                         **stats})
-    prefix = Path(out)
-    if prefix.suffix in (".csv", ".png"):
-        prefix = prefix.with_suffix("")
+                         "b_format": b_format, "preset": preset, "dist": d, "scale": scale,
+                         "seed": seed, **stats})
     csv_path, png_path = prefix.with_suffix(".csv"), prefix.with_suffix(".png")
     try:
         with open(csv_path, "w", newline="") as f:

@@ -8,7 +8,9 @@ Two functions, so a study and `fp8sim gemm` measure the same thing the same way:
 
 Data distributions (`DISTS`): "normal" N(0, 1), "positive" |N(0, 1)|, "uniform"
 U(-1, 1), each drawn in float32 and encoded round-to-nearest-even at unit scale (as the
-H100 captures' "normal"/"positive" data); "codes": every finite code equally likely.
+H100 captures' "normal"/"positive" data) or, with `scale="tensor"`, after one per-tensor
+scale that maps the tensor's amax onto the format's largest finite value; "codes": every
+finite code equally likely.
 """
 
 from __future__ import annotations
@@ -22,27 +24,36 @@ from .convert import decode, encode
 from .formats import FormatInfo, decode_table, format_info
 from .gemm import gemm
 
-__all__ = ["DISTS", "random_codes", "random_case", "gemm_stats", "fro_rel_error"]
+__all__ = ["DISTS", "SCALES", "random_codes", "random_case", "gemm_stats", "fro_rel_error"]
 
 DISTS: tuple[str, ...] = ("normal", "positive", "uniform", "codes")
 """Names of the data distributions `random_codes` draws from."""
 
+SCALES: tuple[str, ...] = ("unit", "tensor")
+"""How float data is brought into the FP8 range before encoding (see `random_codes`)."""
+
 
 def random_codes(shape: tuple[int, int], fmt: str | FormatInfo = "e4m3",
-                 dist: str = "normal", rng: np.random.Generator | int | None = 0) -> np.ndarray:
+                 dist: str = "normal", rng: np.random.Generator | int | None = 0, *,
+                 scale: str = "unit") -> np.ndarray:
     """Draws FP8 codes (uint8, `shape`) from one of `DISTS`, for random GEMM studies.
 
     Args:
         shape: output shape.
         fmt: element format ("e4m3", "e5m2").
-        dist: "normal", "positive", "uniform" (float data encoded at unit scale, no
-            scaling, saturating) or "codes" (uniform over the finite codes).
+        dist: "normal", "positive", "uniform" (float data, encoded round-to-nearest,
+            saturating) or "codes" (uniform over the finite codes).
         rng: numpy Generator or seed.
+        scale: float data only: "unit" encodes it as drawn; "tensor" first multiplies
+            it by float32(fmt.max / amax) (in float32), so the tensor's largest value
+            lands on the format's largest finite value, as per-tensor scaling does.
 
     Raises:
-        ValueError: unknown `dist` or `fmt`.
+        ValueError: unknown `dist`, `fmt` or `scale`.
     """
     f = format_info(fmt)
+    if scale not in SCALES:
+        raise ValueError(f"scale: expected one of {', '.join(SCALES)}, got {scale!r}")
     rng = np.random.default_rng(rng)
     if dist == "codes":
         finite = np.flatnonzero(np.isfinite(decode_table(f))).astype(np.uint8)
@@ -55,24 +66,32 @@ def random_codes(shape: tuple[int, int], fmt: str | FormatInfo = "e4m3",
         x = rng.uniform(-1.0, 1.0, size=shape).astype(np.float32)
     else:
         raise ValueError(f"dist: expected one of {', '.join(DISTS)}, got {dist!r}")
+    if scale == "tensor" and x.size:
+        amax = np.float32(np.max(np.abs(x)))
+        if amax > 0:
+            x = x * (np.float32(f.max) / amax)
     return encode(x, f, saturate=True)
 
 
 def random_case(m: int, n: int, k: int, *, dist: str = "normal", a_format: str = "e4m3",
-                b_format: str = "e4m3", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                b_format: str = "e4m3", seed: int = 0,
+                scale: str = "unit") -> tuple[np.ndarray, np.ndarray]:
     """A random (M, K) x (K, N) pair of FP8 code matrices, reproducible from `seed`.
 
-    A is drawn before B from one Generator seeded with `seed`.
+    A is drawn before B from one Generator seeded with `seed`; `scale` as in
+    `random_codes` (each matrix gets its own per-tensor scale).
 
     Raises:
-        ValueError: non-positive sizes, unknown `dist` or formats.
+        ValueError: non-positive sizes, negative seed, unknown `dist`, `scale` or formats.
     """
     for name, v in (("m", m), ("n", n), ("k", k)):
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
             raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
     rng = np.random.default_rng(seed)
-    a = random_codes((m, k), a_format, dist, rng)
-    b = random_codes((k, n), b_format, dist, rng)
+    a = random_codes((m, k), a_format, dist, rng, scale=scale)
+    b = random_codes((k, n), b_format, dist, rng, scale=scale)
     return a, b
 
 

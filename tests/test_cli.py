@@ -111,6 +111,9 @@ def test_gemm_recipe():
     ["--preset", "volta"],
     ["--recipe", "nope"],
     ["--json", "--csv"],
+    ["--seed", "-1"],
+    ["--scale", "block"],
+    ["--scale", "tensor", "--recipe", "deepseek-v3"],
     ["--bogus"],
 ])
 def test_gemm_usage_errors(args):
@@ -162,10 +165,33 @@ def test_sweep_plots_without_fp8sim_plots(tmp_path, monkeypatch):
     ["--k-values", "0,128"],
     ["--promote", "48"],
     ["--dist", "cauchy"],
+    ["--seed", "-2"],
 ])
 def test_sweep_usage_errors(args, tmp_path):
     assert_usage_error(run("sweep", "--m", "2", "--n", "2", "--out", str(tmp_path / "x"),
                            *args))
+
+
+def test_sweep_missing_output_folder_fails_before_the_grid(tmp_path):
+    r = run("sweep", "--k-values", "64", "--m", "2", "--n", "2", "--out",
+            str(tmp_path / "missing" / "x"))
+    assert_usage_error(r)
+    assert "--out" in r.stderr and "sweep" not in r.stderr.split("Error:")[0]
+
+
+def test_gemm_help_defines_the_exact_product():
+    text = " ".join(run("gemm", "--help").output.split())
+    assert "exact product is the float64 product of the decoded FP8 inputs" in text
+
+
+def test_gemm_tensor_scale_uses_the_fp8_range():
+    r = run("gemm", *TINY, "--scale", "tensor", "--dist", "normal", "--json")
+    assert r.exit_code == 0, r.stderr
+    row = json.loads(r.output)
+    assert row["scale"] == "tensor"
+    a, b = random_case(8, 8, 256, dist="normal", seed=0, scale="tensor")
+    assert row["max_rel_error"] == gemm_stats(a, b)["max_rel_error"]
+    assert "per-tensor scaled" in run("gemm", *TINY, "--scale", "tensor").output
 
 
 def test_encode_shows_fields_neighbours_and_roundings():
@@ -242,3 +268,20 @@ def test_random_case_validates():
         random_case(2, 2, 0)
     with pytest.raises(ValueError, match="^dist:"):
         random_case(2, 2, 2, dist="cauchy")
+    with pytest.raises(ValueError, match="^seed:"):
+        random_case(2, 2, 2, seed=-1)
+    with pytest.raises(ValueError, match="^scale:"):
+        random_case(2, 2, 2, scale="block")
+
+
+@pytest.mark.parametrize("fmt", ["e4m3", "e5m2"])
+@pytest.mark.parametrize("dist", ["normal", "positive", "uniform"])
+def test_tensor_scale_maps_amax_to_the_format_max(fmt, dist):
+    unit = random_codes((32, 48), fmt, dist, 5)
+    scaled = random_codes((32, 48), fmt, dist, 5, scale="tensor")
+    info = fp8sim.formats.format_info(fmt)
+    values = np.abs(fp8sim.decode(scaled, fmt))
+    assert values.max() == info.max
+    # the same draw, scaled up: every sign is kept
+    assert np.array_equal(np.signbit(fp8sim.decode(unit, fmt)),
+                          np.signbit(fp8sim.decode(scaled, fmt)))
