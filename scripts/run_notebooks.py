@@ -30,7 +30,11 @@ def execute(path: Path, *, timeout: int = 120, kernel: str = "python3") -> tuple
         CellExecutionError: a cell raised.
     """
     nb = nbformat.read(path, as_version=4)
+    # --log-level=ERROR: the kernel's "running over TCP without encryption" warning is
+    # about jupyter's local transport, not the notebook; it would only clutter stderr.
     client = NotebookClient(nb, timeout=timeout, kernel_name=kernel, record_timing=False,
+                            extra_arguments=["--log-level=ERROR"],
+                            coalesce_streams=True,  # one stdout block per cell, not timing-split
                             resources={"metadata": {"path": str(path.parent)}})
     t0 = time.perf_counter()
     client.execute()
