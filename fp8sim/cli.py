@@ -31,6 +31,9 @@ __all__ = ["main"]
 _FORMATS = ("e4m3", "e5m2")
 _INSPECT_FORMATS = ("e4m3", "e5m2", "e4m3fnuz", "e5m2fnuz")
 _DEFAULT_K_VALUES = "128,256,512,1024,2048,4096,8192,16384,32768,65536"
+_METRICS = {"max_rel_error": "max relative error", "mean_rel_error": "mean relative error",
+            "median_rel_error": "median relative error",
+            "fro_rel_error": "normwise error ||D - exact||_F / ||exact||_F"}
 
 
 def _one_line(message: str) -> str:
@@ -278,17 +281,31 @@ def _int_list(ctx, param, value: str) -> list[int]:
 @click.option("--dist", "dists", type=click.Choice(DISTS), multiple=True,
               default=("normal", "positive"), show_default=True,
               help="Data distribution (repeatable). " + _DIST_HELP)
-@_case_options
+@click.option("--a-format", "a_formats", type=click.Choice(_FORMATS, case_sensitive=False),
+              multiple=True, default=("e4m3",), show_default=True,
+              help="Format of A (repeatable: every A x B pair is swept).")
+@click.option("--b-format", "b_formats", type=click.Choice(_FORMATS, case_sensitive=False),
+              multiple=True, default=("e4m3",), show_default=True,
+              help="Format of B (repeatable).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Random seed of every grid point (A is drawn before B).")
+@click.option("--scale", type=click.Choice(SCALES), default="unit", show_default=True,
+              help="Float data: encoded as drawn (unit) or after a per-tensor amax scale "
+                   "onto the format's range (tensor).")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="hopper",
               show_default=True, help="MMA step model.")
+@click.option("--metric", type=click.Choice(_METRICS), default="max_rel_error",
+              show_default=True, help="Error statistic on the plot's y axis (the CSV has all).")
 @click.option("--out", type=click.Path(dir_okay=False), default="sweep", show_default=True,
               help="Output prefix: writes OUT.csv and OUT.png.")
-def sweep(k_values, m, n, promotes, dists, a_format, b_format, seed, scale, preset, out):
-    """Measures the error against K over a grid (K x promotion x data); writes CSV and PNG.
+def sweep(k_values, m, n, promotes, dists, a_formats, b_formats, seed, scale, preset, metric,
+          out):
+    """Measures the error against K over a grid (K x promotion x data x formats).
 
-    Errors are against the exact (float64) product of the decoded FP8 inputs.
+    Writes OUT.csv (one row per grid point, every statistic) and OUT.png (the chosen
+    --metric against K, log-log), with a progress bar on stderr. Errors are against the
+    exact (float64) product of the decoded FP8 inputs: the accumulation error alone.
     """
-    a_format, b_format = a_format or "e4m3", b_format or "e4m3"
     prefix = Path(out)
     if prefix.suffix in (".csv", ".png"):
         prefix = prefix.with_suffix("")
@@ -300,25 +317,28 @@ def sweep(k_values, m, n, promotes, dists, a_format, b_format, seed, scale, pres
         if p < 0 or p % 32:
             raise click.BadParameter(f"expected 0 or a positive multiple of 32, got {p}",
                                      param_hint="'--promote'")
-    grid = [(d, p, k) for d in dists for p in promotes for k in k_values]
+    pairs = list(dict.fromkeys((fa.lower(), fb.lower()) for fa in a_formats
+                               for fb in b_formats))
+    grid = [(fa, fb, d, p, k) for fa, fb in pairs for d in dists for p in dict.fromkeys(promotes)
+            for k in dict.fromkeys(k_values)]
     rows = []
     with _usage_errors(), click.progressbar(grid, label="sweep", file=sys.stderr,
                                             item_show_func=_grid_label) as bar:
-        for d, p, k in bar:
-            a, b = random_case(m, n, k, dist=d, a_format=a_format, b_format=b_format,
-                               seed=seed, scale=scale)
-            stats = gemm_stats(a, b, a_format=a_format, b_format=b_format, promote=p,
-                               preset=preset)
-            rows.append({"m": m, "n": n, "k": k, "promote": p, "a_format": a_format,
-                         "b_format": b_format, "preset": preset, "dist": d, "scale": scale,
-                         "seed": seed, **stats})
-    csv_path, png_path = prefix.with_suffix(".csv"), prefix.with_suffix(".png")
+        for fa, fb, d, p, k in bar:
+            a, b = random_case(m, n, k, dist=d, a_format=fa, b_format=fb, seed=seed,
+                               scale=scale)
+            stats = gemm_stats(a, b, a_format=fa, b_format=fb, promote=p, preset=preset)
+            rows.append({"m": m, "n": n, "k": k, "promote": p, "a_format": fa,
+                         "b_format": fb, "formats": f"{fa} x {fb}", "preset": preset,
+                         "dist": d, "scale": scale, "seed": seed, **stats})
+    csv_path = prefix.parent / f"{prefix.name}.csv"
+    png_path = prefix.parent / f"{prefix.name}.png"
     try:
         with open(csv_path, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
             writer.writeheader()
             writer.writerows(rows)
-        fig = _plot_sweep(rows)
+        fig = _plot_sweep(rows, metric)
         fig.savefig(png_path, dpi=120)
     except OSError as e:
         raise click.FileError(str(e.filename or prefix), hint=e.strerror) from None
@@ -327,38 +347,43 @@ def sweep(k_values, m, n, promotes, dists, a_format, b_format, seed, scale, pres
 
 def _grid_label(item) -> str:
     """Progress-bar label of one grid point."""
-    return "" if item is None else f"{item[0]} promote={item[1]} K={item[2]}"
+    if item is None:
+        return ""
+    fa, fb, d, p, k = item
+    return f"{fa}x{fb} {d} promote={p} K={k}"
 
 
-def _plot_sweep(rows: list[dict]):
-    """Max/mean relative error against K: fp8sim.plots.error_vs_k if present, else a basic plot."""
+def _plot_sweep(rows: list[dict], metric: str = "max_rel_error"):
+    """`metric` against K: fp8sim.plots.error_vs_k if present, else a basic plot."""
+    r0 = rows[0]
+    pairs = list(dict.fromkeys(r["formats"] for r in rows))
+    title = (f"FP8 GEMM error vs K: {', '.join(pairs)}, {r0['m']} x {r0['n']} outputs, "
+             f"preset {r0['preset']}")
+    series = ("promote", "dist") + (("formats",) if len(pairs) > 1 else ())
     try:
         from .plots import error_vs_k
     except ImportError:
         error_vs_k = None
     if error_vs_k is not None:
-        return error_vs_k(rows)
+        return error_vs_k(rows, metric=metric, series=series, title=title)
     from matplotlib.figure import Figure  # Agg canvas, no pyplot global state
 
     fig = Figure(figsize=(7, 4.5))
     ax = fig.add_subplot()
-    series: dict[tuple, list[dict]] = {}
+    groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        series.setdefault((r["dist"], r["promote"]), []).append(r)
-    for (d, p), rs in series.items():
+        groups.setdefault(tuple(r[key] for key in series), []).append(r)
+    for key, rs in groups.items():
         rs = sorted(rs, key=lambda r: r["k"])
-        ks = [r["k"] for r in rs]
-        label = f"{d}, {'no promotion' if p == 0 else f'promote every {p}'}"
-        line, = ax.plot(ks, [r["max_rel_error"] for r in rs], marker="o", label=f"max, {label}")
-        ax.plot(ks, [r["mean_rel_error"] for r in rs], marker=".", linestyle="--",
-                color=line.get_color(), label=f"mean, {label}")
+        p = key[0]
+        label = ", ".join(["no promotion" if p == 0 else f"promote every {p}",
+                           *map(str, key[1:])])
+        ax.plot([r["k"] for r in rs], [r[metric] for r in rs], marker="o", label=label)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    ax.set_xlabel("K (inner dimension, elements)")
-    ax.set_ylabel("relative error vs exact product (unitless)")
-    r0 = rows[0]
-    ax.set_title(f"FP8 GEMM error vs K ({r0['a_format']} x {r0['b_format']}, "
-                 f"{r0['m']}x{r0['n']} outputs, preset {r0['preset']})")
+    ax.set_xlabel("K (elements summed)")
+    ax.set_ylabel(f"{_METRICS[metric]} vs exact product (unitless)")
+    ax.set_title(title, fontsize="medium")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize="small")
     fig.tight_layout()

@@ -150,6 +150,19 @@ def test_sweep_writes_csv_and_png(tmp_path):
     assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_sweep_over_format_pairs_and_metric(tmp_path):
+    r = run("sweep", "--k-values", "64", "--m", "4", "--n", "4", "--promote", "0",
+            "--dist", "positive", "--a-format", "e4m3", "--a-format", "e5m2",
+            "--b-format", "e5m2", "--metric", "fro_rel_error", "--out", str(tmp_path / "f"))
+    assert r.exit_code == 0, r.stderr
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "f.csv").read_text())))
+    assert [row["formats"] for row in rows] == ["e4m3 x e5m2", "e5m2 x e5m2"]
+    a, b = random_case(4, 4, 64, dist="positive", a_format="e5m2", b_format="e5m2")
+    want = gemm_stats(a, b, a_format="e5m2", b_format="e5m2")["fro_rel_error"]
+    assert float(rows[1]["fro_rel_error"]) == want
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_sweep_plots_without_fp8sim_plots(tmp_path, monkeypatch):
     import sys
     monkeypatch.setitem(sys.modules, "fp8sim.plots", None)  # import raises ImportError
@@ -166,6 +179,9 @@ def test_sweep_plots_without_fp8sim_plots(tmp_path, monkeypatch):
     ["--promote", "48"],
     ["--dist", "cauchy"],
     ["--seed", "-2"],
+    ["--a-format", "e3m4"],
+    ["--metric", "p99"],
+    ["--scale", "block"],
 ])
 def test_sweep_usage_errors(args, tmp_path):
     assert_usage_error(run("sweep", "--m", "2", "--n", "2", "--out", str(tmp_path / "x"),
