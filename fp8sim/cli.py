@@ -531,14 +531,23 @@ def decode_(codes, fmt):
 
 # --------------------------------------------------------------------------- presets
 
+_REFERENCE_PRESETS = ("ideal", "exact")  # mathematical baselines, not models of a chip
+
+
 @main.command()
 def presets():
     """Lists the MMA step presets and the named kernels, and which are verified on an H100."""
     click.echo("MMA step presets (--preset):")
     for p in PRESETS.values():
         bits = "exact" if p.frac_bits is None else f"{p.frac_bits} frac bits"
-        check = "verified on H100" if p.verified else "not verified"
-        click.echo(f"  {p.name:<10} {p.terms:>2} terms, {bits:<13} {check}")
+        if p.verified:
+            check = "verified on H100"
+        elif p.name in _REFERENCE_PRESETS:
+            check = "software reference (no hardware)"
+        else:
+            check = "not verified"
+        terms = f"{p.terms:>2} term{'s' if p.terms != 1 else ''},"
+        click.echo(f"  {p.name:<10} {terms:<9} {bits:<13} {check}")
         click.echo(f"             {p.description}")
     try:
         from .kernel import KERNELS
