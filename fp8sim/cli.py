@@ -71,6 +71,15 @@ def _usage_errors() -> Iterator[None]:
         yield
     except (ValueError, TypeError) as e:
         raise click.UsageError(_one_line(str(e))) from None
+    except MemoryError:
+        raise click.ClickException("out of memory: choose smaller --m, --n or --k") from None
+
+
+def _json_value(v):
+    """A JSON-safe value: non-finite floats become null (JSON has no NaN or Infinity)."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -163,7 +172,8 @@ def gemm(m, n, k, dist, a_format, b_format, seed, scale, promote, preset, recipe
     row["gemm_seconds"] = row.pop("seconds")
     row["seconds"] = time.perf_counter() - t0
     if as_json:
-        click.echo(json.dumps(row))
+        click.echo(json.dumps({key: _json_value(v) for key, v in row.items()},
+                              allow_nan=False))
     elif as_csv:
         writer = csv.DictWriter(sys.stdout, fieldnames=list(row), lineterminator="\n")
         writer.writeheader()

@@ -301,3 +301,29 @@ def test_tensor_scale_maps_amax_to_the_format_max(fmt, dist):
     # the same draw, scaled up: every sign is kept
     assert np.array_equal(np.signbit(fp8sim.decode(unit, fmt)),
                           np.signbit(fp8sim.decode(scaled, fmt)))
+
+
+def test_gemm_json_is_strict_json_when_a_statistic_is_not_finite(monkeypatch):
+    import fp8sim.cli as cli
+
+    def stats_with_nan(*args, **kwargs):
+        s = gemm_stats(*args, **kwargs)
+        return s | {"max_rel_error": float("nan"), "fro_rel_error": float("inf")}
+
+    monkeypatch.setattr(cli, "gemm_stats", stats_with_nan)
+    r = run("gemm", *TINY, "--json")
+    assert r.exit_code == 0, r.stderr
+    row = json.loads(r.output, parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
+    assert row["max_rel_error"] is None and row["fro_rel_error"] is None
+
+
+def test_out_of_memory_is_one_line(monkeypatch):
+    import fp8sim.cli as cli
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(cli, "gemm_stats", no_memory)
+    r = run("gemm", *TINY)
+    assert r.exit_code == 1
+    assert r.stderr.strip().splitlines() == ["Error: out of memory: choose smaller --m, --n or --k"]
