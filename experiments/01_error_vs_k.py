@@ -150,7 +150,9 @@ def main(small: bool = False, out_dir: Path | None = None) -> list[dict]:
         write_csv(rows, results_path(STUDY, ".csv", out_dir))
         ref = {"DeepSeek-V3: 'nearly 2%' (K=4096)": (4096, 0.02)}
         if gold:
-            ref["H100 capture, positive, 64x64, no promotion"] = (4096, gold["h100_max_rel_error"])
+            m, n, _ = gold["shape"]
+            ref[f"H100 capture, positive, {m}x{n}, no promotion"] = (
+                4096, gold["h100_max_rel_error"])
         for r in rows:
             if r["sweep"] == "mean" and r["dist"] == "N(0.75,1)":
                 ref["simulated N(0.75,1) data, 128x128, no promotion"] = (r["k"],

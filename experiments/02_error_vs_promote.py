@@ -89,7 +89,8 @@ def summary(rows: list[dict], golds: list[dict]) -> str:
             lines.append(f"  {name:>6}: {r['fro_rel_error']:9.3e} / {r['max_rel_error']:9.3e}"
                          f"  ({r['fro_rel_error'] / ref['fro_rel_error']:6.2f}x)")
     if golds:
-        lines.append("H100, 64x64x4096 positive (Triton, captured), max rel error per interval: "
+        m, n, k = golds[0]["shape"]
+        lines.append(f"H100, {m}x{n}x{k} positive (Triton, captured), max rel error per interval: "
                      + ", ".join(f"{g['promote'] or 'never'}: {g['h100_max_rel_error']:.2e}"
                                  for g in golds))
     return "\n".join(lines)
@@ -102,8 +103,11 @@ def main(small: bool = False, out_dir: Path | None = None) -> list[dict]:
     print(summary(rows, golds))
     if not small or out_dir is not None:
         write_csv(rows, results_path(STUDY, ".csv", out_dir))
-        ref = {"H100 capture (positive, K=4096, 64x64)":
-               [(g["promote"] or 4096, g["h100_fro_rel_error"]) for g in golds]} if golds else None
+        ref = None
+        if golds:
+            m, n, k = golds[0]["shape"]
+            ref = {f"H100 capture (positive, K={k}, {m}x{n})":
+                   [(g["promote"] or k, g["h100_fro_rel_error"]) for g in golds]}
         fig = error_vs_promote(rows, metric="fro_rel_error", series="case", reference=ref,
                                title="E4M3 GEMM (M = N = 128) on the Hopper model: normwise "
                                      "error vs promotion interval\n(interval = K: promoted "

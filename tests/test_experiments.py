@@ -36,3 +36,15 @@ def test_study_small(name, tmp_path, capsys):
     out = capsys.readouterr().out
     if (EXPERIMENTS.parents[1] / "shared" / "golden").exists():
         assert "golden check OK" in out
+
+
+def test_golden_check_falls_back_to_the_cropped_copies(monkeypatch, tmp_path, capsys):
+    common = _load("_common.py")
+    monkeypatch.setattr(common, "GOLDEN", tmp_path / "absent")
+    res = common.golden_check("gemm_public0.npz", "e4m3_e4m3/positive/K4096", "triton_p0")
+    assert res["bits_equal"] and res["cropped"]
+    m, n, k = res["shape"]
+    assert k == 4096 and m * n > 0
+    assert "cropped copy in tests/data/golden" in capsys.readouterr().out
+    monkeypatch.setattr(common, "GOLDEN_CROPPED", tmp_path / "absent")
+    assert common.golden_check("gemm_public0.npz", "e4m3_e4m3/positive/K4096", "triton_p0") is None
