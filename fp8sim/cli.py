@@ -108,6 +108,28 @@ def _case_options(f):
     return f
 
 
+_FRAC_BITS = click.option(
+    "--frac-bits", type=click.IntRange(min=0), default=None, metavar="N",
+    help="What-if accumulator: the preset's MMA step with N fractional bits instead "
+         "(fp8sim.mma.HOPPER.replace(frac_bits=N); fused presets hopper, ada, blackwell; "
+         "the H100 has 13).")
+
+
+def _step(preset: str, frac_bits: int | None):
+    """The MMA step to simulate: a preset name, or that preset with other fractional bits."""
+    if frac_bits is None:
+        return preset
+    if preset in _REFERENCE_PRESETS:
+        raise click.UsageError(f"--frac-bits: preset {preset} is a software reference; "
+                               "use hopper, ada or blackwell")
+    return PRESETS[preset].replace(frac_bits=frac_bits)
+
+
+def _step_name(step) -> str:
+    """Name of a preset or MMAStep, for output rows."""
+    return step if isinstance(step, str) else step.name
+
+
 _DIST_HELP = ("Data: normal N(0,1), positive |N(0,1)| or uniform U(-1,1) drawn in float32 and "
               "encoded round-to-nearest, saturating (at unit scale by default, like the H100 "
               "captures' 'normal'/'positive' data; see --scale), or codes: every finite FP8 "
@@ -129,14 +151,15 @@ _DIST_HELP = ("Data: normal N(0,1), positive |N(0,1)| or uniform U(-1,1) drawn i
                    "(a multiple of 32; 0 = never). [default: 0, or the recipe's]")
 @click.option("--preset", default=None, metavar="NAME",
               help=f"MMA step model: {', '.join(PRESETS)}. [default: hopper]")
+@_FRAC_BITS
 @click.option("--recipe", default=None, metavar="NAME",
               help="Quantize float data with a training recipe (fp8sim.pipeline.RECIPES, "
                    "e.g. deepseek-v3) instead of encoding it at unit scale; errors are then "
                    "against the exact product of the unquantized data.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print a CSV header and one row.")
-def gemm(m, n, k, dist, a_format, b_format, seed, scale, promote, preset, recipe, as_json,
-         as_csv):
+def gemm(m, n, k, dist, a_format, b_format, seed, scale, promote, preset, frac_bits, recipe,
+         as_json, as_csv):
     """Simulates a random M x K x N FP8 GEMM and prints its error against the exact product.
 
     The exact product is the float64 product of the decoded FP8 inputs
@@ -157,17 +180,20 @@ def gemm(m, n, k, dist, a_format, b_format, seed, scale, promote, preset, recipe
             if scale != "unit":
                 raise click.UsageError("--scale: a recipe scales the data itself; "
                                        "leave --scale unit with --recipe")
+            if frac_bits is not None:
+                preset = _step(preset or "hopper", frac_bits)
             row = _recipe_case(m, n, k, dist, a_format, b_format, seed, promote, preset, recipe)
         else:
             a_format, b_format = a_format or "e4m3", b_format or "e4m3"
             promote = 0 if promote is None else promote
-            preset = preset or "hopper"
+            preset = _step(preset or "hopper", frac_bits)
             a, b = random_case(m, n, k, dist=dist, a_format=a_format, b_format=b_format,
                                seed=seed, scale=scale)
             stats = gemm_stats(a, b, a_format=a_format, b_format=b_format, promote=promote,
                                preset=preset)
             row = {"m": m, "n": n, "k": k, "promote": promote, "a_format": a_format,
-                   "b_format": b_format, "preset": preset, "recipe": None, "dist": dist,
+                   "b_format": b_format, "preset": _step_name(preset), "recipe": None,
+                   "dist": dist,
                    "scale": scale, "seed": seed, **stats}
     row["gemm_seconds"] = row.pop("seconds")
     row["seconds"] = time.perf_counter() - t0
@@ -218,7 +244,7 @@ def _recipe_case(m, n, k, dist, a_format, b_format, seed, promote, preset, recip
     return {"m": m, "n": n, "k": k, "promote": r.promote, "a_format": r.x_format,
             "b_format": r.w_format,
             "preset": r.preset if isinstance(r.preset, str) else r.preset.name,
-            "recipe": r.name, "dist": dist, "scale": "recipe", "seed": seed, **res.total,
+            "recipe": recipe, "dist": dist, "scale": "recipe", "seed": seed, **res.total,
             "quantization_max_rel_error": res.quantization["max_rel_error"],
             "accumulation_max_rel_error": res.accumulation["max_rel_error"],
             "share_differs_from_ideal": float(differs.mean()) if differs.size else 0.0,
@@ -304,16 +330,22 @@ def _int_list(ctx, param, value: str) -> list[int]:
                    "onto the format's range (tensor).")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="hopper",
               show_default=True, help="MMA step model.")
+@_FRAC_BITS
+@click.option("--x", "x_axis", type=click.Choice(("auto", "k", "promote")), default="auto",
+              show_default=True,
+              help="The plot's x axis: K, or the promotion interval (auto: promotion when "
+                   "one K and several intervals are swept).")
 @click.option("--metric", type=click.Choice(_METRICS), default="max_rel_error",
               show_default=True, help="Error statistic on the plot's y axis (the CSV has all).")
 @click.option("--out", type=click.Path(dir_okay=False), default="sweep", show_default=True,
               help="Output prefix: writes OUT.csv and OUT.png.")
-def sweep(k_values, m, n, promotes, dists, a_formats, b_formats, seed, scale, preset, metric,
-          out):
+def sweep(k_values, m, n, promotes, dists, a_formats, b_formats, seed, scale, preset,
+          frac_bits, x_axis, metric, out):
     """Measures the error against K over a grid (K x promotion x data x formats).
 
     Writes OUT.csv (one row per grid point, every statistic) and OUT.png (the chosen
-    --metric against K, log-log), with a progress bar on stderr. Errors are against the
+    --metric against K or the promotion interval, log-log), with a progress bar on
+    stderr. Errors are against the
     exact (float64) product of the decoded FP8 inputs: the accumulation error alone.
     """
     prefix = Path(out)
@@ -327,6 +359,7 @@ def sweep(k_values, m, n, promotes, dists, a_formats, b_formats, seed, scale, pr
         if p < 0 or p % 32:
             raise click.BadParameter(f"expected 0 or a positive multiple of 32, got {p}",
                                      param_hint="'--promote'")
+    step = _step(preset, frac_bits)
     pairs = list(dict.fromkeys((fa.lower(), fb.lower()) for fa in a_formats
                                for fb in b_formats))
     grid = [(fa, fb, d, p, k) for fa, fb in pairs for d in dists for p in dict.fromkeys(promotes)
@@ -337,9 +370,9 @@ def sweep(k_values, m, n, promotes, dists, a_formats, b_formats, seed, scale, pr
         for fa, fb, d, p, k in bar:
             a, b = random_case(m, n, k, dist=d, a_format=fa, b_format=fb, seed=seed,
                                scale=scale)
-            stats = gemm_stats(a, b, a_format=fa, b_format=fb, promote=p, preset=preset)
+            stats = gemm_stats(a, b, a_format=fa, b_format=fb, promote=p, preset=step)
             rows.append({"m": m, "n": n, "k": k, "promote": p, "a_format": fa,
-                         "b_format": fb, "formats": f"{fa} x {fb}", "preset": preset,
+                         "b_format": fb, "formats": f"{fa} x {fb}", "preset": _step_name(step),
                          "dist": d, "scale": scale, "seed": seed, **stats})
     csv_path = prefix.parent / f"{prefix.name}.csv"
     png_path = prefix.parent / f"{prefix.name}.png"
@@ -348,7 +381,9 @@ def sweep(k_values, m, n, promotes, dists, a_formats, b_formats, seed, scale, pr
             writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
             writer.writeheader()
             writer.writerows(rows)
-        fig = _plot_sweep(rows, metric)
+        if x_axis == "auto":
+            x_axis = "promote" if len(set(k_values)) == 1 and len(set(promotes)) > 1 else "k"
+        fig = _plot_sweep(rows, metric, x_axis)
         fig.savefig(png_path, dpi=120)
     except OSError as e:
         raise click.FileError(str(e.filename or prefix), hint=e.strerror) from None
@@ -363,19 +398,32 @@ def _grid_label(item) -> str:
     return f"{fa}x{fb} {d} promote={p} K={k}"
 
 
-def _plot_sweep(rows: list[dict], metric: str = "max_rel_error"):
-    """`metric` against K: fp8sim.plots.error_vs_k if present, else a basic plot."""
+def _plot_sweep(rows: list[dict], metric: str = "max_rel_error", x_axis: str = "k"):
+    """`metric` against K (or the promotion interval): fp8sim.plots if present, else basic."""
     r0 = rows[0]
     pairs = list(dict.fromkeys(r["formats"] for r in rows))
-    title = (f"FP8 GEMM error vs K: {', '.join(pairs)}, {r0['m']} x {r0['n']} outputs, "
-             f"preset {r0['preset']}")
-    series = ("promote", "dist") + (("formats",) if len(pairs) > 1 else ())
-    try:
-        from .plots import error_vs_k
-    except ImportError:
-        error_vs_k = None
-    if error_vs_k is not None:
-        return error_vs_k(rows, metric=metric, series=series, title=title)
+    against = "K" if x_axis == "k" else "promotion interval"
+    title = (f"FP8 GEMM error vs {against}: {', '.join(pairs)}, {r0['m']} x {r0['n']} "
+             f"outputs, preset {r0['preset']}")
+    if x_axis == "promote":
+        many = len(pairs) > 1
+        rows = [r | {"case": f"K={r['k']}, {r['dist']}" + (f", {r['formats']}" if many else "")}
+                for r in rows]
+        try:
+            from .plots import error_vs_promote
+        except ImportError:
+            error_vs_promote = None
+        if error_vs_promote is not None:
+            return error_vs_promote(rows, metric=metric, series="case", title=title)
+        series: tuple[str, ...] = ("case",)
+    else:
+        series = ("promote", "dist") + (("formats",) if len(pairs) > 1 else ())
+        try:
+            from .plots import error_vs_k
+        except ImportError:
+            error_vs_k = None
+        if error_vs_k is not None:
+            return error_vs_k(rows, metric=metric, series=series, title=title)
     from matplotlib.figure import Figure  # Agg canvas, no pyplot global state
 
     fig = Figure(figsize=(7, 4.5))
@@ -384,14 +432,19 @@ def _plot_sweep(rows: list[dict], metric: str = "max_rel_error"):
     for r in rows:
         groups.setdefault(tuple(r[key] for key in series), []).append(r)
     for key, rs in groups.items():
-        rs = sorted(rs, key=lambda r: r["k"])
-        p = key[0]
-        label = ", ".join(["no promotion" if p == 0 else f"promote every {p}",
-                           *map(str, key[1:])])
-        ax.plot([r["k"] for r in rs], [r[metric] for r in rs], marker="o", label=label)
+        if x_axis == "promote":  # never promoting = promoting once, at x = K
+            pts = sorted((r["promote"] or r["k"], r[metric]) for r in rs)
+            label = str(key[0])
+        else:
+            pts = sorted((r["k"], r[metric]) for r in rs)
+            p = key[0]
+            label = ", ".join(["no promotion" if p == 0 else f"promote every {p}",
+                               *map(str, key[1:])])
+        ax.plot([x for x, _ in pts], [e for _, e in pts], marker="o", label=label)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    ax.set_xlabel("K (elements summed)")
+    ax.set_xlabel("K (elements summed)" if x_axis == "k" else
+                  "promotion interval (elements of K between FP32 promotions)")
     ax.set_ylabel(f"{_METRICS[metric]} vs exact product (unitless)")
     ax.set_title(title, fontsize="medium")
     ax.grid(True, which="both", alpha=0.3)

@@ -114,6 +114,9 @@ def test_gemm_recipe():
     ["--seed", "-1"],
     ["--scale", "block"],
     ["--scale", "tensor", "--recipe", "deepseek-v3"],
+    ["--frac-bits", "-1"],
+    ["--frac-bits", "40"],
+    ["--frac-bits", "16", "--preset", "ideal"],
     ["--bogus"],
 ])
 def test_gemm_usage_errors(args):
@@ -163,6 +166,32 @@ def test_sweep_over_format_pairs_and_metric(tmp_path):
     assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_gemm_frac_bits_is_the_what_if_accumulator():
+    r = run("gemm", *TINY, "--frac-bits", "20", "--json")
+    assert r.exit_code == 0, r.stderr
+    row = json.loads(r.output)
+    assert row["preset"] == "hopper[frac_bits=20]"
+    a, b = random_case(8, 8, 256, dist="positive")
+    want = gemm_stats(a, b, preset=fp8sim.mma.HOPPER.replace(frac_bits=20))
+    assert row["max_rel_error"] == want["max_rel_error"]
+    assert row["max_rel_error"] < json.loads(run("gemm", *TINY, "--json").output)["max_rel_error"]
+
+
+@pytest.mark.parametrize("hide_plots", [False, True])
+def test_sweep_against_the_promotion_interval(tmp_path, monkeypatch, hide_plots):
+    if hide_plots:
+        import sys
+        monkeypatch.setitem(sys.modules, "fp8sim.plots", None)
+    r = run("sweep", "--k-values", "256", "--m", "4", "--n", "4", "--promote", "0",
+            "--promote", "32", "--promote", "128", "--dist", "positive", "--frac-bits", "16",
+            "--out", str(tmp_path / "p"))
+    assert r.exit_code == 0, r.stderr
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "p.csv").read_text())))
+    assert [row["promote"] for row in rows] == ["0", "32", "128"]
+    assert {row["preset"] for row in rows} == {"hopper[frac_bits=16]"}
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_sweep_plots_without_fp8sim_plots(tmp_path, monkeypatch):
     import sys
     monkeypatch.setitem(sys.modules, "fp8sim.plots", None)  # import raises ImportError
@@ -182,6 +211,8 @@ def test_sweep_plots_without_fp8sim_plots(tmp_path, monkeypatch):
     ["--a-format", "e3m4"],
     ["--metric", "p99"],
     ["--scale", "block"],
+    ["--x", "m"],
+    ["--frac-bits", "16", "--preset", "exact"],
 ])
 def test_sweep_usage_errors(args, tmp_path):
     assert_usage_error(run("sweep", "--m", "2", "--n", "2", "--out", str(tmp_path / "x"),
@@ -327,3 +358,16 @@ def test_out_of_memory_is_one_line(monkeypatch):
     r = run("gemm", *TINY)
     assert r.exit_code == 1
     assert r.stderr.strip().splitlines() == ["Error: out of memory: choose smaller --m, --n or --k"]
+
+
+@pytest.mark.parametrize("x_axis, label", [("k", "K (elements summed)"),
+                                           ("promote", "promotion interval")])
+def test_sweep_plot_axes(x_axis, label):
+    from fp8sim.cli import _plot_sweep
+    rows = [{"m": 4, "n": 4, "k": k, "promote": p, "dist": "positive", "formats": "e4m3 x e4m3",
+             "preset": "hopper", "max_rel_error": 1e-3 * (1 + p + k)}
+            for k in (64, 128) for p in (0, 32)]
+    ax = _plot_sweep(rows, "max_rel_error", x_axis).axes[0]
+    assert ax.get_xlabel().startswith(label)
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+    assert ax.get_legend() is not None and ax.get_title()
