@@ -136,7 +136,7 @@ _DIST_HELP = ("Data: normal N(0,1), positive |N(0,1)| or uniform U(-1,1) drawn i
               "code equally likely.")
 
 
-@main.command()
+@main.command(short_help="Simulates a random FP8 GEMM; error against the exact product.")
 @click.option("--m", type=_size, default=256, show_default=True, help="Rows of A and the output.")
 @click.option("--n", type=_size, default=256, show_default=True,
               help="Columns of B and the output.")
@@ -307,7 +307,7 @@ def _int_list(ctx, param, value: str) -> list[int]:
     return values
 
 
-@main.command()
+@main.command(short_help="Error against K or promotion interval over a grid; CSV + PNG.")
 @click.option("--k-values", default=_DEFAULT_K_VALUES, show_default=True,
               callback=_int_list, help="Comma-separated K values.")
 @click.option("--m", type=_size, default=16, show_default=True, help="Rows of the output.")
@@ -518,7 +518,8 @@ _FORMAT_OPTION = click.option("--format", "fmt", type=click.Choice(_INSPECT_FORM
                               default="e4m3", show_default=True, help="FP8 format.")
 
 
-@main.command(name="encode", context_settings={"ignore_unknown_options": True})
+@main.command(name="encode", context_settings={"ignore_unknown_options": True},
+              short_help="Encodes numbers: code, fields, neighbours, every rounding mode.")
 @click.argument("values", nargs=-1, required=True)
 @_FORMAT_OPTION
 def encode_(values, fmt):
@@ -580,7 +581,7 @@ def _parse_code(text: str) -> int:
     return code
 
 
-@main.command(name="decode")
+@main.command(name="decode", short_help="Decodes FP8 codes: fields, value, neighbours.")
 @click.argument("codes", nargs=-1, required=True)
 @_FORMAT_OPTION
 def decode_(codes, fmt):
@@ -597,7 +598,7 @@ def decode_(codes, fmt):
 _REFERENCE_PRESETS = ("ideal", "exact")  # mathematical baselines, not models of a chip
 
 
-@main.command()
+@main.command(short_help="Lists the MMA step presets and named kernels.")
 def presets():
     """Lists the MMA step presets and the named kernels, and which are verified on an H100."""
     click.echo("MMA step presets (--preset):")
