@@ -42,6 +42,14 @@ class MMAStep:
     """True only where captured hardware outputs back the model bit for bit."""
     description: str = ""
 
+    def __post_init__(self) -> None:
+        """Rejects steps no hardware could have, naming the field."""
+        if isinstance(self.terms, bool) or not isinstance(self.terms, int) or self.terms < 1:
+            raise ValueError(f"terms: expected a positive int, got {self.terms!r}")
+        if self.frac_bits is not None and (isinstance(self.frac_bits, bool) or not isinstance(
+                self.frac_bits, int) or not 0 <= self.frac_bits <= 52):
+            raise ValueError(f"frac_bits: expected None or an int in 0..52, got {self.frac_bits!r}")
+
     def replace(self, **changes) -> MMAStep:
         """A copy with some fields changed (e.g. frac_bits=20 for a what-if study)."""
         if "name" not in changes:

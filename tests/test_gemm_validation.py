@@ -74,3 +74,12 @@ def test_ml_dtypes_contradicting_format():
 def test_empty_m_or_n_gives_empty_output():
     assert gemm(np.zeros((0, 64), np.uint8), B).shape == (0, 3)
     assert gemm(A, np.zeros((64, 0), np.uint8)).shape == (4, 0)
+
+
+@pytest.mark.parametrize(("changes", "starts"), [({"frac_bits": -1}, "frac_bits:"),
+                                                  ({"frac_bits": 60}, "frac_bits:"),
+                                                  ({"terms": 0}, "terms:")])
+def test_impossible_mma_steps_are_refused(changes, starts):
+    from fp8sim.mma import HOPPER
+    with pytest.raises(ValueError, match=f"^{starts}"):
+        HOPPER.replace(**changes)
