@@ -18,7 +18,8 @@ from .capture import GROUPS, capture, verify
 __all__ = ["capture_cmd", "verify_cmd"]
 
 
-@click.command("capture", cls=OneLineErrors)
+@click.command("capture", cls=OneLineErrors,
+               short_help="Captures FP8 GEMMs on an NVIDIA GPU into .npz files.")
 @click.option("--out", "out_dir", default="capture", show_default=True,
               type=click.Path(file_okay=False), help="Folder for capture_<group>.npz files.")
 @click.option("--group", "groups", multiple=True, type=click.Choice(list(GROUPS)),
@@ -35,7 +36,8 @@ def capture_cmd(out_dir, groups, seed, no_conversions):
             log=lambda line: click.echo(line))
 
 
-@click.command("verify", cls=OneLineErrors)
+@click.command("verify", cls=OneLineErrors,
+               short_help="Replays a capture; agreement per kernel family.")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--identify", "run_identify", is_flag=True,
               help="For each output that does not match, search promotion intervals and "

@@ -27,7 +27,8 @@ _FORMATS = ("e4m3", "e5m2")
 _OUT_DTYPES = ("float32", "bfloat16", "float16")
 
 
-@click.command("identify", cls=OneLineErrors)
+@click.command("identify", cls=OneLineErrors,
+               short_help="Finds the promotion interval (or accumulator) of a kernel.")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--key", default=None,
               help="In a capture file: an output ('<fa>_<fb>/<dist>/K<k>/<name>') or a case "
