@@ -4,7 +4,7 @@
     python3 experiments/01_error_vs_k.py --small    # a quick smoke run (no files unless --out)
 
 E4M3 x E4M3 GEMMs with K = 128 .. 65536 (M = N = 128; 64 x 64 at K = 65536, the shape of
-the H100 long-K captures) on four data distributions (`fp8sim.studies.DISTS`): normal
+the H100 long-K captures) on four data distributions (`fp8sim.analysis.studies.DISTS`): normal
 N(0,1), positive |N(0,1)|, uniform U(-1,1), and uniformly drawn finite codes, each
 simulated bit-exactly with `fp8sim.gemm` (preset "hopper") and measured against the
 float64 product of the FP8 inputs.
@@ -44,9 +44,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import golden_check, results_path, stats, study_cli, write_csv  # noqa: E402
 
 import fp8sim  # noqa: E402
-from fp8sim.analysis import exact_product  # noqa: E402
-from fp8sim.plots import error_lines, error_vs_k  # noqa: E402
-from fp8sim.studies import DISTS, random_case  # noqa: E402
+from fp8sim.analysis.plots import error_lines, error_vs_k  # noqa: E402
+from fp8sim.analysis.stats import exact_product  # noqa: E402
+from fp8sim.analysis.studies import DISTS, random_case  # noqa: E402
 
 STUDY = "01_error_vs_k"
 KS = tuple(2 ** i for i in range(7, 17))  # 128 .. 65536

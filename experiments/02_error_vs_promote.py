@@ -39,9 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import golden_check, results_path, stats, study_cli, write_csv  # noqa: E402
 
 import fp8sim  # noqa: E402
-from fp8sim.analysis import exact_product  # noqa: E402
-from fp8sim.plots import error_vs_promote  # noqa: E402
-from fp8sim.studies import random_case  # noqa: E402
+from fp8sim.analysis.plots import error_vs_promote  # noqa: E402
+from fp8sim.analysis.stats import exact_product  # noqa: E402
+from fp8sim.analysis.studies import random_case  # noqa: E402
 
 STUDY = "02_error_vs_promote"
 KS = (4096, 16384)

@@ -12,7 +12,7 @@ E5M2 has one mantissa bit fewer: E5M2 for one operand raises the normwise error 
 whatever their format). Hence E4M3 for forward tensors; E5M2's range is
 for gradients, which DeepSeek-V3 also keeps in E4M3 thanks to fine-grained scales.
 
-Part B (accumulators): `fp8sim.gemm(..., preset=fp8sim.mma.HOPPER.replace(frac_bits=N))`
+Part B (accumulators): `fp8sim.gemm(..., preset=fp8sim.engine.mma.HOPPER.replace(frac_bits=N))`
 for N = 13 (the H100, verified), 16, 20, 23, K = 1024 .. 65536 without promotion and with
 promotion every 128 (M = N = 64). Each extra fractional bit cuts the error by 2x-3x
 (more than the 2x of a pure truncation step, as wider windows also stop truncating the
@@ -42,11 +42,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import golden_check, results_path, stats, study_cli, write_csv  # noqa: E402
 
 import fp8sim  # noqa: E402
-from fp8sim.analysis import exact_product  # noqa: E402
-from fp8sim.mma import HOPPER, PRESETS  # noqa: E402
-from fp8sim.pipeline import fp8_matmul  # noqa: E402
-from fp8sim.plots import error_vs_k, scaling_comparison  # noqa: E402
-from fp8sim.studies import random_case  # noqa: E402
+from fp8sim.analysis.plots import error_vs_k, scaling_comparison  # noqa: E402
+from fp8sim.analysis.stats import exact_product  # noqa: E402
+from fp8sim.analysis.studies import random_case  # noqa: E402
+from fp8sim.engine.mma import HOPPER, PRESETS  # noqa: E402
+from fp8sim.recipes.pipeline import fp8_matmul  # noqa: E402
 
 STUDY = "04_formats_accumulators"
 FORMATS = (("e4m3", "e4m3"), ("e5m2", "e4m3"), ("e4m3", "e5m2"), ("e5m2", "e5m2"))

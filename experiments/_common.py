@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 import fp8sim
-from fp8sim.analysis import error_stats, exact_product
-from fp8sim.golden import load_cases, output_spec
+from fp8sim.analysis.stats import error_stats, exact_product
+from fp8sim.capture.golden import load_cases, output_spec
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "golden"

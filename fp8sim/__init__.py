@@ -10,27 +10,27 @@ from __future__ import annotations
 
 import importlib
 
-from .convert import decode, encode, encode_e8m0
-from .formats import E4M3, E5M2, FORMATS, FormatInfo, format_info
-from .gemm import gemm
-from .mma import PRESETS, MMAStep
-from .rounding import RoundMode
+from fp8sim.engine.gemm import gemm
+from fp8sim.engine.mma import PRESETS, MMAStep
+from fp8sim.formats.convert import decode, encode, encode_e8m0
+from fp8sim.formats.info import E4M3, E5M2, FORMATS, FormatInfo, format_info
+from fp8sim.formats.rounding import RoundMode
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "quantize": "quant",
-    "dequantize": "quant",
-    "retile": "quant",
-    "quantize_mx": "quant",
-    "delayed_scale": "quant",
-    "identify": "identify",
-    "fp8_matmul": "pipeline",
-    "RECIPES": "pipeline",
-    "Recipe": "pipeline",
-    "assert_matches": "oracle",
-    "compare": "oracle",
-    "KERNELS": "kernel",
+    "quantize": "recipes.quant",
+    "dequantize": "recipes.quant",
+    "retile": "recipes.quant",
+    "quantize_mx": "recipes.quant",
+    "delayed_scale": "recipes.quant",
+    "identify": "analysis.identify",
+    "fp8_matmul": "recipes.pipeline",
+    "RECIPES": "recipes.pipeline",
+    "Recipe": "recipes.pipeline",
+    "assert_matches": "analysis.oracle",
+    "compare": "analysis.oracle",
+    "KERNELS": "engine.kernel",
 }
 
 __all__ = [

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numba
 
-from fp8sim.golden import load_cases, output_spec
-from fp8sim.identify import identify
+from fp8sim.analysis.identify import identify
+from fp8sim.capture.golden import load_cases, output_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 PICKS = [("gemm_public0", "e4m3_e4m3/normal/K256", "cublas_slow_f32"),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fp8sim.golden import load_cases
+from fp8sim.capture.golden import load_cases
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT.parent / "shared" / "golden"

@@ -12,8 +12,8 @@ import math
 
 import numpy as np
 
-from fp8sim.formats import E8M0, decode_table, format_info
-from fp8sim.rounding import RoundMode, round_mode
+from fp8sim.formats.info import E8M0, decode_table, format_info
+from fp8sim.formats.rounding import RoundMode, round_mode
 
 
 def round_magnitude(ax: np.ndarray, fmt, mode: RoundMode, negative: np.ndarray | None = None,
@@ -77,7 +77,7 @@ def encode_naive(x: np.ndarray, fmt, *, rounding="nearest", saturate: bool = Fal
 
 
 def encode_e8m0_naive(x: float, rounding="up", saturate: bool = False) -> int:
-    """One value to its E8M0 code, from math.frexp (see fp8sim.convert.encode_e8m0)."""
+    """One value to its E8M0 code, from math.frexp (see fp8sim.formats.convert.encode_e8m0)."""
     mode = round_mode(rounding)
     if math.isnan(x) or x < 0 or x == -math.inf:
         return E8M0.nan_code

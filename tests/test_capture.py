@@ -25,10 +25,10 @@ import pytest
 from click.testing import CliRunner
 
 import fp8sim
-from fp8sim import capture as cap
-from fp8sim.cli_capture import capture_cmd, verify_cmd
-from fp8sim.golden import as_bits, load_cases, output_spec
-from fp8sim.kernel import KERNELS
+from fp8sim.capture import run as cap
+from fp8sim.capture.golden import as_bits, load_cases, output_spec
+from fp8sim.cli.capture import capture_cmd, verify_cmd
+from fp8sim.engine.kernel import KERNELS
 
 DATA = Path(__file__).resolve().parent / "data"
 

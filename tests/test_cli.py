@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 import fp8sim
-from fp8sim.cli import main
-from fp8sim.studies import gemm_stats, random_case, random_codes
+from fp8sim.analysis.studies import gemm_stats, random_case, random_codes
+from fp8sim.cli.app import main
 
 TINY = ["--m", "8", "--n", "8", "--k", "256"]
 REQUIRED = {"m", "n", "k", "promote", "a_format", "b_format", "max_rel_error",
@@ -90,7 +90,7 @@ def test_gemm_presets(preset):
 
 
 def test_gemm_recipe():
-    pytest.importorskip("fp8sim.pipeline")
+    pytest.importorskip("fp8sim.recipes.pipeline")
     r = run("gemm", *TINY, "--recipe", "deepseek-v3", "--json")
     assert r.exit_code == 0, r.stderr
     row = json.loads(r.output)
@@ -124,14 +124,14 @@ def test_gemm_usage_errors(args):
 
 
 def test_recipe_errors_from_the_pipeline_are_usage_errors():
-    pytest.importorskip("fp8sim.pipeline")
+    pytest.importorskip("fp8sim.recipes.pipeline")
     # group scaling needs a promotion interval: fp8_matmul raises ValueError
     assert_usage_error(run("gemm", *TINY, "--recipe", "deepseek-v3", "--promote", "0"))
 
 
 def test_recipe_without_pipeline_is_a_usage_error(monkeypatch):
     import sys
-    monkeypatch.setitem(sys.modules, "fp8sim.pipeline", None)  # import raises ImportError
+    monkeypatch.setitem(sys.modules, "fp8sim.recipes.pipeline", None)  # import raises ImportError
     assert_usage_error(run("gemm", *TINY, "--recipe", "deepseek-v3"))
 
 
@@ -172,7 +172,7 @@ def test_gemm_frac_bits_is_the_what_if_accumulator():
     row = json.loads(r.output)
     assert row["preset"] == "hopper[frac_bits=20]"
     a, b = random_case(8, 8, 256, dist="positive")
-    want = gemm_stats(a, b, preset=fp8sim.mma.HOPPER.replace(frac_bits=20))
+    want = gemm_stats(a, b, preset=fp8sim.engine.mma.HOPPER.replace(frac_bits=20))
     assert row["max_rel_error"] == want["max_rel_error"]
     assert row["max_rel_error"] < json.loads(run("gemm", *TINY, "--json").output)["max_rel_error"]
 
@@ -181,7 +181,7 @@ def test_gemm_frac_bits_is_the_what_if_accumulator():
 def test_sweep_against_the_promotion_interval(tmp_path, monkeypatch, hide_plots):
     if hide_plots:
         import sys
-        monkeypatch.setitem(sys.modules, "fp8sim.plots", None)
+        monkeypatch.setitem(sys.modules, "fp8sim.analysis.plots", None)
     r = run("sweep", "--k-values", "256", "--m", "4", "--n", "4", "--promote", "0",
             "--promote", "32", "--promote", "128", "--dist", "positive", "--frac-bits", "16",
             "--out", str(tmp_path / "p"))
@@ -194,7 +194,7 @@ def test_sweep_against_the_promotion_interval(tmp_path, monkeypatch, hide_plots)
 
 def test_sweep_plots_without_fp8sim_plots(tmp_path, monkeypatch):
     import sys
-    monkeypatch.setitem(sys.modules, "fp8sim.plots", None)  # import raises ImportError
+    monkeypatch.setitem(sys.modules, "fp8sim.analysis.plots", None)  # import raises ImportError
     r = run("sweep", "--k-values", "32,64", "--m", "2", "--n", "2", "--out",
             str(tmp_path / "t.csv"))
     assert r.exit_code == 0, r.stderr
@@ -289,12 +289,12 @@ def test_help(command):
 
 
 def test_optional_commands_registered():
-    pytest.importorskip("fp8sim.cli_oracle")
+    pytest.importorskip("fp8sim.cli.oracle")
     assert "identify" in main.commands
     r = run("identify", "--help")
     assert r.exit_code == 0 and "Usage" in r.output
     try:
-        import fp8sim.cli_capture  # noqa: F401
+        import fp8sim.cli.capture  # noqa: F401
     except ImportError:
         return
     assert {"capture", "verify"} <= set(main.commands)
@@ -326,7 +326,7 @@ def test_random_case_validates():
 def test_tensor_scale_maps_amax_to_the_format_max(fmt, dist):
     unit = random_codes((32, 48), fmt, dist, 5)
     scaled = random_codes((32, 48), fmt, dist, 5, scale="tensor")
-    info = fp8sim.formats.format_info(fmt)
+    info = fp8sim.formats.info.format_info(fmt)
     values = np.abs(fp8sim.decode(scaled, fmt))
     assert values.max() == info.max
     # the same draw, scaled up: every sign is kept
@@ -335,7 +335,7 @@ def test_tensor_scale_maps_amax_to_the_format_max(fmt, dist):
 
 
 def test_gemm_json_is_strict_json_when_a_statistic_is_not_finite(monkeypatch):
-    import fp8sim.cli as cli
+    import fp8sim.cli.app as cli
 
     def stats_with_nan(*args, **kwargs):
         s = gemm_stats(*args, **kwargs)
@@ -349,7 +349,7 @@ def test_gemm_json_is_strict_json_when_a_statistic_is_not_finite(monkeypatch):
 
 
 def test_out_of_memory_is_one_line(monkeypatch):
-    import fp8sim.cli as cli
+    import fp8sim.cli.app as cli
 
     def no_memory(*args, **kwargs):
         raise MemoryError
@@ -363,7 +363,7 @@ def test_out_of_memory_is_one_line(monkeypatch):
 @pytest.mark.parametrize("x_axis, label", [("k", "K (elements summed)"),
                                            ("promote", "promotion interval")])
 def test_sweep_plot_axes(x_axis, label):
-    from fp8sim.cli import _plot_sweep
+    from fp8sim.cli.app import _plot_sweep
     rows = [{"m": 4, "n": 4, "k": k, "promote": p, "dist": "positive", "formats": "e4m3 x e4m3",
              "preset": "hopper", "max_rel_error": 1e-3 * (1 + p + k)}
             for k in (64, 128) for p in (0, 32)]

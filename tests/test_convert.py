@@ -18,10 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from naive_convert import encode_e8m0_naive, encode_naive
 
-from fp8sim.convert import decode, encode, encode_e8m0
-from fp8sim.formats import E8M0, FORMATS, decode_table
-from fp8sim.reference import encode_scalar
-from fp8sim.rounding import RoundMode, round_mode
+from fp8sim.engine.reference import encode_scalar
+from fp8sim.formats.convert import decode, encode, encode_e8m0
+from fp8sim.formats.info import E8M0, FORMATS, decode_table
+from fp8sim.formats.rounding import RoundMode, round_mode
 
 SIGNED = [f for f in FORMATS.values() if f.signed]
 OCP = [FORMATS["e4m3"], FORMATS["e5m2"]]
@@ -202,7 +202,7 @@ def _cases(draw, fmt, dtype) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _hypothesis_test(fmt, mode, dtype):
-    """One hypothesis test: kernel == fp8sim.reference.encode_scalar for fmt/mode/dtype."""
+    """One hypothesis test: kernel == fp8sim.engine.reference.encode_scalar for fmt/mode/dtype."""
     @settings(max_examples=25, deadline=None)
     @given(case=_cases(fmt, dtype))
     def check(case):

@@ -21,9 +21,9 @@ from naive_convert import (
     stochastic_up,
 )
 
-from fp8sim.convert import encode
-from fp8sim.formats import format_info
-from fp8sim.rounding import RoundMode
+from fp8sim.formats.convert import encode
+from fp8sim.formats.info import format_info
+from fp8sim.formats.rounding import RoundMode
 
 CHUNK = 1 << 20
 """Patterns per step: the temporaries stay in the CPU cache."""

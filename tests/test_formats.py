@@ -8,8 +8,8 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from fp8sim.convert import decode, encode, encode_e8m0
-from fp8sim.formats import (
+from fp8sim.formats.convert import decode, encode, encode_e8m0
+from fp8sim.formats.info import (
     E4M3,
     E4M3FNUZ,
     E5M2,
@@ -20,7 +20,7 @@ from fp8sim.formats import (
     decode_table,
     format_info,
 )
-from fp8sim.rounding import RoundMode
+from fp8sim.formats.rounding import RoundMode
 
 ALL_CODES = np.arange(256, dtype=np.uint8)
 ALL_FORMATS = list(FORMATS.values())

@@ -15,9 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fp8sim import gemm, reference
-from fp8sim.formats import E4M3, E5M2
-from fp8sim.mma import HOPPER, PRESETS
+from fp8sim import gemm
+from fp8sim.engine import reference
+from fp8sim.engine.mma import HOPPER, PRESETS
+from fp8sim.formats.info import E4M3, E5M2
 
 # make test-all runs ten times as many examples
 SCALE = int(os.environ.get("FP8SIM_EXAMPLES_SCALE", "1"))

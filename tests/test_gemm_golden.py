@@ -11,7 +11,7 @@ import pytest
 from conftest import DATA, SHARED_GOLDEN
 
 from fp8sim import gemm
-from fp8sim.golden import as_bits, known_unexplained, load_cases, output_spec
+from fp8sim.capture.golden import as_bits, known_unexplained, load_cases, output_spec
 
 FILES = ["gemm_public0", "gemm_public1", "special", "extra_public", "longk_public0",
          "longk_public1"]

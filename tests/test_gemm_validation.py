@@ -80,6 +80,6 @@ def test_empty_m_or_n_gives_empty_output():
                                                   ({"frac_bits": 60}, "frac_bits:"),
                                                   ({"terms": 0}, "terms:")])
 def test_impossible_mma_steps_are_refused(changes, starts):
-    from fp8sim.mma import HOPPER
+    from fp8sim.engine.mma import HOPPER
     with pytest.raises(ValueError, match=f"^{starts}"):
         HOPPER.replace(**changes)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fp8sim import gemm
-from fp8sim.kernel import KERNELS, kernel
+from fp8sim.engine.kernel import KERNELS, kernel
 
 
 @pytest.mark.parametrize("name", sorted(KERNELS))

@@ -14,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fp8sim
-from fp8sim._outputs import output_bits, ulp_distance_bits
-from fp8sim.golden import load_cases, output_spec
-from fp8sim.oracle import MatchReport, assert_matches, compare
+from fp8sim.analysis._outputs import output_bits, ulp_distance_bits
+from fp8sim.analysis.oracle import MatchReport, assert_matches, compare
+from fp8sim.capture.golden import load_cases, output_spec
 
 M, K, N = 24, 512, 40
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from fp8sim import plots
+from fp8sim.analysis import plots
 
 
 def _rows():

@@ -2,7 +2,7 @@
 
 The reference below computes every scale and product exactly with Fractions, rounds to
 float32 where the contract says so, and encodes one value at a time with
-`fp8sim.reference.encode_scalar`; the tests compare bits.
+`fp8sim.engine.reference.encode_scalar`; the tests compare bits.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fp8sim.convert import decode, encode, encode_e8m0
-from fp8sim.formats import E8M0, format_info
-from fp8sim.quant import (
+from fp8sim.engine.reference import encode_scalar, to_float32
+from fp8sim.formats.convert import decode, encode, encode_e8m0
+from fp8sim.formats.info import E8M0, format_info
+from fp8sim.recipes.quant import (
     cast_scaled,
     delayed_scale,
     dequantize,
@@ -27,7 +28,6 @@ from fp8sim.quant import (
     quantize_mx,
     retile,
 )
-from fp8sim.reference import encode_scalar, to_float32
 
 FMTS = ("e4m3", "e5m2")
 SCALE = int(os.environ.get("FP8SIM_EXAMPLES_SCALE", "1"))  # make test-all: 10x examples

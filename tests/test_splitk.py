@@ -7,8 +7,8 @@ import pytest
 from conftest import DATA, SHARED_GOLDEN
 
 import fp8sim
-from fp8sim.golden import load_cases
-from fp8sim.splitk import gemm_split_k, split_bounds
+from fp8sim.capture.golden import load_cases
+from fp8sim.engine.splitk import gemm_split_k, split_bounds
 
 
 def _inputs(m=8, k=1000, n=24, seed=0):

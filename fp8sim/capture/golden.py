@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .kernel import KERNELS, cublaslt_fast_promote
+from fp8sim.engine.kernel import KERNELS, cublaslt_fast_promote
 
 __all__ = ["Case", "load_cases", "output_spec", "replay", "ReplayResult", "known_unexplained"]
 
@@ -84,7 +84,7 @@ _OUT = {"f32": "float32", "bf16": "bfloat16", "f16": "float16"}
 def output_spec(case: Case, name: str) -> dict | None:
     """The `fp8sim.gemm` keyword arguments that should reproduce output `name`, or None.
 
-    Each output family maps to a named kernel of `fp8sim.kernel.KERNELS` (cuBLASLt
+    Each output family maps to a named kernel of `fp8sim.engine.kernel.KERNELS` (cuBLASLt
     "fast" accumulation never promotes, "slow" promotes every 128, as verified on the
     H100), plus the case's own inputs (C, scales) and output type.
     """
@@ -156,7 +156,7 @@ def replay(path_or_cases: str | Path | list[Case], *,
            gemm: Callable | None = None) -> Iterator[ReplayResult]:
     """Runs every reproducible output of a capture through `gemm` and yields the agreement."""
     if gemm is None:
-        from .gemm import gemm
+        from fp8sim.engine.gemm import gemm
     cases = path_or_cases if isinstance(path_or_cases, list) else load_cases(path_or_cases)
     for case in cases:
         for name in case.outputs:

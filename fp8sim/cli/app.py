@@ -19,12 +19,12 @@ from pathlib import Path
 import click
 import numpy as np
 
-from . import __version__
-from .convert import decode, encode
-from .formats import decode_table, format_info
-from .mma import PRESETS
-from .rounding import RoundMode
-from .studies import DISTS, SCALES, gemm_stats, random_case, random_codes
+from fp8sim import __version__
+from fp8sim.analysis.studies import DISTS, SCALES, gemm_stats, random_case, random_codes
+from fp8sim.engine.mma import PRESETS
+from fp8sim.formats.convert import decode, encode
+from fp8sim.formats.info import decode_table, format_info
+from fp8sim.formats.rounding import RoundMode
 
 __all__ = ["main"]
 
@@ -111,7 +111,7 @@ def _case_options(f):
 _FRAC_BITS = click.option(
     "--frac-bits", type=click.IntRange(min=0), default=None, metavar="N",
     help="What-if accumulator: the preset's MMA step with N fractional bits instead "
-         "(fp8sim.mma.HOPPER.replace(frac_bits=N); fused presets hopper, ada, blackwell; "
+         "(fp8sim.engine.mma.HOPPER.replace(frac_bits=N); fused presets hopper, ada, blackwell; "
          "the H100 has 13).")
 
 
@@ -153,7 +153,7 @@ _DIST_HELP = ("Data: normal N(0,1), positive |N(0,1)| or uniform U(-1,1) drawn i
               help=f"MMA step model: {', '.join(PRESETS)}. [default: hopper]")
 @_FRAC_BITS
 @click.option("--recipe", default=None, metavar="NAME",
-              help="Quantize float data with a training recipe (fp8sim.pipeline.RECIPES, "
+              help="Quantize float data with a training recipe (fp8sim.recipes.pipeline.RECIPES, "
                    "e.g. deepseek-v3) instead of encoding it at unit scale; errors are then "
                    "against the exact product of the unquantized data.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -163,7 +163,7 @@ def gemm(m, n, k, dist, a_format, b_format, seed, scale, promote, preset, frac_b
     """Simulates a random M x K x N FP8 GEMM and prints its error against the exact product.
 
     The exact product is the float64 product of the decoded FP8 inputs
-    (fp8sim.analysis.exact_product), so the errors are those of the accumulation alone;
+    (fp8sim.analysis.stats.exact_product), so the errors are those of the accumulation alone;
     with --recipe it is the product of the float data before quantization. Also runs the
     "ideal" preset (sequential FP32 accumulation of exact products) and reports the share
     of outputs whose bits differ from it. Relative errors are over the outputs whose
@@ -209,9 +209,9 @@ def gemm(m, n, k, dist, a_format, b_format, seed, scale, promote, preset, frac_b
 
 
 def _recipe_case(m, n, k, dist, a_format, b_format, seed, promote, preset, recipe) -> dict:
-    """Runs fp8sim.pipeline.fp8_matmul on random float data; the gemm command's row."""
+    """Runs fp8sim.recipes.pipeline.fp8_matmul on random float data; the gemm command's row."""
     try:
-        from .pipeline import RECIPES, fp8_matmul
+        from fp8sim.recipes.pipeline import RECIPES, fp8_matmul
     except ImportError:
         raise click.UsageError("--recipe: fp8sim.pipeline is not available") from None
     if recipe not in RECIPES:
@@ -410,7 +410,7 @@ def _plot_sweep(rows: list[dict], metric: str = "max_rel_error", x_axis: str = "
         rows = [r | {"case": f"K={r['k']}, {r['dist']}" + (f", {r['formats']}" if many else "")}
                 for r in rows]
         try:
-            from .plots import error_vs_promote
+            from fp8sim.analysis.plots import error_vs_promote
         except ImportError:
             error_vs_promote = None
         if error_vs_promote is not None:
@@ -419,7 +419,7 @@ def _plot_sweep(rows: list[dict], metric: str = "max_rel_error", x_axis: str = "
     else:
         series = ("promote", "dist") + (("formats",) if len(pairs) > 1 else ())
         try:
-            from .plots import error_vs_k
+            from fp8sim.analysis.plots import error_vs_k
         except ImportError:
             error_vs_k = None
         if error_vs_k is not None:
@@ -614,10 +614,10 @@ def presets():
         click.echo(f"  {p.name:<10} {terms:<9} {bits:<13} {check}")
         click.echo(f"             {p.description}")
     try:
-        from .kernel import KERNELS
+        from fp8sim.engine.kernel import KERNELS
     except ImportError:
         return
-    click.echo("\nKernels (fp8sim.kernel.KERNELS):")
+    click.echo("\nKernels (fp8sim.engine.kernel.KERNELS):")
     for k in KERNELS.values():
         promote = f"promote {k.promote}" if k.promote else "no promotion"
         check = "verified on H100" if k.verified else "not verified"
@@ -629,14 +629,14 @@ def presets():
 # --------------------------------------------------------------------------- optional commands
 
 try:
-    from .cli_oracle import identify_cmd
+    from fp8sim.cli.oracle import identify_cmd
 except ImportError:
     pass
 else:
     main.add_command(identify_cmd, "identify")
 
 try:
-    from .cli_capture import capture_cmd, verify_cmd
+    from fp8sim.cli.capture import capture_cmd, verify_cmd
 except ImportError:
     pass
 else:

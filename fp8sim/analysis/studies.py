@@ -19,10 +19,10 @@ import time
 
 import numpy as np
 
-from .analysis import error_stats, exact_product, ulp_distance
-from .convert import decode, encode
-from .formats import FormatInfo, decode_table, format_info
-from .gemm import gemm
+from fp8sim.analysis.stats import error_stats, exact_product, ulp_distance
+from fp8sim.engine.gemm import gemm
+from fp8sim.formats.convert import decode, encode
+from fp8sim.formats.info import FormatInfo, decode_table, format_info
 
 __all__ = ["DISTS", "SCALES", "random_codes", "random_case", "gemm_stats", "fro_rel_error"]
 

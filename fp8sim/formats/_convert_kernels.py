@@ -1,7 +1,7 @@
 """Numba kernels for float32/float64 -> 8-bit code conversion (private).
 
 The arithmetic is integer-only on the IEEE bit pattern of the input, so it is
-exact for both source widths. `fp8sim.reference.encode_scalar` is the slow twin
+exact for both source widths. `fp8sim.engine.reference.encode_scalar` is the slow twin
 the tests compare it with.
 
 Speed: the element function is written without data-dependent branches (every
@@ -17,8 +17,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .formats import FormatInfo
-from .rounding import RoundMode
+from fp8sim.formats.info import FormatInfo
+from fp8sim.formats.rounding import RoundMode
 
 _RNE = int(RoundMode.TiesToEven)
 _RTZ = int(RoundMode.TowardZero)

@@ -3,7 +3,7 @@
 Each named kernel is what a real library does on Hopper, as captured on an H100
 (`../shared/HOPPER_FP8.md`). Calling one runs `fp8sim.gemm` with its settings:
 
-    >>> fp8sim.kernel.KERNELS["deepgemm"](a, b, scale_a=sa, scale_b=sb)
+    >>> fp8sim.engine.kernel.KERNELS["deepgemm"](a, b, scale_a=sa, scale_b=sb)
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .gemm import gemm
-from .mma import HOPPER, MMAStep
+from fp8sim.engine.gemm import gemm
+from fp8sim.engine.mma import HOPPER, MMAStep
 
 __all__ = ["Kernel", "KERNELS", "kernel", "cublaslt_fast_promote", "CUBLASLT_FAST_SLICES_H100"]
 
@@ -98,7 +98,7 @@ def cublaslt_fast_promote(m: int, n: int, k: int, out_dtype: str = "float32") ->
         return None
     if slices == 1:
         return 0
-    from .splitk import split_bounds
+    from fp8sim.engine.splitk import split_bounds
     start, stop = split_bounds(k, slices)[0]
     return stop - start
 

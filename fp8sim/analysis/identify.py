@@ -19,20 +19,18 @@ the best match below 1.0 and every candidate tried); nothing is rounded up.
 from __future__ import annotations
 
 import math
-import sys
 import time
-import types
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from ._outputs import output_bits
-from .convert import as_codes
-from .gemm import gemm
-from .mma import HOPPER, PRESETS, MMAStep
-from .mma import preset as _preset
-from .splitk import split_bounds
+from fp8sim.analysis._outputs import output_bits
+from fp8sim.engine.gemm import gemm
+from fp8sim.engine.mma import HOPPER, PRESETS, MMAStep
+from fp8sim.engine.mma import preset as _preset
+from fp8sim.engine.splitk import split_bounds
+from fp8sim.formats.convert import as_codes
 
 __all__ = ["identify", "Candidate", "promote_candidates", "split_candidates", "SEARCHES",
            "FRAC_BITS", "TERMS"]
@@ -388,12 +386,3 @@ def _ranges(values: list[int]) -> str:
         i = j + 1
     return ", ".join(out)
 
-
-class _CallableModule(types.ModuleType):
-    """Lets `fp8sim.identify(...)` work after `import fp8sim.identify` binds the module there."""
-
-    def __call__(self, *args, **kwargs):
-        return identify(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .convert import _float_input, as_codes, decode, encode, encode_e8m0
-from .formats import E8M0, FormatInfo, decode_table, format_info
+from fp8sim.formats.convert import _float_input, as_codes, decode, encode, encode_e8m0
+from fp8sim.formats.info import E8M0, FormatInfo, decode_table, format_info
 
 __all__ = [
     "quantize", "dequantize", "retile", "quantize_mx", "delayed_scale", "cast_scaled",

@@ -17,9 +17,9 @@ from pathlib import Path
 import click
 import numpy as np
 
-from ._cli_errors import OneLineErrors, fail
-from .golden import Case, load_cases, output_spec
-from .identify import SEARCHES, identify
+from fp8sim.analysis.identify import SEARCHES, identify
+from fp8sim.capture.golden import Case, load_cases, output_spec
+from fp8sim.cli.errors import OneLineErrors, fail
 
 __all__ = ["identify_cmd"]
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .convert import as_codes
-from .gemm import OUT_DTYPES, gemm
+from fp8sim.engine.gemm import OUT_DTYPES, gemm
+from fp8sim.formats.convert import as_codes
 
 __all__ = ["split_bounds", "gemm_split_k"]
 

@@ -17,11 +17,11 @@ import ml_dtypes
 import numba
 import numpy as np
 
-from . import _gemm_kernels as _k
-from .convert import as_codes
-from .formats import FormatInfo, decode_table
-from .mma import MMAStep
-from .mma import preset as _preset
+from fp8sim.engine import _gemm_kernels as _k
+from fp8sim.engine.mma import MMAStep
+from fp8sim.engine.mma import preset as _preset
+from fp8sim.formats.convert import as_codes
+from fp8sim.formats.info import FormatInfo, decode_table
 
 __all__ = ["gemm", "SCALINGS", "OUT_DTYPES"]
 
@@ -129,7 +129,8 @@ def _run(a, b, af: FormatInfo, bf: FormatInfo, step: MMAStep, promote: int, c32,
         if step.align_rounding != step.result_rounding or step.zero_products_in_emax or \
                 step.frac_bits is None or step.frac_bits > 28:
             raise ValueError(f"preset: {step.name} has no fast kernel (only truncating fused "
-                             "steps with at most 28 fractional bits do); use fp8sim.reference.gemm")
+                             "steps with at most 28 fractional bits do); use "
+                             "fp8sim.engine.reference.gemm")
         mode, frac, block = _k.FUSED, step.frac_bits, step.terms
     else:  # one product at a time: blocks of K only amortize the decoding
         mode, frac, block = (_k.EXACT if step.exact else _k.IDEAL), 13, 32

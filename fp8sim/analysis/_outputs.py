@@ -11,7 +11,7 @@ from __future__ import annotations
 import ml_dtypes
 import numpy as np
 
-from .analysis import ulp_distance
+from fp8sim.analysis.stats import ulp_distance
 
 __all__ = ["output_bits", "bits_to_float", "float_dtype", "out_dtype_name", "ulp_distance_bits",
            "OUT_DTYPE_NAMES"]
@@ -92,7 +92,7 @@ def bits_to_float(bits: np.ndarray, out_dtype: str) -> np.ndarray:
 def ulp_distance_bits(x_bits: np.ndarray, y_bits: np.ndarray, out_dtype: str) -> np.ndarray:
     """Number of representable out_dtype values between x and y, in that format's own ulps.
 
-    float32 uses `fp8sim.analysis.ulp_distance`; bfloat16 and float16 order their
+    float32 uses `fp8sim.analysis.stats.ulp_distance`; bfloat16 and float16 order their
     16-bit patterns the same way (sign-magnitude to a monotone integer line), so one
     ulp is one step of the 16-bit format. +0 and -0 are 0 apart. Meaningless for NaN.
     """

@@ -13,9 +13,9 @@ from __future__ import annotations
 import ml_dtypes
 import numpy as np
 
-from . import _convert_kernels as _k
-from .formats import E8M0, FormatInfo, decode_table, format_info, format_of_dtype
-from .rounding import RoundMode, round_mode
+from fp8sim.formats import _convert_kernels as _k
+from fp8sim.formats.info import E8M0, FormatInfo, decode_table, format_info, format_of_dtype
+from fp8sim.formats.rounding import RoundMode, round_mode
 
 __all__ = ["encode", "encode_e8m0", "decode", "as_codes"]
 

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._outputs import bits_to_float, float_dtype, output_bits, ulp_distance_bits
-from .convert import as_codes
-from .gemm import gemm
-from .identify import Candidate, _Problem, promote_candidates, search_candidates
-from .mma import HOPPER, PRESETS
-from .mma import preset as _preset
+from fp8sim.analysis._outputs import bits_to_float, float_dtype, output_bits, ulp_distance_bits
+from fp8sim.analysis.identify import Candidate, _Problem, promote_candidates, search_candidates
+from fp8sim.engine.gemm import gemm
+from fp8sim.engine.mma import HOPPER, PRESETS
+from fp8sim.engine.mma import preset as _preset
+from fp8sim.formats.convert import as_codes
 
 __all__ = ["compare", "assert_matches", "MatchReport", "Mismatch"]
 
@@ -122,7 +122,7 @@ def compare(actual, a, b, *, max_listed: int = 10, alternatives: bool = True,
         alternatives: when the output differs, also try other promotion intervals
             (0, multiples of 32, powers of two, once at the end) with the recipe's
             preset and "hopper", the slice lengths of split-K
-            (`fp8sim.identify.split_candidates`), and the "ideal" and "exact"
+            (`fp8sim.analysis.identify.split_candidates`), and the "ideal" and "exact"
             presets, and report which would have matched.
         equal_nan: count any NaN as matching any NaN (by default NaN bits must agree:
             the H100 writes 0x7FFFFFFF).

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import click
 
-from ._cli_errors import OneLineErrors, fail
-from .capture import GROUPS, capture, verify
+from fp8sim.capture.run import GROUPS, capture, verify
+from fp8sim.cli.errors import OneLineErrors, fail
 
 __all__ = ["capture_cmd", "verify_cmd"]
 
@@ -88,8 +88,8 @@ def verify_cmd(file, run_identify, quiet):
 
 def _identify_mismatches(path: Path, bad: list) -> None:
     """Runs fp8sim.identify(search='split') on every output that did not match."""
-    from .golden import load_cases, output_spec
-    from .identify import identify
+    from fp8sim.analysis.identify import identify
+    from fp8sim.capture.golden import load_cases, output_spec
     cases = {c.key: c for c in load_cases(path)}
     for r in bad:
         case = cases[r.case]

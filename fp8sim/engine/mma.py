@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from .rounding import RoundMode
+from fp8sim.formats.rounding import RoundMode
 
 __all__ = ["MMAStep", "PRESETS", "preset", "HOPPER", "IDEAL", "EXACT"]
 

@@ -1,7 +1,7 @@
 """Slow, obviously-correct references, in Python integers and Fractions.
 
 Nothing here is fast and nothing here is clever: each function follows the
-definition (`../shared/HOPPER_FP8.md`, `fp8sim.mma.MMAStep`) one value at a time.
+definition (`../shared/HOPPER_FP8.md`, `fp8sim.engine.mma.MMAStep`) one value at a time.
 The tests hold every numba kernel to these bit for bit.
 """
 
@@ -12,9 +12,9 @@ from fractions import Fraction
 
 import numpy as np
 
-from .formats import FormatInfo, decode_table, format_info
-from .mma import MMAStep
-from .rounding import RoundMode
+from fp8sim.engine.mma import MMAStep
+from fp8sim.formats.info import FormatInfo, decode_table, format_info
+from fp8sim.formats.rounding import RoundMode
 
 __all__ = [
     "round_fraction",

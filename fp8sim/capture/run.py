@@ -35,8 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .convert import encode
-from .formats import format_info
+from fp8sim.formats.convert import encode
+from fp8sim.formats.info import format_info
 
 __all__ = ["CaseSpec", "GROUPS", "build_cases", "conversion_inputs", "gpu_available",
            "capture", "NO_GPU_MESSAGE", "family"]
@@ -289,7 +289,7 @@ def conversion_inputs() -> np.ndarray:
 
 
 def _decode1(info, code: int) -> float:
-    from .formats import decode_code
+    from fp8sim.formats.info import decode_code
     return decode_code(info, code)
 
 
@@ -390,7 +390,7 @@ def capture(out_dir: str | Path, groups: list[str] | None = None, *, seed: int =
     if not gpu_available():
         log(NO_GPU_MESSAGE)
         return []
-    from . import _capture_kernels as kern
+    from fp8sim.capture import _kernels as kern
     groups = list(GROUPS) if groups is None else groups
     for g in groups:
         if g not in GROUPS:
@@ -476,13 +476,13 @@ def _conversion_results(arrays: dict[str, np.ndarray]) -> Iterator[tuple[str, in
 
 def verify(path: str | Path, *, gemm: Callable | None = None
            ) -> tuple[dict[str, FamilyStats], list]:
-    """Replays a capture through `fp8sim.golden.replay`; agreement per output family.
+    """Replays a capture through `fp8sim.capture.golden.replay`; agreement per output family.
 
     Returns:
         ({family: FamilyStats}, [ReplayResult of every output]). Conversions (top-level
         ``x``, ``torch_*``, ``cuda_*``) count as families "convert_torch", "convert_cuda".
     """
-    from .golden import Case, load_cases, replay
+    from fp8sim.capture.golden import Case, load_cases, replay
     cases = load_cases(path)
     gemm_cases: list[Case] = []
     stats: dict[str, FamilyStats] = {}
@@ -514,7 +514,3 @@ def verify(path: str | Path, *, gemm: Callable | None = None
             fam.mismatching.append(f"{r.case}/{r.output}")
     return stats, results
 
-
-if __name__ == "__main__":
-    from .cli_capture import main
-    main()

@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .analysis import error_stats, exact_product
-from .formats import format_info
-from .gemm import gemm
-from .mma import MMAStep
-from .quant import _check_x, _quantize, _quantize_mx, dequantize
+from fp8sim.analysis.stats import error_stats, exact_product
+from fp8sim.engine.gemm import gemm
+from fp8sim.engine.mma import MMAStep
+from fp8sim.formats.info import format_info
+from fp8sim.recipes.quant import _check_x, _quantize, _quantize_mx, dequantize
 
 __all__ = ["Recipe", "RECIPES", "MatmulResult", "fp8_matmul", "get_recipe"]
 
@@ -59,7 +59,7 @@ class Recipe:
     promote: int = 128
     """Promotion interval along K (0: never, one long MMA chain)."""
     preset: str | MMAStep = "hopper"
-    """MMA step model (`fp8sim.mma.PRESETS`)."""
+    """MMA step model (`fp8sim.engine.mma.PRESETS`)."""
     out_dtype: str = "float32"
     """Output type of the GEMM ("float32", "bfloat16", "float16")."""
     description: str = ""

@@ -1,0 +1,1 @@
+"""Analysis: error statistics, plots, studies, the oracle and black-box identification."""

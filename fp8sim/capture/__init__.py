@@ -1,0 +1,1 @@
+"""Hardware capture: the golden-file layout (`golden`) and the GPU capture itself (`run`)."""
