@@ -21,7 +21,16 @@ Conversions sit at the top level as in ``convert_public.npz``: ``x`` (float32) a
 ``meta`` string (JSON) names the device, torch/triton/CUDA versions, group and seed.
 
 The inputs come from `build_cases` (numpy only, deterministic); only running them needs
-torch, triton, cupy and a GPU (`fp8sim._capture_kernels`).
+torch, triton, cupy and a GPU (`fp8sim.capture._kernels`).
+
+Groups of real FP8 training stacks (`STACK_GROUPS`: torchao's blockwise GEMMs through
+cuBLASLt and Triton, torchao's casts and Linear recipes, DeepGEMM) draw and cast their
+inputs on the GPU with the stack's own code (`fp8sim.capture._stacks`); their files are
+described in `fp8sim.capture.golden` (`STACK_ARRAYS`). They need torchao there (carry its
+wheel) and, for ``deepgemm``, DeepGEMM's source tree (commit fcd1dcd, the JIT era, with
+CUTLASS's ``include/cute`` and ``include/cutlass`` copied into ``deep_gemm/include`` and, for
+CUDA 13, ``typedef PFN_cuTensorMapEncodeTiled_v12000 PFN_cuTensorMapEncodeTiled;`` in
+``tma_utils.cuh``) passed as ``deepgemm_src``.
 """
 
 from __future__ import annotations
@@ -38,8 +47,9 @@ import numpy as np
 from fp8sim.formats.convert import encode
 from fp8sim.formats.info import format_info
 
-__all__ = ["CaseSpec", "GROUPS", "build_cases", "conversion_inputs", "gpu_available",
-           "capture", "NO_GPU_MESSAGE", "family"]
+__all__ = ["CaseSpec", "GROUPS", "STACK_GROUPS", "StackFamily", "build_cases",
+           "conversion_inputs", "gpu_available", "stacks_available", "capture",
+           "NO_GPU_MESSAGE", "family"]
 
 NO_GPU_MESSAGE = "no CUDA GPU with torch and triton: nothing captured"
 _PAIRS = (("e4m3", "e4m3"), ("e4m3", "e5m2"), ("e5m2", "e4m3"), ("e5m2", "e5m2"))
@@ -252,6 +262,43 @@ def _longk_cases(rng: np.random.Generator, group: str) -> Iterator[CaseSpec]:
                            promotes=(0, 128))
 
 
+@dataclass(frozen=True)
+class StackFamily:
+    """A capture group of a real FP8 stack: its inputs are drawn and cast on the GPU by the
+    stack itself (`fp8sim.capture._stacks`), so it has no numpy CaseSpecs."""
+
+    name: str
+    description: str
+    needs: tuple[str, ...] = ("torch", "triton", "torchao")
+    """Python modules the GPU machine must have."""
+    limit_mib: float = 15.5
+    """Largest file written (MiB); cases past it are dropped and listed in ``failures``."""
+
+    def __call__(self, rng: np.random.Generator) -> Iterator[CaseSpec]:
+        """No CaseSpecs: the stack makes its inputs on the GPU."""
+        return iter(())
+
+
+STACK_GROUPS: dict[str, StackFamily] = {f.name: f for f in (
+    StackFamily("blockwise", "torchao blockwise GEMMs, cuBLASLt (F.scaled_mm BlockWise "
+                "scaling) and Triton, forward 1x128 x 128x128 and Wgrad 1x128 x 128x1, "
+                "float32 and bf16 out, whole, with the Triton config check", limit_mib=11.5),
+    StackFamily("blockwise-long", "the same at long K: M = N = 128, K = 4096 .. 65536 "
+                "(cuBLASLt's split-K), and 512 x 512; cropped", limit_mib=10.0),
+    StackFamily("blockwise-ds", "the same at DeepSeek-V3's layer shapes (hidden 7168, K up "
+                "to 18432, M = 64 .. 4096 tokens); cropped", limit_mib=11.5),
+    StackFamily("casts", "torchao's blockwise casts (1x128, 128x1, 128x128, transposed), "
+                "torchao Float8 tensorwise / rowwise / colwise casts, DeepGEMM's test casts",
+                limit_mib=7.0),
+    StackFamily("layers", "one bf16 nn.Linear under torchao Float8BlockwiseLinear (cuBLASLt, "
+                "Triton) and Float8LinearConfig tensorwise, rowwise, rowwise_with_gw_hp: "
+                "y, grad_x, grad_w", limit_mib=12.0),
+    StackFamily("deepgemm", "DeepGEMM's gemm_fp8_fp8_bf16_nt (JIT, nvcc) with its own test "
+                "casts, small and DeepSeek-V3 shapes (cropped)", needs=("torch", "deep_gemm"),
+                limit_mib=10.0),
+)}
+"""Real-FP8-stack groups (issue 10), one output file each."""
+
 GROUPS: dict[str, Callable[[np.random.Generator], Iterator[CaseSpec]]] = {
     "ragged": _ragged_cases,
     "mn": _mn_cases,
@@ -260,12 +307,14 @@ GROUPS: dict[str, Callable[[np.random.Generator], Iterator[CaseSpec]]] = {
     "edge": _edge_cases,
     "longk": lambda rng: _longk_cases(rng, "longk"),
     "longk256": lambda rng: _longk_cases(rng, "longk256"),
+    **STACK_GROUPS,
 }
 """Case groups, one output file each (each well below 16 MiB)."""
 
 
 def build_cases(group: str, seed: int = 7) -> list[CaseSpec]:
-    """The inputs of one group, the same for a given seed."""
+    """The inputs of one group, the same for a given seed ([] for `STACK_GROUPS`, whose
+    inputs the stacks make on the GPU)."""
     if group not in GROUPS:
         raise ValueError(f"group: expected one of {', '.join(GROUPS)}, got {group!r}")
     return list(GROUPS[group](np.random.default_rng(seed)))
@@ -301,6 +350,18 @@ def gpu_available() -> bool:
     except ImportError:
         return False
     return bool(torch.cuda.is_available())
+
+
+def stacks_available(group: str, deepgemm_src: str | None = None) -> str | None:
+    """None where `group` of `STACK_GROUPS` can run here, else why not (one line)."""
+    import importlib.util
+    needs = STACK_GROUPS[group].needs
+    missing = [m for m in needs if m != "deep_gemm" and importlib.util.find_spec(m) is None]
+    if "deep_gemm" in needs and not deepgemm_src and importlib.util.find_spec("deep_gemm") is None:
+        missing.append("deep_gemm (or deepgemm_src)")
+    if missing:
+        return f"{group}: not captured, missing {', '.join(missing)}"
+    return None
 
 
 def _run_case(spec: CaseSpec, kern) -> tuple[dict[str, np.ndarray], list[str]]:
@@ -373,7 +434,8 @@ def _conversions(kern) -> tuple[dict[str, np.ndarray], list[str]]:
 
 
 def capture(out_dir: str | Path, groups: list[str] | None = None, *, seed: int = 7,
-            conversions: bool = True, log: Callable[[str], None] = print) -> list[Path]:
+            conversions: bool = True, log: Callable[[str], None] = print,
+            deepgemm_src: str | None = None) -> list[Path]:
     """Runs every case of `groups` on the GPU and writes ``capture_<group>.npz`` files.
 
     Args:
@@ -383,6 +445,8 @@ def capture(out_dir: str | Path, groups: list[str] | None = None, *, seed: int =
         conversions: also capture torch and CUDA float32 -> FP8 conversions (into the
             "special" file, or "main" if special is not captured).
         log: receives one line per case and per failure.
+        deepgemm_src: DeepGEMM's source tree (the ``deepgemm`` group and DeepGEMM's casts
+            in ``casts``); without it, an installed ``deep_gemm`` is used if there is one.
 
     Returns:
         The paths written; [] without a GPU (after logging NO_GPU_MESSAGE).
@@ -398,9 +462,23 @@ def capture(out_dir: str | Path, groups: list[str] | None = None, *, seed: int =
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     log(f"device: {kern.device_name()}")
-    conv_group = "special" if "special" in groups else groups[0]
+    numpy_groups = [g for g in groups if g not in STACK_GROUPS]
+    conv_group = "special" if "special" in groups else (numpy_groups or [None])[0]
     written = []
     for g in groups:
+        if g in STACK_GROUPS:
+            why = stacks_available(g, deepgemm_src)
+            if why:
+                log(why)
+                continue
+            from fp8sim.capture import _stacks
+            try:
+                written.append(_stacks.run_family(
+                    g, out_dir / f"capture_{g}.npz", log=log,
+                    limit_mib=STACK_GROUPS[g].limit_mib, deepgemm_src=deepgemm_src))
+            except Exception:  # noqa: BLE001 - one family failing keeps the others
+                log(f"{g}: FAILED\n{traceback.format_exc()}")
+            continue
         arrays: dict[str, np.ndarray] = {}
         for spec in build_cases(g, seed):
             try:

@@ -26,14 +26,18 @@ __all__ = ["capture_cmd", "verify_cmd"]
               help="Case group to capture (repeatable; default: all).")
 @click.option("--seed", type=int, default=7, show_default=True, help="Seed of the inputs.")
 @click.option("--no-conversions", is_flag=True, help="Skip float32 -> FP8 conversions.")
-def capture_cmd(out_dir, groups, seed, no_conversions):
+@click.option("--deepgemm-src", type=click.Path(file_okay=False, exists=True), default=None,
+              help="DeepGEMM source tree (JIT era, CUTLASS headers in deep_gemm/include) for "
+                   "the deepgemm group and DeepGEMM's casts.")
+def capture_cmd(out_dir, groups, seed, no_conversions, deepgemm_src):
     """Runs FP8 GEMMs and conversions on an NVIDIA GPU and saves inputs and outputs.
 
     Writes one .npz per case group in the layout `fp8sim verify` reads. Without a CUDA
-    GPU, torch and triton it prints one line and exits 0.
+    GPU, torch and triton it prints one line and exits 0. The real-stack groups (blockwise,
+    blockwise-long, blockwise-ds, casts, layers, deepgemm) also need torchao (and DeepGEMM).
     """
     capture(out_dir, list(groups) or None, seed=seed, conversions=not no_conversions,
-            log=lambda line: click.echo(line))
+            log=lambda line: click.echo(line), deepgemm_src=deepgemm_src)
 
 
 @click.command("verify", cls=OneLineErrors,
