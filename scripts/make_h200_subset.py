@@ -10,7 +10,9 @@ their input (``rows``/``cols`` of the input) and only the blockwise casts.
 
 Run from the repo root: python3 scripts/make_h200_subset.py [CAPTURE_DIR]
 (CAPTURE_DIR holds h200_blockwise.npz, h200_blockwise_long.npz, h200_blockwise_ds.npz,
-h200_casts.npz and h200_deepgemm.npz; default ../captures.)
+h200_blockwise_sweep.npz, h200_casts.npz and h200_deepgemm.npz; default ../captures.
+h200_blockwise_sweep.npz is a wider split-K sweep made with the same code,
+fp8sim.capture._stacks._cases(..., crop=True, nrows=4, step=8).)
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ def main() -> None:
     bw = np.load(src / "h200_blockwise.npz")
     lg = np.load(src / "h200_blockwise_long.npz")
     ds = np.load(src / "h200_blockwise_ds.npz")
+    sw = np.load(src / "h200_blockwise_sweep.npz")
     arrays: dict[str, np.ndarray] = {"env": bw["env"]}
     # forward with its bf16 inputs: 32 rows of x / A, the whole (one-block) weight
     r32 = np.arange(0, 128, 4)
@@ -83,6 +86,10 @@ def main() -> None:
     # (5 x 2816 + 2304); 2 rows x 8 columns of the stored crops
     for key in ("gemm/128x128x8192/normal", "gemm/128x128x16384/wgrad"):
         put(arrays, key, crop_gemm(case(lg, key), np.array([0, 7]), np.arange(0, 32, 4)))
+    # the slice length's rounding (K = 10240: 3 slices of 3584, a multiple of 512) and a
+    # four-tile shape (256 x 256, K = 16384: 3 slices of 5632)
+    for key in ("gemm/128x128x10240/normal", "gemm/256x256x16384/normal"):
+        put(arrays, key, crop_gemm(case(sw, key), np.array([0, 3]), np.arange(0, 16, 2)))
     # DeepSeek-V3 shapes (no split seen): K = 18432 and the 7168 x 2048 block at M = 4096
     for key in ("gemm/64x7168x18432/normal", "gemm/4096x7168x2048/normal"):
         put(arrays, key, crop_gemm(case(ds, key), np.array([0, 15]), np.arange(0, 64, 8)))
