@@ -7,9 +7,9 @@ torchao 0.18.0, DeepGEMM fcd1dcd + CUTLASS eefa171), cropped by
 scripts/make_h200_subset.py: torchao's forward (1x128 x 128x128) and Wgrad (1x128 x 128x1)
 GEMMs through cuBLASLt and Triton with their bf16 inputs, cuBLASLt's split-K cases
 (M = N = 128, K = 8192 and 10240 forward, 16384 Wgrad; 256 x 256 at K = 16384),
-DeepSeek-V3 shapes (K = 18432; 7168 x 2048 at M = 4096), the blockwise casts of an edge-case block and DeepGEMM's own GEMM
-(BLOCK_N = 56 at 128 x 7168 x 18432). For now these tests check the files' structure; the
-models that reproduce them are checked where they are built.
+DeepSeek-V3 shapes (K = 18432; 7168 x 2048 at M = 4096), the blockwise casts of an
+edge-case block and DeepGEMM's own GEMM (BLOCK_N = 56 at 128 x 7168 x 18432). These tests
+check the files' structure and the capture groups' plumbing.
 """
 
 from __future__ import annotations
