@@ -320,16 +320,27 @@ def linear(
         raise ValueError(f"x: last dimension {x16.shape[-1]} differs from w's IN = {in_f}")
     lead = x16.shape[:-1]
     x2 = x16.reshape(-1, in_f)
-    y = r.forward.run(x2, np.ascontiguousarray(w16.T)).reshape(*lead, out_f)
+    y = _linear_forward(r, x2, w16).reshape(*lead, out_f)
     if grad_output is None:
-        return _bf16_out(y), None, None
+        return y, None, None
     g16 = _as_bf16(grad_output, "grad_output")
     if g16.shape != (*lead, out_f):
         raise ValueError(f"grad_output: expected shape {(*lead, out_f)}, got {g16.shape}")
-    g2 = g16.reshape(-1, out_f)
-    grad_x = r.grad_input.run(g2, w16).reshape(*lead, in_f)
-    grad_w = r.grad_weight.run(np.ascontiguousarray(g2.T), x2)
-    return _bf16_out(y), _bf16_out(grad_x), _bf16_out(grad_w)
+    grad_x, grad_w = _linear_backward(r, x2, w16, g16.reshape(-1, out_f))
+    return y, grad_x.reshape(*lead, in_f), grad_w
+
+
+def _linear_forward(r: LinearRecipe, x2: np.ndarray, w16: np.ndarray) -> np.ndarray:
+    """y (M, OUT) bfloat16 of 2-D bfloat16 x (M, IN) and w (OUT, IN)."""
+    return _bf16_out(r.forward.run(x2, np.ascontiguousarray(w16.T)))
+
+
+def _linear_backward(r: LinearRecipe, x2: np.ndarray, w16: np.ndarray, g2: np.ndarray, *,
+                     need_x: bool = True, need_w: bool = True):
+    """(grad_x (M, IN), grad_w (OUT, IN)) bfloat16 of 2-D operands; None where not needed."""
+    grad_x = _bf16_out(r.grad_input.run(g2, w16)) if need_x else None
+    grad_w = _bf16_out(r.grad_weight.run(np.ascontiguousarray(g2.T), x2)) if need_w else None
+    return grad_x, grad_w
 
 
 # --- helpers -------------------------------------------------------------------------
