@@ -17,7 +17,8 @@ These ways of choosing the scales are modelled, bit for bit:
     128x128) and the dynamic casts of ``Float8LinearConfig`` (per tensor, per row, per
     column; `torchao_float8_cast`): amax clamped below at 1e-12,
     ``m = fl32(fmt_max / amax)`` (float64 arithmetic, one rounding),
-    ``codes = encode(clamp(fl32(x * m), -fmt_max, fmt_max))`` and the scale returned is
+    ``codes = encode(fl32(x * m))`` (torchao clamps to +-fmt_max first, which never
+    changes a code) and the scale returned is
     ``fl32(1 / m)``, the reciprocal torchao hands to the GEMM. With ``pow2_scale``
     (torchao's ``round_scales_to_power_of_2``) ``m`` is rounded *down* to a power of
     two first. Verified on an H200 (torchao 0.18) on codes, scales and layer outputs.
@@ -72,32 +73,40 @@ class CastConvention:
     pow2: str
     """What `pow2_scale=True` does: "scale-up": the scale is rounded up to a power of two
     and codes = encode(x / scale) (DeepGEMM's UE8M0); "multiplier-down": m is rounded down
-    to 2**floor(log2(m)) (log2 rounded to float32, as CUDA's log2f) before x * m (torchao's
-    round_scales_to_power_of_2)."""
-    saturate: bool
-    """True: fl32(x * m) is clamped to +-fmt_max before the cast (torchao); False: a value
-    past fmt_max would encode to NaN/Inf (DeepGEMM's casts never produce one)."""
+    to 2**floor(log2(m)) before x * m (torchao's round_scales_to_power_of_2; log2 is
+    rounded to float32 first, as torch's log2 on CUDA returns it: that differs from the
+    exact floor only for m within two float32 ulps below a power of two, which no
+    bfloat16 amax produces)."""
     verified: bool = False
     """True where GPU captures back the convention bit for bit."""
     description: str = ""
+
+    def __post_init__(self) -> None:
+        """Rejects unknown choices, naming the field."""
+        for field_name, choices in (("multiplier", ("float32-reciprocal", "division")),
+                                    ("scale", ("float32-reciprocal", "reciprocal-of-multiplier")),
+                                    ("pow2", ("scale-up", "multiplier-down"))):
+            if getattr(self, field_name) not in choices:
+                raise ValueError(f"{field_name}: expected one of {', '.join(choices)}, "
+                                 f"got {getattr(self, field_name)!r}")
+        if not (isinstance(self.amax_floor, (int, float)) and self.amax_floor >= 0):
+            raise ValueError(f"amax_floor: expected a float >= 0, got {self.amax_floor!r}")
 
 
 CONVENTIONS: dict[str, CastConvention] = {c.name: c for c in (
     CastConvention(
         name="deepgemm", amax_floor=1e-4, multiplier="float32-reciprocal",
-        scale="float32-reciprocal", pow2="scale-up", saturate=False, verified=True,
+        scale="float32-reciprocal", pow2="scale-up", verified=True,
         description="DeepGEMM's per_token_cast_to_fp8 / per_block_cast_to_fp8 on an H200 "
                     "(golden/deepgemm_public.npz): every code and scale."),
     CastConvention(
         name="torchao", amax_floor=1e-12, multiplier="division",
-        scale="reciprocal-of-multiplier", pow2="multiplier-down", saturate=True,
-        verified=True,
+        scale="reciprocal-of-multiplier", pow2="multiplier-down", verified=True,
         description="torchao 0.18: the blockwise Triton casts of Float8BlockwiseLinear "
                     "(1x128, 128x1, 128x128) and Float8LinearConfig's dynamic tensorwise / "
                     "axiswise casts, on an H200 (golden/thirdparty_public_a.npz)."),
 )}
 """Every cast convention `quantize` knows."""
-
 
 
 def quantize(
@@ -128,7 +137,7 @@ def quantize(
             `CastConvention`. Per block, "deepgemm": amax clamped at 1e-4,
             scale = fl32(amax * fl32(1 / fmt_max)), codes = encode(fl32(x * m)) with
             m = fl32(fmt_max * fl32(1 / amax)). "torchao": amax clamped at 1e-12,
-            m = fl32(fmt_max / amax), codes = encode(clamp(fl32(x * m), +-fmt_max)),
+            m = fl32(fmt_max / amax), codes = encode(fl32(x * m)),
             scale = fl32(1 / m).
         scale_format: "float32" (default) or "e8m0": uint8 E8M0 codes (exponent + 127)
             instead of float32 values; needs `pow2_scale`.
@@ -163,7 +172,7 @@ def _quantize(x, fmt="e4m3", *, block=(1, 128), pow2_scale=False, convention="de
     _check_nonfinite(x32, nonfinite, arg)
     blocks = _blocks(x32, bm, bk)  # (Mb, bm, Kb, bk), zero-padded
     scales, scaled = _scale_blocks(blocks, np.float32(info.max), conv, bool(pow2_scale))
-    codes = encode(_unblock(scaled, x32.shape), info, saturate=conv.saturate)
+    codes = encode(_unblock(scaled, x32.shape), info)
     if scale_format == "e8m0":
         return codes, encode_e8m0(scales)
     return codes, scales
@@ -190,9 +199,10 @@ def _scale_blocks(blocks: np.ndarray, fmt_max: np.float32, conv: CastConvention,
         if pow2 and conv.pow2 == "scale-up":
             scales = _pow2_ceil(scales)
             return scales, blocks / scales[:, None, :, None]
+        # torchao clamps x * m to +-fmt_max before its cast: a no-op, since m rounds
+        # fmt_max / amax by half an ulp at most and encode rounds fmt_max * (1 + 2**-24)
+        # to fmt_max; x * m is never Inf (an Inf in x makes m zero) and NaN passes a clamp.
         scaled = blocks * mult[:, None, :, None]
-        if conv.saturate:
-            scaled = np.clip(scaled, -fmt_max, fmt_max)  # NaN stays NaN, as torch's clamp
     return scales, scaled
 
 
