@@ -3,7 +3,8 @@
 The public API: `encode`, `decode`, `gemm`, `quantize`, `identify` (the contract), the
 recipes (`fp8_matmul`, `linear`: one Linear layer forward and backward as a named stack
 runs it; `Float8SimLinear` / `swap_linears` for torch models, with the `torch` extra),
-the oracle (`compare`, `assert_matches`), and the format, preset and kernel descriptions. Heavier modules load lazily so `import fp8sim` stays
+the oracle (`compare`, `assert_matches`), and the format, preset and kernel descriptions.
+Heavier modules load lazily so `import fp8sim` stays
 fast.
 """
 

@@ -80,7 +80,7 @@ def test_layer_committed(recipe, subset):
     _needs_kernels(recipe)
     s = subset
     got = _layer(recipe, s["layer_x"], s["layer_w"], s["layer_gy"])
-    for out, name in zip(got, OUTPUTS):
+    for out, name in zip(got, OUTPUTS, strict=True):
         want = s[f"layer_{CAPTURED[recipe]}_{name}"]
         rows = s[f"rows_{name}"]
         np.testing.assert_array_equal(_bits(out)[rows], want, err_msg=f"{recipe} {name}")
@@ -91,7 +91,7 @@ def test_layer_committed(recipe, subset):
 def test_layer_full(recipe, full):
     _needs_kernels(recipe)
     got = _layer(recipe, full["layer/x"], full["layer/w"], full["layer/gy"])
-    for out, name in zip(got, OUTPUTS):
+    for out, name in zip(got, OUTPUTS, strict=True):
         want = full[f"layer/{CAPTURED[recipe]}/{name}"]
         diff = int(np.count_nonzero(_bits(out) != want))
         assert diff == 0, f"{recipe} {name}: {diff} of {want.size} differ"

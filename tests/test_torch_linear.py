@@ -53,7 +53,7 @@ def test_module_is_bit_exact_with_linear(recipe, layer):
     y.backward(_tensor(gb))
     want = linear(xb.view(ml_dtypes.bfloat16), wb.view(ml_dtypes.bfloat16),
                   gb.view(ml_dtypes.bfloat16), recipe=recipe)
-    for got, ref in zip((y, x.grad, mod.weight.grad), want):
+    for got, ref in zip((y, x.grad, mod.weight.grad), want, strict=True):
         assert got.dtype == torch.bfloat16
         np.testing.assert_array_equal(_bits(got), _bits(ref))
 

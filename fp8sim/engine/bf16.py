@@ -74,7 +74,7 @@ def gemm_bf16(a, b, *, out_dtype: str = "bfloat16", step: MMAStep = HOPPER_BF16)
 
 
 def gemm_bf16_reference(a, b, *, step: MMAStep = HOPPER_BF16) -> np.ndarray:
-    """The slow, obviously-correct model of `gemm_bf16` (float32 out): Python Fractions, one output at a time."""
+    """The slow, obviously-correct `gemm_bf16` (float32 out): Fractions, one output at a time."""
     av = _as_bf16(a, "a").astype(np.float64)
     bv = _as_bf16(b, "b").astype(np.float64)
     m, k = av.shape

@@ -74,7 +74,7 @@ class OperandCast:
 
     def resolve(self, shape: tuple[int, int]) -> tuple[int, int]:
         """The block as two ints for an operand of this shape (None -> the whole axis)."""
-        return tuple(max(1, n) if b is None else b for b, n in zip(self.block, shape))
+        return tuple(max(1, n) if b is None else b for b, n in zip(self.block, shape, strict=True))
 
     def cast(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(codes as an ml_dtypes float8 array, float32 scales) of a 2-D operand."""
@@ -290,7 +290,7 @@ def linear(
     *,
     recipe: str | LinearRecipe,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """One bias-free ``nn.Linear`` in FP8, forward and backward, as a named stack runs it on an H100/H200.
+    """One bias-free ``nn.Linear`` in FP8, forward and backward, as a named stack runs it on Hopper.
 
     Args:
         x: (..., IN) bfloat16 input (ml_dtypes array or torch CPU tensor; other float

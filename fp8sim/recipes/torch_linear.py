@@ -1,4 +1,4 @@
-"""torch wrappers of `fp8sim.linear`: train a model on a CPU with bit-exact simulated FP8 Linear layers.
+"""torch wrappers of `fp8sim.linear`: train a model on a CPU with bit-exact simulated FP8 layers.
 
 Needs the optional extra ``pip install fp8sim[torch]``. Swap a model's ``nn.Linear``
 layers for `Float8SimLinear` and train as usual: every forward and backward GEMM is
@@ -77,11 +77,11 @@ class Float8SimLinearFunction(torch.autograd.Function):
 
 
 class Float8SimLinear(nn.Linear):
-    """An ``nn.Linear`` whose three GEMMs are FP8 as a named stack runs them, simulated bit for bit on a CPU."""
+    """An ``nn.Linear`` whose three GEMMs are FP8 as a named stack runs them, bit for bit."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
                  recipe: str | LinearRecipe, device=None, dtype=None) -> None:
-        """As ``nn.Linear``, plus the recipe (a name in `fp8sim.LINEAR_RECIPES` or a LinearRecipe)."""
+        """As ``nn.Linear``, plus the recipe (a name in `fp8sim.LINEAR_RECIPES` or a recipe)."""
         super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
         self.recipe = get_linear_recipe(recipe)
 
@@ -111,7 +111,7 @@ class Float8SimLinear(nn.Linear):
 
 def swap_linears(model: nn.Module, *, recipe: str | LinearRecipe,
                  module_filter_fn: Callable[[nn.Module, str], bool] | None = None) -> nn.Module:
-    """Replaces every ``nn.Linear`` of `model` (in place) by a `Float8SimLinear` sharing its parameters.
+    """Replaces each ``nn.Linear`` of `model` in place by a `Float8SimLinear` sharing its parameters.
 
     Args:
         model: any module (an ``nn.Linear`` itself is returned swapped).
