@@ -111,7 +111,7 @@ class Float8SimLinear(nn.Linear):
 
 def swap_linears(model: nn.Module, *, recipe: str | LinearRecipe,
                  module_filter_fn: Callable[[nn.Module, str], bool] | None = None) -> nn.Module:
-    """Replaces each ``nn.Linear`` of `model` in place by a `Float8SimLinear` sharing its parameters.
+    """Swaps each ``nn.Linear`` of `model` in place for a `Float8SimLinear` sharing its parameters.
 
     Args:
         model: any module (an ``nn.Linear`` itself is returned swapped).
