@@ -99,14 +99,14 @@ def gemm(
     promote = _check_promote(promote, step)
     out_dt = _check_out_dtype(out_dtype)
     c32 = _check_c(c, m, n)
-    ep = _resolve_scaling(scaling, scale_a, scale_b, m, k, n, promote)
+    ep = resolve_scaling(scaling, scale_a, scale_b, m, k, n, promote)
     sa = sb = None
     if ep is not None:
         if ep.when == "promotion" and step.exact:
             raise ValueError(f"scaling: the 'exact' preset is one float64 sum without promotion, "
                              f"so {ep.name!r} scaling (at each promotion) does not apply; use "
                              "'ideal'")
-        sa, sb = _check_scales(ep, scale_a, scale_b, m, k, n, promote)
+        sa, sb = check_scales(ep, scale_a, scale_b, m, k, n, promote)
 
     out = np.empty((m, n), dtype=np.float32)
     if m and n:
@@ -216,13 +216,16 @@ def _check_c(c, m: int, n: int) -> np.ndarray | None:
     return np.ascontiguousarray(arr)
 
 
-def _resolve_scaling(scaling, scale_a, scale_b, m, k, n, promote) -> Epilogue | None:
+def resolve_scaling(scaling, scale_a, scale_b, m, k, n, promote) -> Epilogue | None:
     """The epilogue asked for (the first of several whose shapes fit), or inferred from shapes."""
     candidates = as_candidates(scaling)
     if scale_a is None and scale_b is None:
-        if candidates is not None:
+        if candidates is None:
+            return None
+        unscaled = [ep for ep in candidates if ep.scale_a == ep.scale_b == "none"]
+        if not unscaled:
             raise ValueError(f"scale_a: scaling={_name(scaling)} needs scale_a and scale_b")
-        return None
+        return unscaled[0]
     if (scale_a is None or scale_b is None) and candidates is None:
         missing = "scale_a" if scale_a is None else "scale_b"
         raise ValueError(f"{missing}: scale_a and scale_b must be given together")
@@ -236,7 +239,8 @@ def _resolve_scaling(scaling, scale_a, scale_b, m, k, n, promote) -> Epilogue | 
         return fits[0]
     sa, sb = np.shape(scale_a), np.shape(scale_b)
     if not fits:
-        need = "; ".join(f"{ep.name}: {shape_text(ep, m, k, n, promote)}" for ep in pool)
+        need = "; ".join(f"{ep.name}: {shape_text(ep, m, k, n, promote)}" for ep in pool
+                         if promote > 0 or not ep.k_grouped) or "nothing without promotion"
         extra = "" if promote > 0 or not any(ep.k_grouped for ep in pool) else \
             " (scales per K group also need promote > 0)"
         raise ValueError(f"scale_a: shapes {sa} and {sb} fit no scaling; expected {need}{extra}")
@@ -253,7 +257,7 @@ def _name(scaling) -> str:
     return "[" + ", ".join(repr(getattr(s, "name", s)) for s in scaling) + "]"
 
 
-def _check_scales(ep: Epilogue, scale_a, scale_b, m, k, n, promote):
+def check_scales(ep: Epilogue, scale_a, scale_b, m, k, n, promote):
     """scale_a and scale_b as float32 arrays of the epilogue's shapes, or a clear error."""
     if ep.k_grouped and promote <= 0:
         raise ValueError(f"promote: {ep.name!r} scaling applies scales per K group at each "

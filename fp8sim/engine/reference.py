@@ -8,6 +8,7 @@ The tests hold every numba kernel to these bit for bit.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from fractions import Fraction
 
 import numpy as np
@@ -216,13 +217,15 @@ def fma_float32(x: np.float32, y: np.float32, z: np.float32) -> np.float32:
 def gemm(a_codes: np.ndarray, b_codes: np.ndarray, a_fmt: str | FormatInfo,
          b_fmt: str | FormatInfo, step: MMAStep, *, promote: int = 0,
          c: np.ndarray | None = None, group_scale: tuple[np.ndarray, np.ndarray] | None = None,
-         epilogue: Epilogue | None = None, scale_a=None, scale_b=None) -> np.ndarray:
+         epilogue: Epilogue | None = None, scale_a=None, scale_b=None,
+         elements: Iterable[tuple[int, int]] | None = None) -> np.ndarray:
     """The whole GEMM one dot product at a time: MMA steps along K, promotion, scaling epilogue.
 
     `epilogue` (`fp8sim.engine.epilogue.Epilogue`) with `scale_a`, `scale_b` in its shapes
     scales each partial at its promotion or the accumulator at the end; `group_scale`
     (scale_a (M, G), scale_b (G, ceil(N/128))) is shorthand for the "group" epilogue.
     The "exact" step ignores promotion: it is one float64 sum. NaN comes out as 0x7FFFFFFF.
+    `elements`: compute only these (i, j) outputs (the others stay 0), to test big shapes.
     """
     if group_scale is not None:
         epilogue, (scale_a, scale_b) = GROUP, group_scale
@@ -232,37 +235,40 @@ def gemm(a_codes: np.ndarray, b_codes: np.ndarray, a_fmt: str | FormatInfo,
     m, k = a.shape
     n = b.shape[1]
     out = np.zeros((m, n), dtype=np.float32)
-    if step.exact:
-        for i in range(m):
-            for j in range(n):
-                out[i, j] = _exact_dot(c, a[i], b[:, j], i, j)
-        if epilogue is not None:
-            for i in range(m):
-                for j in range(n):
-                    out[i, j] = _scaled(epilogue, out[i, j], scale_a, scale_b, i, 0, j, None)
-        return _canonical_nan(out)
+    todo = [(i, j) for i in range(m) for j in range(n)] if elements is None else elements
+    for i, j in todo:
+        if step.exact:
+            acc = _exact_dot(c, a[i], b[:, j], i, j)
+        else:
+            acc = _promoted_dot(a[i], b[:, j], af, bf, step, promote,
+                                np.float32(0.0) if c is None else np.float32(c[i, j]),
+                                epilogue, scale_a, scale_b, i, j)
+        if epilogue is not None and epilogue.when == "end":
+            acc = _scaled(epilogue, acc, scale_a, scale_b, i, 0, j, None)
+        out[i, j] = acc
+    return _canonical_nan(out)
+
+
+def _promoted_dot(x, y, af: FormatInfo, bf: FormatInfo, step: MMAStep, promote: int,
+                  c: np.float32, epilogue: Epilogue | None, scale_a, scale_b, i: int, j: int
+                  ) -> np.float32:
+    """One output: MMA steps in chunks of `promote` from +0 (C in the first), each promoted."""
+    k = len(x)
     chunk = promote if promote > 0 else k
     at_promotion = epilogue is not None and epilogue.when == "promotion"
-    for i in range(m):
-        for j in range(n):
-            acc = np.float32(0.0)
-            first = np.float32(0.0) if c is None else np.float32(c[i, j])
-            for g, start in enumerate(range(0, k, chunk)):
-                partial = first if g == 0 else np.float32(0.0)
-                for s in range(start, min(start + chunk, k), step.terms):
-                    stop = min(s + step.terms, start + chunk, k)
-                    partial = mma_step(partial, list(a[i, s:stop]), list(b[s:stop, j]), af, bf,
-                                       step)
-                if promote == 0:
-                    acc = partial
-                elif at_promotion:
-                    acc = _scaled(epilogue, partial, scale_a, scale_b, i, g, j, acc)
-                else:
-                    acc = _add_f32(acc, partial)
-            if epilogue is not None and epilogue.when == "end":
-                acc = _scaled(epilogue, acc, scale_a, scale_b, i, 0, j, None)
-            out[i, j] = acc
-    return _canonical_nan(out)
+    acc = np.float32(0.0)
+    for g, start in enumerate(range(0, k, chunk)):
+        partial = c if g == 0 else np.float32(0.0)
+        for s in range(start, min(start + chunk, k), step.terms):
+            stop = min(s + step.terms, start + chunk, k)
+            partial = mma_step(partial, list(x[s:stop]), list(y[s:stop]), af, bf, step)
+        if promote == 0:
+            acc = partial
+        elif at_promotion:
+            acc = _scaled(epilogue, partial, scale_a, scale_b, i, g, j, acc)
+        else:
+            acc = _add_f32(acc, partial)
+    return acc
 
 
 def epilogue_scale(granularity: str, scale, i: int, g: int, j: int, block_n: int = 128
