@@ -9,9 +9,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
-SHARED_GOLDEN = Path(os.environ.get("FP8SIM_GOLDEN_DIR", ROOT.parent / "shared" / "golden"))
-"""The full captures: ../shared/golden beside the checkout, or $FP8SIM_GOLDEN_DIR (a
-worktree elsewhere)."""
+SHARED_GOLDEN = Path(os.environ.get("FP8SIM_SHARED_GOLDEN", ROOT.parent / "shared" / "golden"))
+"""The full captures: ../shared/golden beside the checkout, or $FP8SIM_SHARED_GOLDEN."""
 
 
 def pytest_collection_modifyitems(config, items):
