@@ -29,11 +29,13 @@ import ml_dtypes
 import numpy as np
 
 from fp8sim.engine.bf16 import _as_bf16, gemm_bf16
+from fp8sim.engine.epilogue import Epilogue
+from fp8sim.engine.kernel import Kernel
 from fp8sim.formats.info import format_info
 from fp8sim.recipes.quant import CONVENTIONS, _quantize, dequantize
 
 __all__ = ["OperandCast", "LinearGemm", "LinearRecipe", "LINEAR_RECIPES", "GEMMS", "linear",
-           "get_linear_recipe", "HP_KERNELS"]
+           "get_linear_recipe", "HP_KERNELS", "DEEPGEMM_WGRAD"]
 
 GEMMS = ("forward", "grad_input", "grad_weight")
 """The three GEMMs of a Linear layer, in the order `linear` returns their outputs."""
@@ -92,8 +94,9 @@ class LinearGemm:
     precision, `HP_KERNELS`)."""
     b: OperandCast | None
     """Cast of the right operand (None exactly when `a` is None)."""
-    kernel: str
-    """Name in `fp8sim.KERNELS` (FP8 operands) or in `HP_KERNELS` (bfloat16 operands)."""
+    kernel: str | Kernel
+    """Name in `fp8sim.KERNELS` or a `Kernel` (FP8 operands), or a name in `HP_KERNELS`
+    (bfloat16 operands)."""
     scales: str = "kernel"
     """"kernel": the cast scales go to the kernel's epilogue (tensor scales as scalars,
     row and column scales broadcast to (M, 1) and (1, N) where the kernel scales by row,
@@ -200,6 +203,17 @@ _TILE, _KTILE, _BLOCK = (1, 128), (128, 1), (128, 128)
 _TENSOR, _ROW, _COL = (None, None), (1, None), (None, 1)
 
 
+DEEPGEMM_WGRAD = Kernel(
+    name="deepgemm-wgrad", promote=128,
+    scaling=Epilogue(name="group-product-column", scale_a="group", scale_b="group-column",
+                     order="product", fused=True),
+    description="DeepGEMM-style Wgrad GEMM (1x128 x 128x1): DeepGEMM's verified epilogue, "
+                "acc = fma(p, fl(scale_a[i, g] * scale_b[g, j]), acc) at each promotion, with "
+                "a scale per column of B. UNVERIFIED: DeepGEMM's own Wgrad kernel "
+                "(wgrad_gemm_fp8_fp8_fp32_nt) was not captured.")
+"""The Wgrad kernel of the deepseek-v3 recipe (unverified)."""
+
+
 def _blockwise(name: str, kernel: str, description: str) -> LinearRecipe:
     return LinearRecipe(
         name=name,
@@ -261,14 +275,14 @@ LINEAR_RECIPES: dict[str, LinearRecipe] = {r.name: r for r in (
         name="deepseek-v3",
         forward=LinearGemm(a=_dg(_TILE), b=_dg(_BLOCK), kernel="deepgemm"),
         grad_input=LinearGemm(a=_dg(_TILE), b=_dg(_BLOCK), kernel="deepgemm"),
-        grad_weight=LinearGemm(a=_dg(_TILE), b=_dg(_KTILE), kernel="deepgemm"),
-        verified=(),
+        grad_weight=LinearGemm(a=_dg(_TILE), b=_dg(_KTILE), kernel=DEEPGEMM_WGRAD),
+        verified=("forward", "grad_input"),
         description="DeepSeek-V3's recipe with DeepGEMM: E4M3 everywhere, DeepGEMM's casts "
                     "(1x128 tiles of x and gy, 128x128 blocks of w, 128x1 tiles of x and 1x128 "
                     "of gy.T for grad_weight, float32 scales), DeepGEMM's kernel (fma of "
                     "fl32(scale_a * scale_b) at each promotion every 128), bf16 out. The casts "
-                    "and the 1x128 x 128x128 kernel are verified on DeepGEMM's own outputs; no "
-                    "capture of a whole layer exists."),
+                    "and the 1x128 x 128x128 kernel of forward and grad_input are verified on "
+                    "DeepGEMM's own outputs; grad_weight's kernel (DEEPGEMM_WGRAD) is not."),
 )}
 """Every named Linear-layer recipe."""
 
@@ -346,10 +360,12 @@ def _linear_backward(r: LinearRecipe, x2: np.ndarray, w16: np.ndarray, g2: np.nd
 # --- helpers -------------------------------------------------------------------------
 
 
-def _kernel(name: str):
+def _kernel(name: str | Kernel):
     """The FP8 kernel of that name in fp8sim.KERNELS, with a clear error when it is missing."""
     from fp8sim.engine.kernel import KERNELS
 
+    if isinstance(name, Kernel):
+        return name
     if name not in KERNELS:
         raise ValueError(f"kernel: {name!r} is not in fp8sim.KERNELS "
                          f"(known: {', '.join(KERNELS)})")
