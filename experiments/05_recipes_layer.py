@@ -18,15 +18,14 @@ the bfloat16 operands, normwise (||out - exact||_F / ||exact||_F), split into
 and the bfloat16 rounding of the exact product (||bf16(exact) - exact|| / ||exact||)
 is drawn as the floor no recipe with a bfloat16 output can go below.
 
-Findings (numbers in experiments/README.md): quantization dominates every FP8 GEMM by one
-to two orders of magnitude; the accumulation part sits at the bfloat16 floor except where
-the forward GEMM accumulates without promotion (tensorwise, rowwise: fast accumulation).
-Per-tensor scaling (tensorwise) loses most on y and grad_x, where one outlier channel or
-token sets the scale for all, and most of all on grad_w, whose E5M2 gradient keeps only 2
-mantissa bits; per-row / per-column scaling with power-of-two scales (rowwise) costs about
-the same as 1x128 / 128x128 blocks with float32 scales (blockwise, deepseek-v3).
-rowwise_with_gw_hp's grad_w in bfloat16 has no quantization error at all; its grad_x,
-whose weight is cast per tensor, loses a little more than rowwise's.
+Findings (numbers in experiments/README.md): quantization dominates every FP8 output,
+17-35x the accumulation part, which sits within 3 % of the bfloat16 output rounding
+except where the forward GEMM never promotes (tensorwise, rowwise: fast accumulation,
+1.78e-3 against a 1.65e-3 floor). 1x128 tiles (blockwise, deepseek-v3) confine outlier
+channels and lose 2.9e-2 on y where per-row and per-tensor scales lose 3.8e-2;
+tensorwise's E5M2 gradient costs 1.6x on grad_x and grad_w. Blockwise (cuBLASLt or
+Triton) and deepseek-v3 agree to 3 digits. rowwise_with_gw_hp's bf16 grad_w has only
+the rounding floor, and its grad_x (w cast per tensor) equals rowwise's to 6 digits.
 Golden check: fp8sim.linear reproduces the H200's layer outputs under torchao's recipes.
 """
 
@@ -98,7 +97,7 @@ def run(small: bool = False) -> list[dict]:
                 "recipe": recipe, "output": OUTPUT_NAMES[name], "m": m, "k": k, "n": n,
                 "a_format": "bf16" if gemm.high_precision else gemm.a.fmt,
                 "b_format": "bf16" if gemm.high_precision else gemm.b.fmt,
-                "kernel": gemm.kernel,
+                "kernel": getattr(gemm.kernel, "name", gemm.kernel),
                 "total_fro_rel": _rel(out, exact, exact),
                 "quantization_fro_rel": _rel(quant_exact, exact, exact),
                 "accumulation_fro_rel": _rel(out, quant_exact, exact),
