@@ -153,7 +153,7 @@ def _floor(rows: list[dict], output: str) -> float:
 def plot(rows: list[dict]) -> Figure:
     """Three panels (y, grad_x, grad_w): bars of total / quantization / accumulation per recipe."""
     recipes = list(dict.fromkeys(r["recipe"] for r in rows))
-    fig = Figure(figsize=(13.5, 5.2), layout="constrained")
+    fig = Figure(figsize=(13.5, 5.8), layout="constrained")
     axes = fig.subplots(1, 3, sharey=True)
     parts = ("total", "quantization", "accumulation")
     width = 0.8 / len(parts)
@@ -180,7 +180,8 @@ def plot(rows: list[dict]) -> Figure:
         ax.grid(True, which="major", axis="y", alpha=0.3)
     axes[0].set_ylabel("relative error (normwise, ||out - exact||_F / ||exact||_F)")
     handles, labels = axes[0].get_legend_handles_labels()
-    axes[2].legend(handles, labels, title="error part", fontsize=8, loc="upper right")
+    fig.legend(handles, labels, title="error part", fontsize=8, ncols=4,
+               loc="outside lower center")
     r0 = rows[0]
     fig.suptitle(f"One Linear layer under each FP8 recipe: error against the float64 product "
                  f"(x {r0['m']}x{r0['k']} -> {r0['n']}, bfloat16 in and out)")
