@@ -2,8 +2,11 @@
 
 From ../shared/golden (or the folder given as the first argument):
 * ``layer/x``, ``layer/w``, ``layer/gy`` whole (a layer's casts need whole tensors: per
-  tensor and per column amax), and 16 rows of each recipe's ``y``, ``gx``, ``gw``
-  (``rows_y``, ``rows_gx``, ``rows_gw`` say which);
+  tensor and per column amax), and some rows of each recipe's ``y``, ``gx``, ``gw``
+  (``rows_y``, ``rows_gx``, ``rows_gw`` say which): 16 spread over the output, plus the
+  rows that tell close models apart: where cuBLASLt's and Triton's blockwise outputs
+  differ, where rowwise and rowwise_with_gw_hp's grad_x differ, and where a float64
+  matmul rounded once to bf16 misses rowwise_with_gw_hp's bf16 grad_w;
 * DeepGEMM's casts (deepgemm_public.npz, 64x256x512/normal): 16 rows of ``x`` with their
   1x128 codes and scales, the first 128 rows of ``y`` (one 128x128 block row) with their
   codes and scales, and the kernel's output on those 16 x 128;
@@ -20,6 +23,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import ml_dtypes
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +47,16 @@ def main() -> None:
         out[f"layer_{k}"] = t[f"layer/{k}"]
     rows = {"y": spread_rows(t["layer/x"].shape[0]), "gx": spread_rows(t["layer/x"].shape[0]),
             "gw": spread_rows(t["layer/w"].shape[0])}
+    for name in rows:
+        hard = t[f"layer/blockwise_cublas/{name}"] != t[f"layer/blockwise_triton/{name}"]
+        if name == "gx":
+            hard |= t["layer/rowwise/gx"] != t["layer/rowwise_with_gw_hp/gx"]
+        if name == "gw":
+            bf = ml_dtypes.bfloat16
+            naive = (t["layer/gy"].view(bf).astype(np.float64).T
+                     @ t["layer/x"].view(bf).astype(np.float64)).astype(bf).view(np.uint16)
+            hard |= naive != t["layer/rowwise_with_gw_hp/gw"]
+        rows[name] = np.union1d(rows[name], np.nonzero(hard.any(axis=1))[0])
     for name, r in rows.items():
         out[f"rows_{name}"] = r
         for rec in RECIPES:

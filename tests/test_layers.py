@@ -129,6 +129,29 @@ def test_open_question_matches_the_capture(full):
     np.testing.assert_array_equal(_bits(a) != _bits(b), captured)
 
 
+def test_scales_after_the_kernel_is_torchaos_arithmetic():
+    """scales="after": bf16(fl32(bf16(unit-scale GEMM) * fl32(sa[i] * sb[j]))), as torchao's
+    addmm_float8_unwrapped for row-wise scales without fast accumulation. With float32
+    (not power-of-two) scales this differs from the row epilogue and from rounding the
+    scale product to bf16, which power-of-two scales cannot tell apart."""
+    rng = np.random.default_rng(3)
+    a = (rng.standard_normal((40, 256)) * 3).astype(ml_dtypes.bfloat16)
+    b = rng.standard_normal((256, 48)).astype(ml_dtypes.bfloat16)
+    gemm = LinearGemm(a=OperandCast(block=(1, None)), b=OperandCast(block=(None, 1)),
+                      kernel="cublaslt", scales="after")
+    ac, sa, bc, sb = gemm.cast(a, b)
+    unit = fp8sim.KERNELS["cublaslt"](ac, bc, scale_a=np.float32(1), scale_b=np.float32(1),
+                                      out_dtype="bfloat16")
+    post = sa * sb  # (M, 1) * (1, N) in float32
+    want = (unit.astype(np.float32) * post).astype(ml_dtypes.bfloat16)
+    got = gemm.run(a, b)
+    np.testing.assert_array_equal(_bits(got), _bits(want))
+    row = fp8sim.KERNELS["torch-rowwise"](ac, bc, scale_a=sa, scale_b=sb)
+    assert np.count_nonzero(_bits(row) != _bits(got)) > 0
+    rounded = (unit.astype(np.float32) * post.astype(ml_dtypes.bfloat16).astype(np.float32))
+    assert np.count_nonzero(_bits(rounded.astype(ml_dtypes.bfloat16)) != _bits(got)) > 0
+
+
 def test_deepseek_v3_forward_is_deepgemm(subset):
     """deepseek-v3's forward GEMM on DeepGEMM's captured inputs gives DeepGEMM's output."""
     s = subset
@@ -156,6 +179,13 @@ def test_recipes_cover_the_contract():
     tw = LINEAR_RECIPES["torchao-tensorwise"]
     assert tw.grad_input.a.fmt == "e5m2" and tw.forward.a.fmt == "e4m3"
     assert LINEAR_RECIPES["torchao-rowwise-gw-hp"].grad_weight.high_precision
+    # torchao runs row-wise GEMMs without fast accumulation as cuBLASLt with unit scales and
+    # multiplies afterwards; with power-of-two scales the row epilogue gives the same bits,
+    # so only the data can say which one the recipe follows
+    for gemm in (LINEAR_RECIPES["torchao-rowwise"].grad_input,
+                 LINEAR_RECIPES["torchao-rowwise"].grad_weight,
+                 LINEAR_RECIPES["torchao-rowwise-gw-hp"].grad_input):
+        assert (gemm.kernel, gemm.scales) == ("cublaslt", "after")
     for r in LINEAR_RECIPES.values():
         assert r.description and set(r.verified) <= set(GEMMS)
 
@@ -244,6 +274,16 @@ def test_bf16_gemm_truncates():
     got2 = gemm_bf16(a2.astype(ml_dtypes.bfloat16), np.ones((24, 1), ml_dtypes.bfloat16),
                      out_dtype="float32")
     assert got2[0, 0] == np.float32(1 + 2.0**-22)
+
+
+def test_bf16_gemm_steps_are_16_products():
+    """16 small products, then a large one: in 16-term steps the small ones are summed
+    exactly first (1 + 24 * 2**-25); one 32-term step would cut each to 2**-25 (1 + 2**-21)."""
+    a = np.array([[1.5 * 2.0**-25] * 16 + [1.0]], np.float32).astype(ml_dtypes.bfloat16)
+    b = np.ones((17, 1), ml_dtypes.bfloat16)
+    assert gemm_bf16(a, b, out_dtype="float32")[0, 0] == np.float32(1 + 24 * 2.0**-25)
+    wide = HOPPER_BF16.replace(terms=32)
+    assert gemm_bf16(a, b, out_dtype="float32", step=wide)[0, 0] == np.float32(1 + 2.0**-21)
 
 
 def test_bf16_gemm_bad_input():
