@@ -115,6 +115,16 @@ def test_only_needed_gradients(layer):
     assert w.grad is not None and x.grad is None
 
 
+def test_linear_takes_torch_tensors(layer):
+    xb, wb, gb = layer
+    got = linear(_tensor(xb), _tensor(wb), _tensor(gb), recipe="torchao-blockwise")
+    want = linear(xb.view(ml_dtypes.bfloat16), wb.view(ml_dtypes.bfloat16),
+                  gb.view(ml_dtypes.bfloat16), recipe="torchao-blockwise")
+    for g, w in zip(got, want, strict=True):
+        assert g.dtype == ml_dtypes.bfloat16
+        np.testing.assert_array_equal(_bits(g), _bits(w))
+
+
 def test_bad_input():
     with pytest.raises(TypeError, match="^linear:"):
         Float8SimLinear.from_linear(torch.nn.Conv1d(1, 1, 1), recipe="torchao-rowwise")
