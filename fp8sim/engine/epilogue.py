@@ -196,7 +196,9 @@ def variants(base: Epilogue) -> list[Epilogue]:
         for order in ORDERS:
             if (order, fused) == (base.order, base.fused):
                 continue
-            v = base.replace(order=order, fused=fused)
+            changes = {k: v for k, v in (("order", order), ("fused", fused))
+                       if getattr(base, k) != v}
+            v = base.replace(**changes)
             out.append(named.get(v.key, v))
     return out
 
