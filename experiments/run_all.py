@@ -1,6 +1,6 @@
 """Runs every numbered study in experiments/ and regenerates experiments/results/.
 
-    python3 experiments/run_all.py           # all studies, full size (~15 s on 2 cores, ~30 s cold)
+    python3 experiments/run_all.py           # all studies, full size (~30 s on 2 cores, ~45 s cold)
     python3 experiments/run_all.py --small   # smoke run of each, writes nothing
 
 Each study is run in this process, one after the other, and prints its own summary and

@@ -1,8 +1,10 @@
 """fp8sim: bit-exact CPU simulation of FP8 matrix multiplication on NVIDIA Hopper Tensor Cores.
 
 The public API: `encode`, `decode`, `gemm`, `quantize`, `identify` (the contract), the
-recipes (`fp8_matmul`), the oracle (`compare`, `assert_matches`), and the format,
-preset and kernel descriptions. Heavier modules load lazily so `import fp8sim` stays
+recipes (`fp8_matmul`, `linear`: one Linear layer forward and backward as a named stack
+runs it; `Float8SimLinear` / `swap_linears` for torch models, with the `torch` extra),
+the oracle (`compare`, `assert_matches`), and the format, preset and kernel descriptions.
+Heavier modules load lazily so `import fp8sim` stays
 fast.
 """
 
@@ -31,13 +33,20 @@ _LAZY = {
     "assert_matches": "analysis.oracle",
     "compare": "analysis.oracle",
     "KERNELS": "engine.kernel",
+    "linear": "recipes.layers",
+    "LinearRecipe": "recipes.layers",
+    "LINEAR_RECIPES": "recipes.layers",
+    "CONVENTIONS": "recipes.quant",
+    "Float8SimLinear": "recipes.torch_linear",
+    "swap_linears": "recipes.torch_linear",
 }
 
 __all__ = [
     "encode", "decode", "encode_e8m0", "gemm", "quantize", "dequantize", "retile",
     "quantize_mx", "delayed_scale", "identify", "fp8_matmul", "Recipe", "RECIPES", "compare",
     "assert_matches", "FormatInfo", "E4M3", "E5M2", "FORMATS", "format_info", "MMAStep",
-    "PRESETS", "RoundMode", "KERNELS",
+    "PRESETS", "RoundMode", "KERNELS", "linear", "LinearRecipe", "LINEAR_RECIPES", "CONVENTIONS",
+    "Float8SimLinear", "swap_linears",
 ]
 
 

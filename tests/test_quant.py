@@ -47,39 +47,56 @@ def _bits32(x) -> np.ndarray:
     return np.asarray(x, np.float32).view(np.uint32)
 
 
-def _quantize_reference(x: np.ndarray, fmt: str, block: tuple[int, int], pow2: bool):
-    """The contract's formulas, one block and one element at a time (Python, Fractions)."""
+def _quantize_reference(x: np.ndarray, fmt: str, block: tuple[int, int], pow2: bool,
+                        convention: str = "deepgemm"):
+    """The contract's formulas, one block and one element at a time (Python, Fractions).
+
+    "deepgemm": scale = fl32(amax * fl32(1 / fmt_max)), m = fl32(fmt_max * fl32(1 / amax)),
+    amax >= fl32(1e-4); pow2: the smallest power of two >= scale, codes of x / scale.
+    "torchao": amax >= 1e-12, m = fl32(fmt_max / amax) (pow2: 2**floor(fl32(log2 m))),
+    codes of the clamped fl32(x * m), scale = fl32(1 / m).
+    """
     info = format_info(fmt)
     fmt_max = Fraction(info.max)
     m, k = x.shape
     bm, bk = block
     codes = np.zeros((m, k), np.uint8)
     scales = np.zeros((-(-m // bm), -(-k // bk)), np.float32)
+    torchao = convention == "torchao"
     for bi in range(scales.shape[0]):
         for bj in range(scales.shape[1]):
             rows = range(bi * bm, min((bi + 1) * bm, m))
             cols = range(bj * bk, min((bj + 1) * bk, k))
             amax = max((abs(float(x[i, j])) for i in rows for j in cols), default=0.0)
-            amax = Fraction(max(amax, float(np.float32(1e-4))))
-            sf = to_float32(amax / fmt_max)
-            if pow2:  # the smallest power of two >= sf
-                e = 0
-                while Fraction(2) ** e < Fraction(float(sf)):
-                    e += 1
-                while Fraction(2) ** (e - 1) >= Fraction(float(sf)):
-                    e -= 1
-                scales[bi, bj] = 2.0**e
+            e = 0
+            if torchao:
+                amax = Fraction(max(amax, 1e-12))
+                mult = Fraction(float(to_float32(fmt_max / amax)))
+                if pow2:  # floor of log2 as float32 (CUDA's log2f), then 2**that
+                    mult = Fraction(2) ** math.floor(float(to_float32(Fraction(
+                        math.log2(float(mult))))))
+                scales[bi, bj] = to_float32(1 / mult)
             else:
-                scales[bi, bj] = sf
-                inv = Fraction(float(to_float32(fmt_max / amax)))
+                amax = Fraction(max(amax, float(np.float32(1e-4))))
+                sf = to_float32(amax * Fraction(float(to_float32(1 / fmt_max))))
+                if pow2:  # the smallest power of two >= sf
+                    while Fraction(2) ** e < Fraction(float(sf)):
+                        e += 1
+                    while Fraction(2) ** (e - 1) >= Fraction(float(sf)):
+                        e -= 1
+                    scales[bi, bj] = 2.0**e
+                else:
+                    scales[bi, bj] = sf
+                mult = Fraction(float(to_float32(fmt_max * Fraction(float(to_float32(
+                    1 / amax))))))
             for i in rows:
                 for j in cols:
                     v = Fraction(float(x[i, j]))
-                    scaled = v / Fraction(2) ** e if pow2 else v * inv
+                    scaled = v / Fraction(2) ** e if pow2 and not torchao else v * mult
                     y = float(to_float32(scaled))
                     if y == 0 and math.copysign(1, float(x[i, j])) < 0:
                         y = -0.0  # Fractions lose the sign of zero
-                    codes[i, j] = _enc(y, fmt)
+                    codes[i, j] = _enc(y, fmt, torchao)  # torchao clamps: saturation
     return codes, scales
 
 
@@ -132,13 +149,14 @@ SHAPE = (19, 150)
 BLOCKS = [(1, 128), (128, 128), (1, 150), (19, 150), (3, 5), (7, 64), (1, 1), (19, 1), (64, 500)]
 
 
+@pytest.mark.parametrize("convention", ["deepgemm", "torchao"])
 @pytest.mark.parametrize("pow2", [False, True])
 @pytest.mark.parametrize("block", BLOCKS)
-def test_quantize_matches_reference(block, pow2):
+def test_quantize_matches_reference(block, pow2, convention):
     x = _data(np.random.default_rng(hash(block) % 1000), SHAPE)
     for fmt in FMTS:
-        codes, scales = quantize(x, fmt, block=block, pow2_scale=pow2)
-        ref_codes, ref_scales = _quantize_reference(x, fmt, block, pow2)
+        codes, scales = quantize(x, fmt, block=block, pow2_scale=pow2, convention=convention)
+        ref_codes, ref_scales = _quantize_reference(x, fmt, block, pow2, convention)
         assert scales.dtype == np.float32 and codes.dtype == np.uint8
         np.testing.assert_array_equal(_bits32(scales), _bits32(ref_scales))
         np.testing.assert_array_equal(codes, ref_codes)
@@ -147,29 +165,47 @@ def test_quantize_matches_reference(block, pow2):
 @settings(max_examples=20 * SCALE, deadline=None)
 @given(m=st.integers(1, 20), k=st.integers(1, 70), bm=st.integers(1, 25), bk=st.integers(1, 80),
        pow2=st.booleans(), fmt=st.sampled_from(FMTS), seed=st.integers(0, 2**32 - 1),
-       lo=st.integers(-40, 40))
-def test_quantize_random_shapes(m, k, bm, bk, pow2, fmt, seed, lo):
+       lo=st.integers(-40, 40), convention=st.sampled_from(["deepgemm", "torchao"]))
+def test_quantize_random_shapes(m, k, bm, bk, pow2, fmt, seed, lo, convention):
     x = _data(np.random.default_rng(seed), (m, k), log2_range=(lo, lo + 1))
-    codes, scales = quantize(x, fmt, block=(bm, bk), pow2_scale=pow2)
-    ref_codes, ref_scales = _quantize_reference(x, fmt, (bm, bk), pow2)
+    codes, scales = quantize(x, fmt, block=(bm, bk), pow2_scale=pow2, convention=convention)
+    ref_codes, ref_scales = _quantize_reference(x, fmt, (bm, bk), pow2, convention)
     np.testing.assert_array_equal(_bits32(scales), _bits32(ref_scales))
     np.testing.assert_array_equal(codes, ref_codes)
 
 
 def test_quantize_deepgemm_formula_directly():
-    """The 1x128 cast written as DeepGEMM's per_token_cast_to_fp8 writes it, in numpy."""
+    """The 1x128 cast as torch on CUDA runs DeepGEMM's per_token_cast_to_fp8: reciprocals."""
     x = _data(np.random.default_rng(7), (16, 256))
     amax = np.maximum(np.abs(x.reshape(16, 2, 128)).max(axis=2), np.float32(1e-4))
-    want = encode(x.reshape(16, 2, 128) * (np.float32(448.0) / amax)[:, :, None], "e4m3")
+    mult = np.float32(448.0) * (np.float32(1) / amax)  # 448.0 / amax on CUDA
+    want = encode(x.reshape(16, 2, 128) * mult[:, :, None], "e4m3")
     codes, scales = quantize(x)
     np.testing.assert_array_equal(codes, want.reshape(16, 256))
-    np.testing.assert_array_equal(_bits32(scales), _bits32(amax / np.float32(448.0)))
+    recip = amax * (np.float32(1) / np.float32(448))
+    np.testing.assert_array_equal(_bits32(scales), _bits32(recip))
+    # the IEEE quotient, which the GPU does not compute, differs in many scales
+    assert np.any(_bits32(scales) != _bits32(amax / np.float32(448.0)))
+
+
+def test_quantize_torchao_formula_directly():
+    """torchao's 1x128 Triton cast in numpy: float64 quotient, clamp, reciprocal scale."""
+    x = _data(np.random.default_rng(8), (16, 256)) * np.float32(300)
+    amax = np.maximum(np.abs(x.reshape(16, 2, 128)).max(axis=2).astype(np.float64), 1e-12)
+    mult = (448.0 / amax).astype(np.float32)
+    want = encode(np.clip(x.reshape(16, 2, 128) * mult[:, :, None], -448, 448), "e4m3")
+    codes, scales = quantize(x, block=(1, 128), convention="torchao")
+    np.testing.assert_array_equal(codes, want.reshape(16, 256))
+    np.testing.assert_array_equal(_bits32(scales), _bits32(np.float32(1) / mult))
 
 
 def test_all_zero_blocks_use_the_amax_floor():
     codes, scales = quantize(np.zeros((2, 256), np.float32), block=(1, 128))
     assert np.all(codes == 0)
-    np.testing.assert_array_equal(scales, np.float32(1e-4) / np.float32(448.0))
+    np.testing.assert_array_equal(scales, np.float32(1e-4) * (np.float32(1) / np.float32(448)))
+    codes, scales = quantize(np.zeros((2, 256), np.float32), block=(1, 128), convention="torchao")
+    assert np.all(codes == 0)
+    np.testing.assert_array_equal(scales, np.float32(1) / np.float32(448 / 1e-12))
     _, s2 = quantize(np.zeros((2, 256), np.float32), pow2_scale=True)
     np.testing.assert_array_equal(s2, np.float32(2.0**-22))  # 1e-4 / 448 = 2.2e-7 <= 2**-22
 
@@ -425,11 +461,11 @@ def test_input_dtypes():
 
 
 def test_te_current_scaling_codes_equal_per_tensor_quantize():
-    """TE's scale = fl32(fmt_max / amax) multiplies x: the contract's per-tensor product."""
+    """TE's scale = fl32(fmt_max / amax) multiplies x: torchao's per-tensor product."""
     x = _data(np.random.default_rng(12), (30, 70))
     for fmt in FMTS:
         scale = delayed_scale([np.abs(x).max()], fmt)
-        codes, scales = quantize(x, fmt, block=x.shape)
+        codes, scales = quantize(x, fmt, block=x.shape, convention="torchao")
         np.testing.assert_array_equal(cast_scaled(x, scale, fmt), codes)
         # TE's scale_inv = 1 / scale and quantize's amax / fmt_max agree to one float32 ulp
         assert abs(_bits32(np.float32(1) / scale).astype(np.int64)

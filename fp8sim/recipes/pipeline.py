@@ -49,7 +49,7 @@ class Recipe:
     w_block: tuple[int | None, int | None] = (128, 128)
     """Scaling block of w (K, N), (rows along K, columns along N); None as for x_block."""
     scale_rule: str = "amax"
-    """How a block's scale is chosen: "amax" (float32 amax / fmt_max, DeepGEMM),
+    """How a block's scale is chosen: "amax" (DeepGEMM's cast, fl32(amax * fl32(1 / fmt_max))),
     "pow2" (that rounded up to a power of two, UE8M0), "mx" (OCP MX shared
     exponent floor(log2(amax)) - emax_elem, saturating elements) or "mx-up"
     (Transformer Engine's MXFP8: ceil(log2(amax / fmt_max)), no amax floor)."""

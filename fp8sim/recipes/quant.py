@@ -1,17 +1,27 @@
 """Scaled FP8 quantization: fine-grained blocks, per-tensor delayed scaling and OCP MX.
 
 An FP8 tensor is codes plus scales: value = decode(code) * scale of the code's block.
-Three ways of choosing the scales are modelled, bit for bit:
+These ways of choosing the scales are modelled, bit for bit:
 
-* `quantize` - DeepGEMM's reference casts (`per_token_cast_to_fp8`,
-  `per_block_cast_to_fp8`), any block shape: per block ``amax = max(|x|)`` clamped
-  below at 1e-4, ``scale = float32(amax / fmt_max)``,
-  ``codes = encode(float32(x * float32(fmt_max / amax)))``. With ``pow2_scale`` the
-  scale is rounded up to a power of two (UE8M0, DeepGEMM's ``ceil_to_ue8m0``, which
-  also works on the float32 bits: exponent field + (mantissa != 0)) and
-  ``codes = encode(x / scale)``. (DeepGEMM's newer ``deep_gemm.utils`` casts compute
-  ``x * float32(1 / scale)`` instead: the same for power-of-two scales, but with float32
-  scales the scaled value can differ in its last bit, and rarely the FP8 code.)
+* `quantize` - per-block casts of real training stacks, any block shape, by
+  `convention` (`CONVENTIONS`, each a `CastConvention`):
+
+  - "deepgemm" (default): DeepGEMM's reference casts (``per_token_cast_to_fp8``,
+    ``per_block_cast_to_fp8``) as torch runs them on CUDA, where a division by a
+    scalar is a multiplication by its reciprocal: ``amax = max(|x|)`` clamped below at
+    1e-4, ``scale = fl32(amax * fl32(1 / fmt_max))``, ``codes = encode(fl32(x * m))``
+    with ``m = fl32(fmt_max * fl32(1 / amax))``. With ``pow2_scale`` the scale is
+    rounded up to a power of two (UE8M0, DeepGEMM's ``ceil_to_ue8m0``) and
+    ``codes = encode(x / scale)``. Verified on an H200 against DeepGEMM's own casts.
+  - "torchao": torchao's casts, both its blockwise Triton kernels (1x128, 128x1,
+    128x128) and the dynamic casts of ``Float8LinearConfig`` (per tensor, per row, per
+    column; `torchao_float8_cast`): amax clamped below at 1e-12,
+    ``m = fl32(fmt_max / amax)`` (float64 arithmetic, one rounding),
+    ``codes = encode(fl32(x * m))`` (torchao clamps to +-fmt_max first, which never
+    changes a code) and the scale returned is
+    ``fl32(1 / m)``, the reciprocal torchao hands to the GEMM. With ``pow2_scale``
+    (torchao's ``round_scales_to_power_of_2``) ``m`` is rounded *down* to a power of
+    two first. Verified on an H200 (torchao 0.18) on codes, scales and layer outputs.
 * `delayed_scale` / `cast_scaled` - Transformer Engine's per-tensor delayed scaling:
   the scale comes from an amax history and *multiplies* x before the cast.
 * `quantize_mx` - OCP Microscaling (MX v1.0): 32-element blocks sharing an E8M0
@@ -23,6 +33,8 @@ Three ways of choosing the scales are modelled, bit for bit:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from fp8sim.formats.convert import _float_input, as_codes, decode, encode, encode_e8m0
@@ -30,7 +42,7 @@ from fp8sim.formats.info import E8M0, FormatInfo, decode_table, format_info
 
 __all__ = [
     "quantize", "dequantize", "retile", "quantize_mx", "delayed_scale", "cast_scaled",
-    "AMAX_FLOOR", "SCALE_FORMATS",
+    "AMAX_FLOOR", "SCALE_FORMATS", "CastConvention", "CONVENTIONS", "torchao_float8_cast",
 ]
 
 AMAX_FLOOR = np.float32(1e-4)
@@ -40,16 +52,74 @@ SCALE_FORMATS = ("float32", "e8m0")
 _NONFINITE = ("raise", "propagate")
 
 
+@dataclass(frozen=True, kw_only=True)
+class CastConvention:
+    """How one training stack turns a block's amax into a scale and codes, as data."""
+
+    name: str
+    """Convention name ("deepgemm", "torchao")."""
+    amax_floor: float
+    """amax is clamped below at this value (all-zero blocks get it)."""
+    multiplier: str
+    """How the multiplier m ~ fmt_max / amax applied to x is computed:
+    "float32-reciprocal": fl32(fmt_max * fl32(1 / amax)), all in float32 (torch on CUDA
+    divides a tensor by a scalar through its reciprocal); "division": fl32(fmt_max / amax),
+    the exact quotient rounded once (torchao computes it in float64, whose reciprocal or
+    quotient rounds to the same float32)."""
+    scale: str
+    """What is returned as the block's scale: "float32-reciprocal":
+    fl32(amax * fl32(1 / fmt_max)) (DeepGEMM); "reciprocal-of-multiplier": fl32(1 / m),
+    the scale torchao hands to the GEMM."""
+    pow2: str
+    """What `pow2_scale=True` does: "scale-up": the scale is rounded up to a power of two
+    and codes = encode(x / scale) (DeepGEMM's UE8M0); "multiplier-down": m is rounded down
+    to 2**floor(log2(m)) before x * m (torchao's round_scales_to_power_of_2; log2 is
+    rounded to float32 first, as torch's log2 on CUDA returns it: that differs from the
+    exact floor only for m within two float32 ulps below a power of two, which no
+    bfloat16 amax produces)."""
+    verified: bool = False
+    """True where GPU captures back the convention bit for bit."""
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        """Rejects unknown choices, naming the field."""
+        for field_name, choices in (("multiplier", ("float32-reciprocal", "division")),
+                                    ("scale", ("float32-reciprocal", "reciprocal-of-multiplier")),
+                                    ("pow2", ("scale-up", "multiplier-down"))):
+            if getattr(self, field_name) not in choices:
+                raise ValueError(f"{field_name}: expected one of {', '.join(choices)}, "
+                                 f"got {getattr(self, field_name)!r}")
+        if not (isinstance(self.amax_floor, (int, float)) and self.amax_floor >= 0):
+            raise ValueError(f"amax_floor: expected a float >= 0, got {self.amax_floor!r}")
+
+
+CONVENTIONS: dict[str, CastConvention] = {c.name: c for c in (
+    CastConvention(
+        name="deepgemm", amax_floor=1e-4, multiplier="float32-reciprocal",
+        scale="float32-reciprocal", pow2="scale-up", verified=True,
+        description="DeepGEMM's per_token_cast_to_fp8 / per_block_cast_to_fp8 on an H200 "
+                    "(golden/deepgemm_public.npz): every code and scale."),
+    CastConvention(
+        name="torchao", amax_floor=1e-12, multiplier="division",
+        scale="reciprocal-of-multiplier", pow2="multiplier-down", verified=True,
+        description="torchao 0.18: the blockwise Triton casts of Float8BlockwiseLinear "
+                    "(1x128, 128x1, 128x128) and Float8LinearConfig's dynamic tensorwise / "
+                    "axiswise casts, on an H200 (golden/thirdparty_public_a.npz)."),
+)}
+"""Every cast convention `quantize` knows."""
+
+
 def quantize(
     x: np.ndarray,
     fmt: str | FormatInfo = "e4m3",
     *,
     block: tuple[int, int] = (1, 128),
     pow2_scale: bool = False,
+    convention: str | CastConvention = "deepgemm",
     scale_format: str = "float32",
     nonfinite: str = "raise",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Scales each block of `x` into the FP8 range and encodes it, as DeepGEMM's reference casts.
+    """Scales each block of `x` into the FP8 range and encodes it, as a named stack's casts do.
 
     Args:
         x: (M, K) float32 array (float16/bfloat16 are widened exactly; float64 is
@@ -57,11 +127,18 @@ def quantize(
         fmt: the element format, "e4m3" or "e5m2" (ml_dtypes names accepted).
         block: (bm, bk), positive: (1, 128) per-token tiles, (128, 128) weight blocks,
             (1, K) per row, (M, K) per tensor. Edge blocks may be partial.
-        pow2_scale: round each scale up to a power of two, 2**ceil(log2(amax / fmt_max)),
-            computed exactly from the float32 bits of amax / fmt_max; codes are then
-            encode(x / scale) (dividing by a power of two is exact wherever the quotient
-            is not a float32 subnormal, and such quotients encode to zero anyway). A
-            scale rounded up never lets a value overflow: |x| / scale <= fmt_max.
+        pow2_scale: power-of-two scales, as the convention rounds them. "deepgemm":
+            the scale fl32(amax * fl32(1 / fmt_max)) rounded up to a power of two,
+            exactly from its float32 bits; codes are then encode(x / scale) (dividing by a
+            power of two is exact wherever the quotient is not a float32 subnormal, and
+            such quotients encode to zero anyway). "torchao": the multiplier m rounded
+            down to 2**floor(log2(m)), scale 1 / m. Neither lets a value overflow.
+        convention: "deepgemm" (default) or "torchao" (see `CONVENTIONS`), or a
+            `CastConvention`. Per block, "deepgemm": amax clamped at 1e-4,
+            scale = fl32(amax * fl32(1 / fmt_max)), codes = encode(fl32(x * m)) with
+            m = fl32(fmt_max * fl32(1 / amax)). "torchao": amax clamped at 1e-12,
+            m = fl32(fmt_max / amax), codes = encode(fl32(x * m)),
+            scale = fl32(1 / m).
         scale_format: "float32" (default) or "e8m0": uint8 E8M0 codes (exponent + 127)
             instead of float32 values; needs `pow2_scale`.
         nonfinite: "raise" (default): NaN/Inf in `x` raise ValueError, since they poison
@@ -77,34 +154,94 @@ def quantize(
     Raises:
         ValueError, TypeError: a malformed argument; the message names it.
     """
-    return _quantize(x, fmt, block=block, pow2_scale=pow2_scale, scale_format=scale_format,
-                     nonfinite=nonfinite)
+    return _quantize(x, fmt, block=block, pow2_scale=pow2_scale, convention=convention,
+                     scale_format=scale_format, nonfinite=nonfinite)
 
 
-def _quantize(x, fmt="e4m3", *, block=(1, 128), pow2_scale=False, scale_format="float32",
-              nonfinite="raise", arg: str = "x") -> tuple[np.ndarray, np.ndarray]:
+def _quantize(x, fmt="e4m3", *, block=(1, 128), pow2_scale=False, convention="deepgemm",
+              scale_format="float32", nonfinite="raise",
+              arg: str = "x") -> tuple[np.ndarray, np.ndarray]:
     """`quantize` with the name of the array argument for error messages."""
     info = _element_format(fmt)
     x32 = _check_x(x, arg)
     bm, bk = _check_block(block)
+    conv = _convention(convention)
     _check_choice(scale_format, SCALE_FORMATS, "scale_format")
     if scale_format == "e8m0" and not pow2_scale:
         raise ValueError("scale_format: 'e8m0' holds powers of two only; it needs pow2_scale=True")
     _check_nonfinite(x32, nonfinite, arg)
-    fmt_max = np.float32(info.max)
     blocks = _blocks(x32, bm, bk)  # (Mb, bm, Kb, bk), zero-padded
-    with np.errstate(invalid="ignore", over="ignore"):
-        amax = np.maximum(_block_amax(blocks), AMAX_FLOOR)  # NaN stays NaN, as torch's clamp
-        scales = amax / fmt_max
-        if pow2_scale:
-            scales = _pow2_ceil(scales)
-            scaled = blocks / scales[:, None, :, None]
-        else:
-            scaled = blocks * (fmt_max / amax)[:, None, :, None]
+    scales, scaled = _scale_blocks(blocks, np.float32(info.max), conv, bool(pow2_scale))
     codes = encode(_unblock(scaled, x32.shape), info)
     if scale_format == "e8m0":
         return codes, encode_e8m0(scales)
     return codes, scales
+
+
+def _scale_blocks(blocks: np.ndarray, fmt_max: np.float32, conv: CastConvention,
+                  pow2: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(scales (Mb, Kb), scaled float32 blocks) of zero-padded blocks by a convention."""
+    one = np.float32(1)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        amax = _block_amax(blocks)
+        if conv.multiplier == "float32-reciprocal":  # NaN stays NaN, as torch's clamp
+            amax = np.maximum(amax, np.float32(conv.amax_floor))
+            mult = fmt_max * (one / amax)
+        else:
+            amax = np.maximum(amax.astype(np.float64), conv.amax_floor)
+            mult = (np.float64(fmt_max) / amax).astype(np.float32)
+        if pow2 and conv.pow2 == "multiplier-down":
+            mult = _pow2_floor_log2f(mult)
+        if conv.scale == "float32-reciprocal":
+            scales = amax.astype(np.float32) * (one / fmt_max)
+        else:
+            scales = one / mult
+        if pow2 and conv.pow2 == "scale-up":
+            scales = _pow2_ceil(scales)
+            return scales, blocks / scales[:, None, :, None]
+        # torchao clamps x * m to +-fmt_max before its cast: a no-op, since m rounds
+        # fmt_max / amax by half an ulp at most and encode rounds fmt_max * (1 + 2**-24)
+        # to fmt_max; x * m is never Inf (an Inf in x makes m zero) and NaN passes a clamp.
+        scaled = blocks * mult[:, None, :, None]
+    return scales, scaled
+
+
+def torchao_float8_cast(
+    x: np.ndarray,
+    fmt: str | FormatInfo = "e4m3",
+    *,
+    axiswise_dim: int | None = None,
+    round_scales_to_power_of_2: bool = False,
+    nonfinite: str = "raise",
+) -> tuple[np.ndarray, np.ndarray]:
+    """torchao's dynamic Float8 cast (``hp_tensor_to_float8_dynamic``) of a 2-D tensor, bit for bit.
+
+    The cast ``Float8LinearConfig`` recipes run on each GEMM operand: one scale per
+    tensor (``axiswise_dim=None``, "tensorwise"), per row (``-1`` or ``1``: amax over
+    the last dimension) or per column (``0``). It is `quantize` with
+    ``convention="torchao"`` and the block that spans the reduced dimension.
+
+    Args:
+        x: (M, K) float array (bfloat16 in torchao's recipes).
+        fmt: "e4m3" (inputs, weights; gradients in the rowwise recipes) or "e5m2"
+            (gradients in the tensorwise recipe).
+        axiswise_dim: None, -1, 1 or 0, as torchao names it.
+        round_scales_to_power_of_2: the multiplier rounded down to a power of two.
+        nonfinite: as `quantize`.
+
+    Returns:
+        (codes, scales): scales (1, 1), (M, 1) or (1, K): fl32(1 / m), the reciprocal
+        torchao hands to ``torch._scaled_mm``.
+    """
+    x32 = _check_x(x, "x")
+    m, k = x32.shape
+    blocks = {None: (max(m, 1), max(k, 1)), -1: (1, max(k, 1)), 1: (1, max(k, 1)),
+              0: (max(m, 1), 1)}
+    if isinstance(axiswise_dim, bool) or axiswise_dim not in blocks:
+        raise ValueError(f"axiswise_dim: expected None, -1, 1 or 0, got {axiswise_dim!r}")
+    return _quantize(x32, fmt, block=blocks[axiswise_dim],
+                     pow2_scale=round_scales_to_power_of_2, convention="torchao",
+                     nonfinite=nonfinite)
 
 
 def quantize_mx(
@@ -327,6 +464,16 @@ def _check_block(block) -> tuple[int, int]:
     return int(block[0]), int(block[1])
 
 
+def _convention(convention) -> CastConvention:
+    """Looks a cast convention up by name; a CastConvention passes through."""
+    if isinstance(convention, CastConvention):
+        return convention
+    if isinstance(convention, str) and convention in CONVENTIONS:
+        return CONVENTIONS[convention]
+    raise ValueError(f"convention: expected one of {', '.join(CONVENTIONS)} or a "
+                     f"CastConvention, got {convention!r}")
+
+
 def _check_choice(value, choices: tuple[str, ...], arg: str) -> None:
     if value not in choices:
         raise ValueError(f"{arg}: expected one of {', '.join(choices)}, got {value!r}")
@@ -375,6 +522,19 @@ def _pow2_ceil(s: np.ndarray) -> np.ndarray:
     exp += (bits & np.uint32(0x7FFFFF)) != 0
     out = np.ldexp(np.float32(1.0), (exp - 127).astype(np.int32)).astype(np.float32)
     return np.where(np.isfinite(s), out, s)
+
+
+def _pow2_floor_log2f(m: np.ndarray) -> np.ndarray:
+    """2**floor(fl32(log2(m))) for float32 m: torch's exp2(floor(log2(m))) on CUDA.
+
+    log2 is rounded to float32 before the floor, as CUDA's log2f returns it: a multiplier
+    a few ulps below 2**k has log2 within half a float32 ulp of k and rounds up to 2**k.
+    (Exactly floor(log2) elsewhere. float64 log2 is far more accurate than float32's ulp,
+    so its float32 rounding is the correctly rounded log2f.) NaN stays NaN, 0 gives 0.
+    """
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        e = np.floor(np.log2(m.astype(np.float64)).astype(np.float32))
+        return np.exp2(e.astype(np.float64)).astype(np.float32)
 
 
 def _scale_values(scales) -> np.ndarray:

@@ -1,0 +1,138 @@
+"""torch wrappers of `fp8sim.linear`: train a model on a CPU with bit-exact simulated FP8 layers.
+
+Needs the optional extra ``pip install fp8sim[torch]``. Swap a model's ``nn.Linear``
+layers for `Float8SimLinear` and train as usual: every forward and backward GEMM is
+what the named stack (torchao, DeepGEMM) computes on an H100/H200, bit for bit::
+
+    import fp8sim
+    model = fp8sim.swap_linears(model, recipe="torchao-rowwise")
+    loss = model(x).sum(); loss.backward()          # CPU tensors
+
+As torchao's layers, the operands are bfloat16: inputs and weights of another dtype
+are rounded to bfloat16 first (as ``torch.autocast`` to bfloat16 would) and the results
+come back in the input's and the weight's dtypes. A bias is added after the FP8 GEMM,
+in the output's dtype, as torchao does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import ml_dtypes
+import numpy as np
+import torch
+from torch import nn
+
+from fp8sim.recipes.layers import (
+    LinearRecipe,
+    _linear_backward,
+    _linear_forward,
+    get_linear_recipe,
+)
+
+__all__ = ["Float8SimLinear", "Float8SimLinearFunction", "swap_linears"]
+
+
+def _to_numpy_bf16(t: torch.Tensor, arg: str) -> np.ndarray:
+    """A CPU tensor as a 2-D ml_dtypes bfloat16 array (rounded to nearest even when not bf16)."""
+    if t.device.type != "cpu":
+        raise TypeError(f"{arg}: fp8sim simulates on the CPU; got a tensor on {t.device}")
+    t = t.detach().to(torch.bfloat16).contiguous()
+    return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+
+
+def _to_torch(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    """A bfloat16 array as a tensor of `dtype` (exact when dtype is bfloat16 or wider)."""
+    t = torch.from_numpy(np.ascontiguousarray(a).view(np.int16)).view(torch.bfloat16)
+    return t.to(dtype)
+
+
+class Float8SimLinearFunction(torch.autograd.Function):
+    """y = x @ w.T with the forward and both backward GEMMs simulated by `fp8sim.linear`."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, recipe: LinearRecipe):
+        """Runs the recipe's forward GEMM; keeps x and w for the backward pass."""
+        x16 = _to_numpy_bf16(x, "x").reshape(-1, x.shape[-1])
+        w16 = _to_numpy_bf16(weight, "weight")
+        ctx.save_for_backward(x, weight)
+        ctx.recipe = recipe
+        y = _linear_forward(recipe, x16, w16)
+        return _to_torch(y, x.dtype).reshape(*x.shape[:-1], weight.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        """Runs the recipe's grad_input and grad_weight GEMMs (only those needed)."""
+        x, weight = ctx.saved_tensors
+        need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        if not (need_x or need_w):
+            return None, None, None
+        x16 = _to_numpy_bf16(x, "x").reshape(-1, x.shape[-1])
+        w16 = _to_numpy_bf16(weight, "weight")
+        g16 = _to_numpy_bf16(grad_output, "grad_output").reshape(-1, weight.shape[0])
+        gx, gw = _linear_backward(ctx.recipe, x16, w16, g16, need_x=need_x, need_w=need_w)
+        grad_x = _to_torch(gx, x.dtype).reshape(x.shape) if need_x else None
+        grad_w = _to_torch(gw, weight.dtype) if need_w else None
+        return grad_x, grad_w, None
+
+
+class Float8SimLinear(nn.Linear):
+    """An ``nn.Linear`` whose three GEMMs are FP8 as a named stack runs them, bit for bit."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
+                 recipe: str | LinearRecipe, device=None, dtype=None) -> None:
+        """As ``nn.Linear``, plus the recipe (a name in `fp8sim.LINEAR_RECIPES` or a recipe)."""
+        super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
+        self.recipe = get_linear_recipe(recipe)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, *, recipe: str | LinearRecipe) -> Float8SimLinear:
+        """A Float8SimLinear sharing `linear`'s weight and bias Parameters (no copy)."""
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"linear: expected an nn.Linear, got {type(linear).__name__}")
+        r = get_linear_recipe(recipe)
+        with torch.device("meta"):
+            new = cls(linear.in_features, linear.out_features, bias=False, recipe=r)
+        new.weight = linear.weight
+        new.bias = linear.bias
+        return new
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """y = x @ weight.T (+ bias) through the simulated FP8 GEMMs."""
+        y = Float8SimLinearFunction.apply(x, self.weight, self.recipe)
+        if self.bias is not None:
+            y = y + self.bias.to(y.dtype)
+        return y
+
+    def extra_repr(self) -> str:
+        """nn.Linear's description plus the recipe's name."""
+        return f"{super().extra_repr()}, recipe={self.recipe.name!r}"
+
+
+def swap_linears(model: nn.Module, *, recipe: str | LinearRecipe,
+                 module_filter_fn: Callable[[nn.Module, str], bool] | None = None) -> nn.Module:
+    """Swaps each ``nn.Linear`` of `model` in place for a `Float8SimLinear` sharing its parameters.
+
+    Args:
+        model: any module (an ``nn.Linear`` itself is returned swapped).
+        recipe: a name in `fp8sim.LINEAR_RECIPES` or a LinearRecipe.
+        module_filter_fn: optional ``fn(module, fully_qualified_name) -> bool``; only
+            layers for which it returns True are swapped (torchao's convention).
+
+    Returns:
+        The model (the new layer when `model` is an ``nn.Linear``).
+    """
+    r = get_linear_recipe(recipe)
+
+    def keep(mod: nn.Module, name: str) -> bool:
+        return (isinstance(mod, nn.Linear) and not isinstance(mod, Float8SimLinear)
+                and (module_filter_fn is None or module_filter_fn(mod, name)))
+
+    if keep(model, ""):
+        return Float8SimLinear.from_linear(model, recipe=r)
+    for name, mod in list(model.named_modules()):
+        for child_name, child in list(mod.named_children()):
+            full = f"{name}.{child_name}" if name else child_name
+            if keep(child, full):
+                setattr(mod, child_name, Float8SimLinear.from_linear(child, recipe=r))
+    return model

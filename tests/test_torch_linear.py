@@ -1,0 +1,132 @@
+"""The torch wrapper (fp8sim[torch]): Float8SimLinear is bit-exact with fp8sim.linear and trains.
+
+Skipped when torch is not installed.
+"""
+
+from __future__ import annotations
+
+import ml_dtypes
+import numpy as np
+import pytest
+from conftest import DATA
+
+torch = pytest.importorskip("torch")
+
+import fp8sim  # noqa: E402
+from fp8sim.recipes.layers import linear  # noqa: E402
+from fp8sim.recipes.torch_linear import (  # noqa: E402
+    Float8SimLinear,
+    Float8SimLinearFunction,
+    swap_linears,
+)
+
+
+def _tensor(bits: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(bits).view(np.int16)).view(torch.bfloat16)
+
+
+def _bits(t) -> np.ndarray:
+    if isinstance(t, torch.Tensor):
+        return t.detach().contiguous().view(torch.int16).numpy().view(np.uint16)
+    return np.asarray(t).view(np.uint16)
+
+
+@pytest.fixture(scope="module")
+def layer():
+    z = np.load(DATA / "stacks_layers.npz")
+    return z["layer_x"][:64], z["layer_w"][:128], z["layer_gy"][:64, :128]
+
+
+@pytest.mark.parametrize("recipe", ["torchao-tensorwise", "torchao-rowwise",
+                                    "torchao-rowwise-gw-hp", "deepseek-v3"])
+def test_module_is_bit_exact_with_linear(recipe, layer):
+    xb, wb, gb = layer
+    lin = torch.nn.Linear(wb.shape[1], wb.shape[0], bias=False, dtype=torch.bfloat16)
+    with torch.no_grad():
+        lin.weight.copy_(_tensor(wb))
+    mod = Float8SimLinear.from_linear(lin, recipe=recipe)
+    assert mod.weight is lin.weight  # shared, not copied
+    x = _tensor(xb).requires_grad_(True)
+    y = mod(x)
+    y.backward(_tensor(gb))
+    want = linear(xb.view(ml_dtypes.bfloat16), wb.view(ml_dtypes.bfloat16),
+                  gb.view(ml_dtypes.bfloat16), recipe=recipe)
+    for got, ref in zip((y, x.grad, mod.weight.grad), want, strict=True):
+        assert got.dtype == torch.bfloat16
+        np.testing.assert_array_equal(_bits(got), _bits(ref))
+
+
+def test_float32_model_rounds_operands_to_bf16(layer):
+    xb, wb, gb = layer
+    x32 = _tensor(xb).float().requires_grad_(True)
+    lin = torch.nn.Linear(wb.shape[1], wb.shape[0], bias=True)
+    with torch.no_grad():
+        lin.weight.copy_(_tensor(wb).float())
+        lin.bias.fill_(0.5)
+    mod = Float8SimLinear.from_linear(lin, recipe="torchao-rowwise")
+    y = mod(x32)
+    assert y.dtype == torch.float32
+    y.backward(_tensor(gb).float())
+    ref = linear(xb.view(ml_dtypes.bfloat16), wb.view(ml_dtypes.bfloat16),
+                 gb.view(ml_dtypes.bfloat16), recipe="torchao-rowwise")
+    np.testing.assert_array_equal(_bits((y - 0.5).to(torch.bfloat16)), _bits(ref[0]))
+    np.testing.assert_array_equal(_bits(x32.grad.to(torch.bfloat16)), _bits(ref[1]))
+    np.testing.assert_array_equal(_bits(mod.weight.grad.to(torch.bfloat16)), _bits(ref[2]))
+    np.testing.assert_array_equal(mod.bias.grad.numpy(), _tensor(gb).float().sum(0).numpy())
+
+
+def test_swap_and_train_a_two_layer_mlp():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(128, 256), torch.nn.ReLU(),
+                                torch.nn.Linear(256, 128, bias=False))
+    first = model[0].weight
+    swap_linears(model, recipe="torchao-tensorwise")
+    assert isinstance(model[0], Float8SimLinear) and isinstance(model[2], Float8SimLinear)
+    assert model[0].weight is first and "torchao-tensorwise" in repr(model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = torch.randn(64, 128)
+    target = 0.5 * x
+    losses = []
+    for _ in range(4):
+        opt.zero_grad()
+        loss = ((model(x) - target) ** 2).mean()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+    assert model[0].weight.grad is not None and model[0].bias.grad is not None
+
+
+def test_swap_filter_and_single_layer():
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Linear(8, 8))
+    swap_linears(model, recipe="torchao-rowwise", module_filter_fn=lambda m, name: name == "1")
+    assert not isinstance(model[0], Float8SimLinear) and isinstance(model[1], Float8SimLinear)
+    single = swap_linears(torch.nn.Linear(4, 4), recipe="torchao-rowwise")
+    assert isinstance(single, Float8SimLinear)
+    assert fp8sim.Float8SimLinear is Float8SimLinear and fp8sim.swap_linears is swap_linears
+
+
+def test_only_needed_gradients(layer):
+    xb, wb, _ = layer
+    w = _tensor(wb).requires_grad_(True)
+    x = _tensor(xb)  # no grad wanted for x
+    r = fp8sim.LINEAR_RECIPES["torchao-tensorwise"]
+    Float8SimLinearFunction.apply(x, w, r).sum().backward()
+    assert w.grad is not None and x.grad is None
+
+
+def test_linear_takes_torch_tensors(layer):
+    xb, wb, gb = layer
+    got = linear(_tensor(xb), _tensor(wb), _tensor(gb), recipe="torchao-blockwise")
+    want = linear(xb.view(ml_dtypes.bfloat16), wb.view(ml_dtypes.bfloat16),
+                  gb.view(ml_dtypes.bfloat16), recipe="torchao-blockwise")
+    for g, w in zip(got, want, strict=True):
+        assert g.dtype == ml_dtypes.bfloat16
+        np.testing.assert_array_equal(_bits(g), _bits(w))
+
+
+def test_bad_input():
+    with pytest.raises(TypeError, match="^linear:"):
+        Float8SimLinear.from_linear(torch.nn.Conv1d(1, 1, 1), recipe="torchao-rowwise")
+    with pytest.raises(ValueError, match="^recipe:"):
+        Float8SimLinear(4, 4, recipe="fp4")
