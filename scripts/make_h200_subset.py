@@ -86,12 +86,15 @@ def main() -> None:
     # (5 x 2816 + 2304); 2 rows x 8 columns of the stored crops
     for key in ("gemm/128x128x8192/normal", "gemm/128x128x16384/wgrad"):
         put(arrays, key, crop_gemm(case(lg, key), np.array([0, 7]), np.arange(0, 32, 4)))
-    # the slice length's rounding (K = 10240: 3 slices of 3584, a multiple of 512) and a
-    # four-tile shape (256 x 256, K = 16384: 3 slices of 5632)
-    for key in ("gemm/128x128x10240/normal", "gemm/256x256x16384/normal"):
-        put(arrays, key, crop_gemm(case(sw, key), np.array([0, 3]), np.arange(0, 16, 2)))
-    # DeepSeek-V3 shapes (no split seen): K = 18432 and the 7168 x 2048 block at M = 4096
-    for key in ("gemm/64x7168x18432/normal", "gemm/4096x7168x2048/normal"):
+    # the slice length's rounding: K = 10240 (3 slices of 3584, not 3456) and a four-tile
+    # shape, 256 x 256 at K = 32768 (3 slices of 11264: a multiple of 512, not 256)
+    put(arrays, "gemm/128x128x10240/normal",
+        crop_gemm(case(sw, "gemm/128x128x10240/normal"), np.array([0, 3]), np.arange(0, 16, 2)))
+    put(arrays, "gemm/256x256x32768/normal",
+        crop_gemm(case(sw, "gemm/256x256x32768/normal"), np.array([0]), np.arange(0, 16, 2)))
+    # DeepSeek-V3 shapes (no split seen): the MLP up projection (18432 x 7168) and the
+    # 7168 x 2048 block, at M = 4096
+    for key in ("gemm/4096x18432x7168/normal", "gemm/4096x7168x2048/normal"):
         put(arrays, key, crop_gemm(case(ds, key), np.array([0, 15]), np.arange(0, 64, 8)))
     out = ROOT / "tests" / "data" / "h200_blockwise.npz"
     np.savez_compressed(out, **arrays)

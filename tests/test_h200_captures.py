@@ -6,8 +6,8 @@ NVIDIA H200 (driver 580.159.04, torch 2.11.0+cu130, CUDA 13.0, cuBLASLt 13.1, Tr
 torchao 0.18.0, DeepGEMM fcd1dcd + CUTLASS eefa171), cropped by
 scripts/make_h200_subset.py: torchao's forward (1x128 x 128x128) and Wgrad (1x128 x 128x1)
 GEMMs through cuBLASLt and Triton with their bf16 inputs, cuBLASLt's split-K cases
-(M = N = 128, K = 8192 and 10240 forward, 16384 Wgrad; 256 x 256 at K = 16384),
-DeepSeek-V3 shapes (K = 18432; 7168 x 2048 at M = 4096), the blockwise casts of an
+(M = N = 128, K = 8192 and 10240 forward, 16384 Wgrad; 256 x 256 at K = 32768),
+DeepSeek-V3 shapes (18432 x 7168 and 7168 x 2048 at M = 4096), the blockwise casts of an
 edge-case block and DeepGEMM's own GEMM (BLOCK_N = 56 at 128 x 7168 x 18432). These tests
 check the files' structure and the capture groups' plumbing.
 """
@@ -52,7 +52,7 @@ def test_committed_h200_files_hold_what_the_docstring_says():
     assert {"gemm/128x128x512/normal", "quant/128x128x512/normal",
             "gemm/128x128x512/wgrad_outlier", "gemm/128x128x8192/normal",
             "gemm/128x128x16384/wgrad", "gemm/128x128x10240/normal",
-            "gemm/256x256x16384/normal", "gemm/64x7168x18432/normal",
+            "gemm/256x256x32768/normal", "gemm/4096x18432x7168/normal",
             "gemm/4096x7168x2048/normal"} <= keys
     assert split["shape"] == [128, 128, 8192] and split["kind"] == "fwd"
     with np.load(FILES[1]) as z:
@@ -66,10 +66,10 @@ def test_committed_h200_files_hold_what_the_docstring_says():
 
 def test_cropped_cases_load_as_gemm_cases_with_their_full_shape():
     cases = {c.key: c for c in load_cases(FILES[0])}
-    c = cases["gemm/64x7168x18432/normal"]
+    c = cases["gemm/4096x18432x7168/normal"]
     assert (c.a_format, c.b_format) == ("e4m3", "e4m3")
-    assert c.shape == (64, 7168, 18432)
-    assert c.a.shape == (2, 18432) and c.b.shape == (18432, 8)
+    assert c.shape == (4096, 18432, 7168)
+    assert c.a.shape == (2, 7168) and c.b.shape == (7168, 8)
     assert set(c.outputs) == {"cublas_f32", "cublas_bf16", "triton_f32", "triton_bf16"}
     w = cases["gemm/128x128x16384/wgrad"]
     assert w.arrays["scale_b"].shape == (128, 8)  # 128x1: one scale per kept column
