@@ -323,7 +323,8 @@ def _kernel_scaling(kern) -> str | None:
     return getattr(scaling, "name", scaling)
 
 
-def _check_request(m: int, n: int, k: int, recipe: str | None) -> None:
+def _check_request(m: int, n: int, k: int, recipe: str | None,
+                   hint: str = "choose smaller --m, --n or --k") -> None:
     """Refuses a random case that cannot fit in memory, before drawing anything."""
     need = request_bytes(m, n, k)
     if recipe is not None:  # float32 data, quantized copies, two runs and their references
@@ -331,7 +332,7 @@ def _check_request(m: int, n: int, k: int, recipe: str | None) -> None:
     codes = m * k + k * n
     budget.check_memory(need, f"M={m} N={n} K={k} (A and B {budget.format_bytes(codes)} of "
                         f"FP8 codes, {budget.format_bytes(m * n)} outputs)",
-                        hint="choose smaller --m, --n or --k")
+                        hint=hint)
 
 
 def _scale_files(scale_a, scale_b):
@@ -654,26 +655,26 @@ def _int_list(ctx, param, value: str) -> list[int]:
               show_default=True,
               help="The plot's x axis: K, or the promotion interval (auto: promotion when "
                    "one K and several intervals are swept).")
-@click.option("--metric", type=click.Choice(_METRICS), default="max_rel_error",
-              show_default=True, help="Error statistic on the plot's y axis (the CSV has all).")
+@click.option("--metric", type=click.Choice(_METRICS), default="fro_rel_error",
+              show_default=True,
+              help="Error statistic on the plot's y axis (the CSV has all): the normwise "
+                   "||D - exact||_F / ||exact||_F, or the max, mean or median of the "
+                   "elementwise relative error (the max on zero-mean data is set by the "
+                   "output closest to zero).")
 @click.option("--out", type=click.Path(dir_okay=False), default="sweep", show_default=True,
-              help="Output prefix: writes OUT.csv and OUT.png.")
+              help="Output prefix: writes OUT.csv and OUT.png (missing folders are created).")
 def sweep(k_values, m, n, promotes, dists, a_formats, b_formats, seed, scale, preset,
           frac_bits, x_axis, metric, out):
     """Measures the error against K over a grid (K x promotion x data x formats).
 
     Writes OUT.csv (one row per grid point, every statistic) and OUT.png (the chosen
     --metric against K or the promotion interval, log-log), with a progress bar on
-    stderr. Errors are against the
-    exact (float64) product of the decoded FP8 inputs: the accumulation error alone.
+    stderr when the sweep takes more than 2 s. Errors are against the exact (float64)
+    product of the decoded FP8 inputs: the accumulation error alone.
     """
     prefix = Path(out)
     if prefix.suffix in (".csv", ".png"):
         prefix = prefix.with_suffix("")
-    folder = prefix.parent
-    if not folder.is_dir():
-        raise click.BadParameter(f"folder {str(folder)!r} does not exist",
-                                 param_hint="'--out'")
     for p in promotes:
         if p < 0 or p % 32:
             raise click.BadParameter(f"expected 0 or a positive multiple of 32, got {p}",
@@ -683,13 +684,22 @@ def sweep(k_values, m, n, promotes, dists, a_formats, b_formats, seed, scale, pr
                                for fb in b_formats))
     grid = [(fa, fb, d, p, k) for fa, fb in pairs for d in dists for p in dict.fromkeys(promotes)
             for k in dict.fromkeys(k_values)]
+    with _usage_errors():
+        _check_request(m, n, max(k_values), None, "choose smaller --m, --n or --k-values")
+    try:
+        prefix.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise click.FileError(str(prefix.parent), hint=e.strerror) from None
+    weights = {_grid_label(item): sum(stage_weights(m, n, item[4], step).values())
+               for item in grid}
     rows = []
-    with _usage_errors(), click.progressbar(grid, label="sweep", file=sys.stderr,
-                                            item_show_func=_grid_label) as bar:
-        for fa, fb, d, p, k in bar:
-            a, b = random_case(m, n, k, dist=d, a_format=fa, b_format=fb, seed=seed,
-                               scale=scale)
-            stats = gemm_stats(a, b, a_format=fa, b_format=fb, promote=p, preset=step)
+    with _usage_errors(), budget.Progress("fp8sim sweep", weights):
+        for item in grid:
+            fa, fb, d, p, k = item
+            with budget.stage(_grid_label(item)):
+                a, b = random_case(m, n, k, dist=d, a_format=fa, b_format=fb, seed=seed,
+                                   scale=scale)
+                stats = gemm_stats(a, b, a_format=fa, b_format=fb, promote=p, preset=step)
             rows.append({"m": m, "n": n, "k": k, "promote": p, "a_format": fa,
                          "b_format": fb, "formats": f"{fa} x {fb}", "preset": _step_name(step),
                          "dist": d, "scale": scale, "seed": seed, **stats})
@@ -702,8 +712,9 @@ def sweep(k_values, m, n, promotes, dists, a_formats, b_formats, seed, scale, pr
             writer.writerows(rows)
         if x_axis == "auto":
             x_axis = "promote" if len(set(k_values)) == 1 and len(set(promotes)) > 1 else "k"
-        fig = _plot_sweep(rows, metric, x_axis)
-        fig.savefig(png_path, dpi=120)
+        from fp8sim.analysis.plots import save_figure
+
+        save_figure(_plot_sweep(rows, metric, x_axis), png_path)
     except OSError as e:
         raise click.FileError(str(e.filename or prefix), hint=e.strerror) from None
     click.echo(f"wrote {csv_path} and {png_path} ({len(rows)} points)")
@@ -717,8 +728,10 @@ def _grid_label(item) -> str:
     return f"{fa}x{fb} {d} promote={p} K={k}"
 
 
-def _plot_sweep(rows: list[dict], metric: str = "max_rel_error", x_axis: str = "k"):
-    """`metric` against K (or the promotion interval): fp8sim.plots if present, else basic."""
+def _plot_sweep(rows: list[dict], metric: str = "fro_rel_error", x_axis: str = "k"):
+    """`metric` against K (or the promotion interval), with fp8sim.analysis.plots."""
+    from fp8sim.analysis.plots import error_vs_k, error_vs_promote
+
     r0 = rows[0]
     pairs = list(dict.fromkeys(r["formats"] for r in rows))
     against = "K" if x_axis == "k" else "promotion interval"
@@ -728,48 +741,9 @@ def _plot_sweep(rows: list[dict], metric: str = "max_rel_error", x_axis: str = "
         many = len(pairs) > 1
         rows = [r | {"case": f"K={r['k']}, {r['dist']}" + (f", {r['formats']}" if many else "")}
                 for r in rows]
-        try:
-            from fp8sim.analysis.plots import error_vs_promote
-        except ImportError:
-            error_vs_promote = None
-        if error_vs_promote is not None:
-            return error_vs_promote(rows, metric=metric, series="case", title=title)
-        series: tuple[str, ...] = ("case",)
-    else:
-        series = ("promote", "dist") + (("formats",) if len(pairs) > 1 else ())
-        try:
-            from fp8sim.analysis.plots import error_vs_k
-        except ImportError:
-            error_vs_k = None
-        if error_vs_k is not None:
-            return error_vs_k(rows, metric=metric, series=series, title=title)
-    from matplotlib.figure import Figure  # Agg canvas, no pyplot global state
-
-    fig = Figure(figsize=(7, 4.5))
-    ax = fig.add_subplot()
-    groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        groups.setdefault(tuple(r[key] for key in series), []).append(r)
-    for key, rs in groups.items():
-        if x_axis == "promote":  # never promoting = promoting once, at x = K
-            pts = sorted((r["promote"] or r["k"], r[metric]) for r in rs)
-            label = str(key[0])
-        else:
-            pts = sorted((r["k"], r[metric]) for r in rs)
-            p = key[0]
-            label = ", ".join(["no promotion" if p == 0 else f"promote every {p}",
-                               *map(str, key[1:])])
-        ax.plot([x for x, _ in pts], [e for _, e in pts], marker="o", label=label)
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel("K (elements summed)" if x_axis == "k" else
-                  "promotion interval (elements of K between FP32 promotions)")
-    ax.set_ylabel(f"{_METRICS[metric]} vs exact product (unitless)")
-    ax.set_title(title, fontsize="medium")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    return fig
+        return error_vs_promote(rows, metric=metric, series="case", title=title)
+    series = ("promote", "dist") + (("formats",) if len(pairs) > 1 else ())
+    return error_vs_k(rows, metric=metric, series=series, title=title)
 
 
 # --------------------------------------------------------------------------- encode / decode
