@@ -1,9 +1,11 @@
-"""Whole FP8 GEMM kernels described as data: an MMA step, a promotion interval, an epilogue.
+"""Whole FP8 GEMM kernels described as data: an MMA step, a promotion interval, an epilogue
+and, where the library splits K, its captured split.
 
-Each named kernel is what a real library does on Hopper, as captured on an H100
+Each named kernel is what a real library does on Hopper, as captured on an H100/H200
 (`../shared/HOPPER_FP8.md`). Calling one runs `fp8sim.gemm` with its settings:
 
     >>> fp8sim.engine.kernel.KERNELS["deepgemm"](a, b, scale_a=sa, scale_b=sb)
+    >>> fp8sim.KERNELS["cublaslt-blockwise"](a, b, scale_a=sa, scale_b=sb, out_dtype="bfloat16")
 """
 
 from __future__ import annotations
@@ -12,10 +14,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fp8sim.engine.epilogue import GROUP, GROUP_A_FIRST, GROUP_COLUMN, Epilogue
 from fp8sim.engine.gemm import gemm
 from fp8sim.engine.mma import HOPPER, MMAStep
+from fp8sim.engine.splitk import SplitK, gemm_split_k
 
-__all__ = ["Kernel", "KERNELS", "kernel", "cublaslt_fast_promote", "CUBLASLT_FAST_SLICES_H100"]
+__all__ = ["Kernel", "KERNELS", "kernel", "cublaslt_fast_promote", "CUBLASLT_FAST_SLICES_H100",
+           "CUBLASLT_BLOCKWISE_SPLIT"]
+
+
+CUBLASLT_BLOCKWISE_SPLIT = SplitK(
+    name="cublaslt-blockwise", align=128, unsplit_max_k=4096, table={}, device="H200",
+    description="cuBLASLt's BlockWise1x128 kernels (torch._scaled_mm, CUDA 13.0, H200): no "
+                "split seen at K <= 4096; no longer K captured yet, so longer K needs slices=.")
+"""Split-K of cuBLASLt's blockwise kernels: the slice counts captured, by (M, N, K)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,19 +39,60 @@ class Kernel:
     """The MMA step model."""
     promote: int = 0
     """Promotion interval in K elements; 0 never promotes."""
-    scaling: str | None = None
-    """Epilogue: None (plain FP32 add at promotion), "group" (fma with per-group scales at
-    each promotion), "tensor" (one alpha at the end) or "row" (row-wise scales at the end)."""
+    scaling: str | Epilogue | tuple[Epilogue, ...] | None = None
+    """The epilogue (`fp8sim.engine.epilogue`): None (plain FP32 add at promotion), a name
+    ("group", "tensor", "row", ...), an Epilogue, or a tuple of them, one per scale layout
+    the kernel takes (the first whose shapes fit the scales given is used)."""
     out_dtype: str = "float32"
     verified: bool = False
     """True where H100 captures back this kernel bit for bit."""
+    split: SplitK | None = None
+    """Where the library splits K: the captured slice counts (None: it never splits)."""
     description: str = ""
 
-    def __call__(self, a: np.ndarray, b: np.ndarray, **kwargs) -> np.ndarray:
-        """Runs fp8sim.gemm with this kernel's settings; keyword arguments override them."""
+    @property
+    def scaling_label(self) -> str:
+        """The epilogue's name(s) for listings: "group", "group | group-column", "none"."""
+        if self.scaling is None:
+            return "none"
+        if isinstance(self.scaling, (str, Epilogue)):
+            return getattr(self.scaling, "name", self.scaling)
+        return " | ".join(getattr(e, "name", e) for e in self.scaling)
+
+    def __call__(self, a: np.ndarray, b: np.ndarray, *, slices: int | None = None,
+                 **kwargs) -> np.ndarray:
+        """Runs fp8sim.gemm with this kernel's settings; keyword arguments override them.
+
+        slices: cut K into this many slices (`fp8sim.engine.splitk`); by default the count
+        captured for this shape in `split`, 1 where the kernel never splits. Raises
+        ValueError naming `slices` where K is long and the split for the shape is unknown.
+        """
         settings = {"promote": self.promote, "scaling": self.scaling, "preset": self.step,
-                    "out_dtype": self.out_dtype}
-        return gemm(a, b, **(settings | kwargs))
+                    "out_dtype": self.out_dtype} | kwargs
+        if slices is None:
+            slices = self._captured_slices(a, b, settings["out_dtype"])
+        if isinstance(slices, bool) or not isinstance(slices, (int, np.integer)) or slices < 1:
+            raise ValueError(f"slices: expected a positive int, got {slices!r}")
+        if slices == 1:
+            return gemm(a, b, **settings)
+        align = self.split.align if self.split is not None else 128
+        return gemm_split_k(a, b, slices=int(slices), align=align, **settings)
+
+    def _captured_slices(self, a, b, out_dtype) -> int:
+        """The split-K slice count for this shape from `split`, or a ValueError."""
+        if self.split is None:
+            return 1
+        m, k = tuple(getattr(a, "shape", np.shape(a)))  # torch tensors: no conversion
+        n = tuple(getattr(b, "shape", np.shape(b)))[-1]
+        count = self.split.slices(m, n, k, str(out_dtype))
+        if count is None:
+            raise ValueError(
+                f"slices: {self.name} splits K at long K by a heuristic of the library, and no "
+                f"capture has the split for (M, N, K) = ({m}, {n}, {k}) (known: K <= "
+                f"{self.split.unsplit_max_k} is not split; captured: "
+                f"{sorted(self.split.table) or 'none'}); pass slices= (1: no split), or find "
+                "it with fp8sim.identify(..., search='split')")
+        return count
 
 
 KERNELS: dict[str, Kernel] = {k.name: k for k in (
@@ -64,6 +117,19 @@ KERNELS: dict[str, Kernel] = {k.name: k for k in (
     Kernel(name="torch-rowwise", promote=128, scaling="row", out_dtype="bfloat16",
            verified=True,
            description="torch._scaled_mm with row-wise scales, promotion every 128, bf16 out."),
+    Kernel(name="cublaslt-blockwise", promote=128, scaling=(GROUP, GROUP_COLUMN),
+           split=CUBLASLT_BLOCKWISE_SPLIT, verified=True,
+           description="cuBLASLt blockwise scaling (torch._scaled_mm / F.scaled_mm with "
+                       "BlockWise1x128 scale_a): promotion every 128; scale_b (G, ceil(N/128)) "
+                       "(BlockWise128x128): acc = fma(p, fl(sa*sb), acc); scale_b (G, N) "
+                       "(BlockWise1x128 on B, 128x1 tiles): acc = fma(fl(p*sa), sb, acc). "
+                       "bf16 out rounds the float32 result. Splits K at long K (see split)."),
+    Kernel(name="torchao-triton-blockwise", promote=128, scaling=(GROUP_A_FIRST, GROUP_COLUMN),
+           verified=True,
+           description="torchao 0.18's Triton triton_fp8_gemm_1x128_128x128 / _128x1: one "
+                       "tl.dot per 128 of K (a chain of 4 wgmma steps from +0), then "
+                       "`acc += dot * a_s * b_s` compiles to acc = fma(fl(p*sa), sb, acc). "
+                       "bf16 out rounds the float32 result; never splits K."),
 )}
 """Every named kernel."""
 
