@@ -149,7 +149,7 @@ def fro_rel_error(approx: np.ndarray, exact: np.ndarray) -> float:
 
 def gemm_stats(a: np.ndarray, b: np.ndarray, *, a_format: str | None = None,
                b_format: str | None = None, promote: int = 0, preset: str = "hopper",
-               ideal: bool = True) -> dict[str, float]:
+               ideal: bool = True, keep: dict | None = None) -> dict[str, float]:
     """Simulates `gemm(a, b)` and measures it against the exact product of the FP8 inputs.
 
     Returns `analysis.error_stats` (max/mean/median_rel_error, max_abs_error,
@@ -158,7 +158,8 @@ def gemm_stats(a: np.ndarray, b: np.ndarray, *, a_format: str | None = None,
     driven by outputs that cancel to near zero on signed data), `seconds` (wall time
     of the simulated GEMM) and, when
     `ideal`, `share_differs_from_ideal` (fraction of outputs whose float32 bits differ
-    from sequential FP32 accumulation, preset "ideal") and `ideal_max_rel_error`.
+    from sequential FP32 accumulation, preset "ideal") and `ideal_max_rel_error`. A
+    `keep` dict receives the simulated output under "out" (the CLI's --out writes it).
 
     Raises:
         ValueError, TypeError: invalid arguments, from `fp8sim.gemm`.
@@ -171,6 +172,8 @@ def gemm_stats(a: np.ndarray, b: np.ndarray, *, a_format: str | None = None,
         t0 = time.perf_counter()
         out = gemm(a, b, a_format=a_format, b_format=b_format, promote=promote, preset=preset)
         seconds = time.perf_counter() - t0
+    if keep is not None:
+        keep["out"] = out
     with budget.stage("exact product"):
         exact = exact_product(decode(a, a_format), decode(b, b_format))
     with budget.stage("statistics"):

@@ -273,6 +273,21 @@ def gemm(m, n, k, dist, a_format, b_format, seed, scale, promote, preset, frac_b
                 else:
                     row, out = _recipe_case(m, n, k, dist, a_format, b_format, seed, promote,
                                             preset, recipe)
+            elif case is None and kern is None and scale_a is None and scale_b is None \
+                    and out_dtype is None:  # the headline case: the studies' own measure
+                fa, fb = a_format or "e4m3", b_format or "e4m3"
+                step = preset if preset is not None else "hopper"
+                p = 0 if promote is None else promote
+                a, b = random_case(m, n, k, dist=dist, a_format=fa, b_format=fb, seed=seed,
+                                   scale=scale)
+                kept: dict = {}
+                stats = gemm_stats(a, b, a_format=fa, b_format=fb, promote=p, preset=step,
+                                   keep=kept)
+                row = {"m": m, "n": n, "k": k, "promote": p, "a_format": fa, "b_format": fb,
+                       "preset": _step_name(step), "recipe": None, "kernel": None,
+                       "out_dtype": "float32", "dist": dist, "scale": scale, "seed": seed,
+                       **stats}
+                out = kept["out"]
             else:
                 if case is None:
                     fa, fb = a_format or "e4m3", b_format or "e4m3"
@@ -520,7 +535,10 @@ def _recipe_case(m, n, k, dist, a_format, b_format, seed, promote, preset, recip
 
 def _recipe_run(x, w, a_format, b_format, promote, preset, recipe) -> tuple[dict, np.ndarray]:
     """fp8_matmul of float data by a recipe, and its ideal-step twin; (row, output)."""
-    from fp8sim.recipes.pipeline import RECIPES, fp8_matmul
+    try:
+        from fp8sim.recipes.pipeline import RECIPES, fp8_matmul
+    except ImportError:
+        raise click.UsageError("--recipe: fp8sim.recipes.pipeline is not available") from None
 
     if recipe not in RECIPES:
         raise click.BadParameter(f"unknown recipe {recipe!r}; expected one of "

@@ -170,7 +170,7 @@ def as_codes(
     if from_dtype is not None:
         if fmt is not None and format_info(fmt, arg=fmt_arg) != from_dtype:
             named = fmt.name if isinstance(fmt, FormatInfo) else fmt
-            raise ValueError(f"{fmt_arg}: {named!r} contradicts {arg}'s dtype {arr.dtype} "
+            raise ValueError(f"{arg}: array dtype {arr.dtype} contradicts {fmt_arg}={named!r} "
                              f"(a float8 array carries its format: pass {fmt_arg}=None or "
                              f"{from_dtype.name!r}, or uint8 codes)")
         return arr.view(np.uint8), from_dtype
