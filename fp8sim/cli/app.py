@@ -216,8 +216,10 @@ _DIST_HELP = ("Data: normal N(0,1), positive |N(0,1)| or uniform U(-1,1) drawn i
 @click.option("--out-dtype", type=click.Choice(_OUT_DTYPES), default=None,
               help="Output type. [default: float32, or the kernel's]")
 @click.option("--out", "out_path", default=None, metavar="FILE",
-              help="Write the simulated output to FILE (.npy, or .npz with arrays D and "
-                   "out_dtype), bit for bit in its output type; missing folders are created.")
+              help="Write the simulated output D to FILE bit for bit: .npy (float32, float16, "
+                   "or bfloat16 as uint16 bits), or .npz with D, out_dtype and the FP8 inputs "
+                   "A, B (and scales), which 'fp8sim identify FILE' reads. Missing folders are "
+                   "created.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print a CSV header and one row.")
 def gemm(m, n, k, dist, a_format, b_format, seed, scale, promote, preset, frac_bits, recipe,
@@ -255,6 +257,7 @@ def gemm(m, n, k, dist, a_format, b_format, seed, scale, promote, preset, frac_b
         preset = _step(preset or "hopper", frac_bits)
     t0 = time.perf_counter()
     out = None
+    inputs: dict = {}  # what an .npz --out holds besides D: the FP8 inputs and their scales
     with _usage_errors():
         if a_path is not None:
             case = _file_operands(a_path, b_path, a_format, b_format, scale, recipe, kern,
@@ -288,6 +291,7 @@ def gemm(m, n, k, dist, a_format, b_format, seed, scale, promote, preset, frac_b
                        "out_dtype": "float32", "dist": dist, "scale": scale, "seed": seed,
                        **stats}
                 out = kept["out"]
+                inputs = {"A": a, "B": b}
             else:
                 if case is None:
                     fa, fb = a_format or "e4m3", b_format or "e4m3"
@@ -300,10 +304,14 @@ def gemm(m, n, k, dist, a_format, b_format, seed, scale, promote, preset, frac_b
                     if scale_a is not None or scale_b is not None:
                         case["scale_a"], case["scale_b"] = _scale_files(scale_a, scale_b)
                 row, out = _run_case(case, kern, promote, preset, out_dtype)
+                inputs = {"A": np.asarray(case["a"]).view(np.uint8),
+                          "B": np.asarray(case["b"]).view(np.uint8),
+                          "scale_a": row.pop("_scale_a", None),
+                          "scale_b": row.pop("_scale_b", None)}
     row["gemm_seconds"] = row.pop("seconds")
     if out_path is not None:
         try:
-            written = _data.save_output(out_path, out, row.get("out_dtype", "float32"))
+            written = _data.save_output(out_path, out, row.get("out_dtype", "float32"), inputs)
         except OSError as e:
             raise click.FileError(str(out_path), hint=e.strerror) from None
         row["out"] = str(written)
@@ -492,7 +500,7 @@ def _run_case(case: dict, kern, promote, preset, out_dtype) -> tuple[dict, np.nd
     row = {"m": m, "n": n, "k": k, "promote": eff_promote,
            "a_format": _fmt_name(a), "b_format": _fmt_name(b), "preset": _step_name(step),
            "recipe": None, "kernel": name, "out_dtype": odt, **info, **stats,
-           "seconds": seconds}
+           "seconds": seconds, "_scale_a": kw.get("scale_a"), "_scale_b": kw.get("scale_b")}
     return row, out
 
 

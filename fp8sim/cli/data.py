@@ -243,19 +243,25 @@ def scaled_exact(a: np.ndarray, b: np.ndarray, scale_a=None, scale_b=None,
     return exact_product(av, bv)
 
 
-def save_output(path: str | Path, out: np.ndarray, out_dtype: str) -> Path:
+def save_output(path: str | Path, out: np.ndarray, out_dtype: str,
+                inputs: dict | None = None) -> Path:
     """Writes the simulated output bit for bit, creating missing folders.
 
-    .npy: the array itself (float32 or float16; bfloat16 as np.save writes an ml_dtypes
-    array, 2-byte void: read it with ``np.load(p).view(ml_dtypes.bfloat16)``). .npz:
-    arrays ``D`` (the same) and ``out_dtype`` (its name).
+    .npy: the array (float32 or float16; bfloat16 as its raw uint16 bits: read it with
+    ``np.load(p).view(ml_dtypes.bfloat16)``). .npz: ``D`` (the same), ``out_dtype`` (its
+    name) and the arrays of `inputs` that are not None (A and B as uint8 codes, scale_a,
+    scale_b): a case file `fp8sim identify` reads as it is.
     """
     p = Path(path)
     if p.suffix.lower() not in (".npy", ".npz"):
         raise DataError(f"--out: expected a .npy or .npz file name, got {str(p)!r}")
     p.parent.mkdir(parents=True, exist_ok=True)
+    d = np.asarray(out)
+    if d.dtype == ml_dtypes.bfloat16:
+        d = d.view(np.uint16)
     if p.suffix.lower() == ".npz":
-        np.savez(p, D=out, out_dtype=np.array(out_dtype))
+        extra = {key: np.asarray(v) for key, v in (inputs or {}).items() if v is not None}
+        np.savez(p, D=d, out_dtype=np.array(out_dtype), **extra)
     else:
-        np.save(p, out)
+        np.save(p, d)
     return p

@@ -186,16 +186,17 @@ class Progress:
                 ...
     """
 
-    def __init__(self, desc: str, weights: Mapping[str, float], *, delay: float = DELAY,
+    def __init__(self, desc: str, weights: Mapping[str, float], *, delay: float | None = None,
                  file=None, disable: bool | None = False) -> None:
         """weights: estimated cost of each stage (seconds, or any common unit).
 
-        disable: False shows the bar after `delay`; None only when `file` is a terminal.
+        delay: seconds before the bar appears (None: DELAY). disable: False shows the bar
+        after the delay; None only when `file` is a terminal.
         """
         self.desc = desc
         self.weights = {name: max(float(w), 0.0) for name, w in weights.items()}
         self.total = sum(self.weights.values()) or 1.0
-        self.delay = delay
+        self.delay = DELAY if delay is None else delay
         self.file = sys.stderr if file is None else file
         self.disable = True if not _bars_enabled() else disable
         self._bar = None
