@@ -24,6 +24,7 @@ import contextvars
 import math
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -204,6 +205,7 @@ class Progress:
         self._done = 0.0  # weight of the finished stages
         self._stage = 0.0  # weight of the current stage
         self._token = None
+        self._t0 = 0.0
 
     def __enter__(self) -> Progress:
         from tqdm import tqdm  # only loaded by requests that report progress
@@ -213,6 +215,7 @@ class Progress:
                          bar_format="{desc}: {percentage:3.0f}%|{bar}| "
                                     "[{elapsed}<{remaining}]")
         self._token = _ACTIVE.set(self)
+        self._t0 = time.monotonic()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -230,7 +233,8 @@ class Progress:
         self._done += self._stage
         self._stage = self.weights.get(name, 0.0)
         label = self.desc if name == self.desc else f"{self.desc} ({name})"
-        self._bar.set_description_str(label, refresh=False)
+        shown = time.monotonic() - self._t0 >= self.delay  # refresh never before the delay
+        self._bar.set_description_str(label, refresh=shown and not self._bar.disable)
         self._show(self._done)
 
     def advance(self, fraction: float) -> None:
