@@ -209,7 +209,8 @@ def test_cli_progress_on_stderr_only(monkeypatch):
 # --------------------------------------------------------------------------- 2. --out, sweep
 
 def test_out_folders_are_created(tmp_path):
-    r = run("gemm", "--m", "8", "--n", "8", "--k", "64", "--out", str(tmp_path / "a" / "b" / "D.npy"))
+    r = run("gemm", "--m", "8", "--n", "8", "--k", "64", "--out",
+            str(tmp_path / "a" / "b" / "D.npy"))
     assert r.exit_code == 0, r.stderr
     assert np.load(tmp_path / "a" / "b" / "D.npy").shape == (8, 8)
     r = run("sweep", "--k-values", "64", "--m", "2", "--n", "2", "--out",

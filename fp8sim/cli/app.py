@@ -936,7 +936,7 @@ def presets():
         from fp8sim.engine.kernel import KERNELS
     except ImportError:
         return
-    click.echo("\nKernels (fp8sim.engine.kernel.KERNELS):")
+    click.echo("\nKernels (fp8sim.KERNELS; fp8sim gemm --kernel NAME runs one):")
     for k in KERNELS.values():
         promote = f"promote {k.promote}" if k.promote else "no promotion"
         check = "verified on H100" if k.verified else "not verified"
