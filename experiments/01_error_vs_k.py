@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import golden_check, results_path, stats, study_cli, write_csv  # noqa: E402
 
 import fp8sim  # noqa: E402
-from fp8sim.analysis.plots import error_lines, error_vs_k  # noqa: E402
+from fp8sim.analysis.plots import error_lines, error_vs_k, save_figure  # noqa: E402
 from fp8sim.analysis.stats import exact_product  # noqa: E402
 from fp8sim.analysis.studies import DISTS, random_case  # noqa: E402
 
@@ -160,11 +160,11 @@ def main(small: bool = False, out_dir: Path | None = None) -> list[dict]:
         fig = error_vs_k([r for r in rows if r["sweep"] == "k"], reference=ref,
                          title="E4M3 GEMM on the Hopper model: max relative error vs K\n"
                                "(M = N = 128; 64 x 64 at K = 65536)")
-        fig.savefig(results_path(STUDY, ".png", out_dir), dpi=120)
+        save_figure(fig, results_path(STUDY, ".png", out_dir))
         fig = error_vs_k([r for r in rows if r["sweep"] == "k"], metric="fro_rel_error",
                          reference=ref, title="E4M3 GEMM on the Hopper model: normwise "
                          "relative error vs K\n(M = N = 128; 64 x 64 at K = 65536)")
-        fig.savefig(results_path(STUDY + "_normwise", ".png", out_dir), dpi=120)
+        save_figure(fig, results_path(STUDY + "_normwise", ".png", out_dir))
         mn = [r | {"outputs": r["m"] * r["n"], "data": f"{r['dist']}, {stat}", "err": r[col]}
               for r in rows if r["sweep"] == "mn"
               for stat, col in (("max", "max_rel_error"), ("normwise", "fro_rel_error"))]
@@ -173,7 +173,7 @@ def main(small: bool = False, out_dir: Path | None = None) -> list[dict]:
                           ylabel="relative error (max or normwise over outputs)",
                           title=f"K = {mn[0]['k']}, no promotion: the max relative error of "
                                 "zero-mean data\ngrows with the number of outputs")
-        fig.savefig(results_path(STUDY + "_sample_size", ".png", out_dir), dpi=120)
+        save_figure(fig, results_path(STUDY + "_sample_size", ".png", out_dir))
     print(f"{STUDY}: {len(rows)} GEMMs in {time.perf_counter() - t0:.1f} s")
     return rows
 

@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import golden_check, results_path, stats, study_cli, write_csv  # noqa: E402
 
 import fp8sim  # noqa: E402
-from fp8sim.analysis.plots import error_vs_promote  # noqa: E402
+from fp8sim.analysis.plots import error_vs_promote, save_figure  # noqa: E402
 from fp8sim.analysis.stats import exact_product  # noqa: E402
 from fp8sim.analysis.studies import random_case  # noqa: E402
 
@@ -112,7 +112,7 @@ def main(small: bool = False, out_dir: Path | None = None) -> list[dict]:
                                title="E4M3 GEMM (M = N = 128) on the Hopper model: normwise "
                                      "error vs promotion interval\n(interval = K: promoted "
                                      "once at the end, i.e. never)")
-        fig.savefig(results_path(STUDY, ".png", out_dir), dpi=120)
+        save_figure(fig, results_path(STUDY, ".png", out_dir))
     print(f"{STUDY}: {len(rows)} GEMMs in {time.perf_counter() - t0:.1f} s")
     return rows
 

@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import golden_check, results_path, study_cli, write_csv  # noqa: E402
 
-from fp8sim.analysis.plots import error_lines, scaling_comparison  # noqa: E402
+from fp8sim.analysis.plots import error_lines, save_figure, scaling_comparison  # noqa: E402
 from fp8sim.recipes.pipeline import fp8_matmul  # noqa: E402
 
 STUDY = "03_scaling"
@@ -127,13 +127,13 @@ def main(small: bool = False, out_dir: Path | None = None) -> list[dict]:
                           ylabel="relative error (median over outputs)",
                           title=f"FP8 scaling recipes on data with outliers ({m}x{k}x{n}, "
                                 "E4M3, bit-exact Hopper GEMM)")
-        fig.savefig(results_path(STUDY, ".png", out_dir), dpi=120)
+        save_figure(fig, results_path(STUDY, ".png", out_dir))
         split = [r for r in rows if (r["outliers"], r["outlier_scale"]) == SPLIT_AT]
         if split:
             fig = scaling_comparison(split, metric="median_rel",
                                      title=f"Error split, {SPLIT_AT[0]} outliers "
                                            f"x{SPLIT_AT[1]:.0e} ({m}x{k}x{n})")
-            fig.savefig(results_path(STUDY + "_split", ".png", out_dir), dpi=120)
+            save_figure(fig, results_path(STUDY + "_split", ".png", out_dir))
     print(f"{STUDY}: {len(rows)} FP8 matmuls in {time.perf_counter() - t0:.1f} s")
     return rows
 

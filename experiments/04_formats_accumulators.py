@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import golden_check, results_path, stats, study_cli, write_csv  # noqa: E402
 
 import fp8sim  # noqa: E402
-from fp8sim.analysis.plots import error_vs_k, scaling_comparison  # noqa: E402
+from fp8sim.analysis.plots import error_vs_k, save_figure, scaling_comparison  # noqa: E402
 from fp8sim.analysis.stats import exact_product  # noqa: E402
 from fp8sim.analysis.studies import random_case  # noqa: E402
 from fp8sim.engine.mma import HOPPER, PRESETS  # noqa: E402
@@ -140,12 +140,12 @@ def main(small: bool = False, out_dir: Path | None = None) -> list[dict]:
                          title="What-if accumulators: normwise error vs K\n|N(0,1)| data, "
                                f"M = N = {acc_rows[0]['m']}; solid: never promoted, "
                                "dashed: promoted every 128")
-        fig.savefig(results_path(STUDY, ".png", out_dir), dpi=120)
+        save_figure(fig, results_path(STUDY, ".png", out_dir))
         m, k, n = fmt_rows[0]["m"], fmt_rows[0]["k"], fmt_rows[0]["n"]
         fig = scaling_comparison(fmt_rows, label="formats", metric="fro_rel",
                                  title=f"E4M3 vs E5M2 operands, deepseek-v3 recipe "
                                        f"({m}x{k}x{n}, N(0,1) data)")
-        fig.savefig(results_path(STUDY + "_formats", ".png", out_dir), dpi=120)
+        save_figure(fig, results_path(STUDY + "_formats", ".png", out_dir))
     print(f"{STUDY}: {len(fmt_rows)} matmuls + {len(acc_rows)} GEMMs in "
           f"{time.perf_counter() - t0:.1f} s")
     return fmt_rows + acc_rows

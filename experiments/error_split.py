@@ -19,6 +19,7 @@ import sys
 import numpy as np
 from matplotlib.figure import Figure
 
+from fp8sim.analysis.plots import save_figure
 from fp8sim.recipes.pipeline import RECIPES, fp8_matmul
 
 DEFAULT_RECIPES = ("deepseek-v3", "deepseek-v3-ue8m0", "per-tensor", "fast-accum", "mx", "mx-te")
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.plot:
         title = (f"FP8 GEMM error split, {a.m}x{a.k}x{a.n}, normal with "
                  f"{a.outliers:g} outliers x{a.outlier_scale:g}")
-        plot(rows, title).savefig(a.plot, dpi=120)
+        save_figure(plot(rows, title), a.plot)
     return 0
 
 

@@ -118,6 +118,26 @@ def test_every_epilogue_matches_the_reference(seed, m, n, k, promote, ep, kind, 
     assert np.array_equal(bits(got)[idx], bits(want)[idx]), ep.formula
 
 
+@pytest.mark.parametrize("ep", ALL, ids=lambda e: "-".join(str(v) for v in e.key[:5]))
+def test_each_epilogue_on_tile_and_block_edges(ep):
+    """Every variant once, deterministically: 70 x 140 outputs (two row tiles, three column
+    tiles, two 128-column blocks), three K groups, wide scales; sampled outputs."""
+    rng = np.random.default_rng(ALL.index(ep))
+    m, k, n, promote = 70, 260, 140, 128
+    a = rng.integers(0, 0x7B, (m, k), dtype=np.uint8) | (rng.integers(0, 2, (m, k)) << 7)
+    b = rng.integers(0, 0x7B, (k, n), dtype=np.uint8) | (rng.integers(0, 2, (k, n)) << 7)
+    a, b = a.astype(np.uint8), b.astype(np.uint8)
+    want_a, want_b = ep.scale_shapes(m, k, n, promote)
+    sa = None if want_a is None else _scales(rng, want_a, "wide")
+    sb = None if want_b is None else _scales(rng, want_b, "wide")
+    got = gemm(a, b, promote=promote, scale_a=sa, scale_b=sb, scaling=ep)
+    picked = _sample(rng, m, n, 24)
+    want = reference.gemm(a, b, E4M3, E4M3, HOPPER, promote=promote, epilogue=ep, scale_a=sa,
+                          scale_b=sb, elements=picked)
+    idx = tuple(np.array(picked).T)
+    assert np.array_equal(bits(got)[idx], bits(want)[idx]), ep.formula
+
+
 @pytest.mark.parametrize("ep", [e for e in ALL if e.when == "end"][:9])
 def test_end_epilogues_with_the_ideal_and_exact_steps(ep):
     """Scales at the end apply to whatever the step model accumulated."""

@@ -16,9 +16,26 @@ def test_notebooks_exist():
     assert len(NOTEBOOKS) >= 2
 
 
+def _texts(nb) -> list[str]:
+    """The text each code cell printed or returned (streams joined, images left out)."""
+    out = []
+    for c in nb.cells:
+        if c.cell_type != "code":
+            continue
+        text = ""
+        for o in c.get("outputs", []):
+            if o.get("output_type") == "stream":
+                text += o["text"]
+            elif "text/plain" in o.get("data", {}) and "image/png" not in o["data"]:
+                text += o["data"]["text/plain"]
+        out.append(text)
+    return out
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs(path):
     nb = nbformat.read(path, as_version=4)
+    committed = _texts(nb)
     client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
                                      resources={"metadata": {"path": str(path.parent)}})
     t0 = time.perf_counter()
@@ -32,6 +49,9 @@ def test_notebook_runs(path):
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
     assert not errors
+    # `make notebooks` leaves git status clean: a rerun prints what is committed, in every
+    # checkout (with or without ../shared/golden)
+    assert _texts(nb) == committed
     # every figure cell produced an image
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if "image/png" in o.get("data", {})]

@@ -219,8 +219,8 @@ def identify(
     b: np.ndarray,
     d: np.ndarray,
     *,
-    a_format: str = "e4m3",
-    b_format: str = "e4m3",
+    a_format: str | None = None,
+    b_format: str | None = None,
     c: np.ndarray | None = None,
     out_dtype: str | None = None,
     scale_a: np.ndarray | float | None = None,
@@ -238,7 +238,8 @@ def identify(
         b: (K, N) likewise.
         d: the kernel's (M, N) output: float32, bfloat16 (ml_dtypes), float16, raw
             uint16 bits (then `out_dtype` says which) or a torch tensor.
-        a_format, b_format: "e4m3" or "e5m2" (ml_dtypes names accepted).
+        a_format, b_format: "e4m3" or "e5m2" (ml_dtypes names accepted); None takes a
+            float8 array's own format, else "e4m3".
         c, scale_a, scale_b, scaling: as for `fp8sim.gemm`. C is fixed. With scales and
             no `scaling`, the epilogue is searched: every order and fusion of the granularity
             the shapes give; a named or given `Epilogue` is fixed; a sequence of them is

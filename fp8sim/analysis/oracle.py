@@ -140,8 +140,8 @@ def compare(actual, a, b, *, max_listed: int = 10, alternatives: bool = True,
         raise ValueError(f"max_listed: expected a non-negative int, got {max_listed!r}")
     got, out = output_bits(actual, gemm_kwargs.get("out_dtype"), arg="actual")
     kw = dict(gemm_kwargs)
-    a, kw["a_format"] = as_codes(a, kw.get("a_format", "e4m3"), arg="a", fmt_arg="a_format")
-    b, kw["b_format"] = as_codes(b, kw.get("b_format", "e4m3"), arg="b", fmt_arg="b_format")
+    a, kw["a_format"] = as_codes(a, kw.get("a_format"), arg="a", fmt_arg="a_format")
+    b, kw["b_format"] = as_codes(b, kw.get("b_format"), arg="b", fmt_arg="b_format")
     kw["out_dtype"] = out
     want = gemm(a, b, **kw).view(got.dtype)
     if got.shape != want.shape:

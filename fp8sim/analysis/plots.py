@@ -2,7 +2,9 @@
 
 Every function returns a new `matplotlib.figure.Figure` (labelled axes with units, a
 title, a legend, a grid) and touches no global state, so scripts, notebooks and tests
-can make figures side by side. Save one with `fig.savefig(path, dpi=120)`.
+can make figures side by side. Save one with `save_figure(fig, path)`, which writes the
+same bytes on every run (no dates or version stamps in the file, fixed fonts, fixed SVG
+ids), so regenerated results leave a clean `git status`.
 
     >>> rows = [{"k": 128, "promote": 0, "dist": "normal", "max_rel_error": 1e-3,
     ...          "mean_rel_error": 1e-5}]
@@ -12,12 +14,41 @@ can make figures side by side. Save one with `fig.savefig(path, dpi=120)`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
 __all__ = ["error_vs_k", "error_vs_promote", "error_histogram", "scaling_comparison",
-           "error_lines", "promote_label"]
+           "error_lines", "promote_label", "save_figure", "STYLE"]
+
+STYLE = {"font.sans-serif": ["DejaVu Sans"], "svg.hashsalt": "fp8sim",
+         "svg.fonttype": "path", "pdf.fonttype": 42}
+"""rcParams `save_figure` draws with: the generic sans-serif family resolves to
+matplotlib's bundled DejaVu Sans (the same file on every machine, whatever fonts or
+matplotlibrc it has) and SVG element ids use a fixed salt, so a figure's file is
+reproducible."""
+
+_NO_STAMPS = {"png": {"Software": None}, "svg": {"Date": None, "Creator": None},
+              "pdf": {"CreationDate": None, "ModDate": None, "Producer": None,
+                      "Creator": None}}
+
+
+def save_figure(fig: Figure, path: str | Path, *, dpi: int = 120) -> Path:
+    """Writes `fig` reproducibly: the same figure gives the same bytes on every run.
+
+    PNG, SVG and PDF files get no date and no software version stamp (`metadata`),
+    text is drawn with `STYLE`'s bundled font and SVG ids use a fixed salt. Missing
+    folders are created.
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fmt = p.suffix.lstrip(".").lower()
+    with matplotlib.rc_context(STYLE):
+        fig.savefig(p, dpi=dpi, metadata=_NO_STAMPS.get(fmt))
+    return p
+
 
 MAX_LABEL = "relative error (max over outputs)"
 MEAN_LABEL = "relative error (mean over outputs)"
@@ -40,14 +71,15 @@ def _new_axes(figsize: tuple[float, float]):
     return fig, fig.add_subplot()
 
 
-def _finish(ax, title: str, xlabel: str, ylabel: str, legend_title: str | None = None) -> None:
+def _finish(ax, title: str, xlabel: str, ylabel: str, legend_title: str | None = None,
+            inside_up_to: int = 6) -> None:
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, which="major", alpha=0.4)
     ax.grid(True, which="minor", alpha=0.12)
     n = len(ax.get_legend_handles_labels()[0])
-    if n > 6:  # many lines: legend to the right, off the data
+    if n > inside_up_to:  # many lines: legend to the right, off the data
         ax.legend(title=legend_title, fontsize="small", loc="upper left",
                   bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     else:
@@ -160,6 +192,7 @@ def error_vs_promote(rows: Sequence[Mapping], *, metric: str = "max_rel_error",
     if not rows:
         raise ValueError("rows: expected at least one row")
     fig, ax = _new_axes(figsize)
+    never: dict[int, float] = {}  # K -> highest error of a never-promoted point drawn at x = K
     for i, (key, rs) in enumerate(sorted(_groups(rows, (series,)).items())):
         pts = sorted(((r["promote"] or r["k"]), r[metric]) for r in rs)
         # lines of different K often coincide: draw later ones thinner, with other markers
@@ -167,6 +200,18 @@ def error_vs_promote(rows: Sequence[Mapping], *, metric: str = "max_rel_error",
                 marker="osD^v"[i % 5], markersize=max(8 - 1.5 * i, 3),
                 linewidth=max(3.0 - 0.6 * i, 1.0), color=f"C{i}",
                 label=key[0] if series in ("case", "label") else f"{series} = {key[0]}")
+        for r in rs:
+            if int(r["promote"]) == 0:
+                ax.plot([r["k"]], [r[metric]], marker="o", markersize=13, linestyle="none",
+                        markerfacecolor="none", markeredgecolor=f"C{i}", markeredgewidth=1.5)
+                never[int(r["k"])] = max(never.get(int(r["k"]), 0.0), float(r[metric]))
+    if never:  # one legend entry for the rings, and a label at each K
+        ax.plot([], [], marker="o", markersize=13, linestyle="none", markerfacecolor="none",
+                markeredgecolor="k", label="never promoted (drawn at interval = K)")
+        for k, err in never.items():
+            ax.annotate(f"never promoted\n(K = {k})", xy=(k, err), xytext=(-10, -12),
+                        textcoords="offset points", ha="right", va="top", multialignment="right",
+                        fontsize="small")
     for i, (label, pts) in enumerate((reference or {}).items()):
         ax.plot([p for p, _ in pts], [e for _, e in pts], marker="*", markersize=13,
                 linestyle="none", color=["k", "m", "y", "c"][i % 4], label=label)
@@ -174,7 +219,8 @@ def error_vs_promote(rows: Sequence[Mapping], *, metric: str = "max_rel_error",
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     _finish(ax, title or "Error vs promotion interval (interval = K: promote only at the end)",
-            "promotion interval (elements of K between FP32 promotions)", _metric_label(metric))
+            "promotion interval (elements of K between FP32 promotions)", _metric_label(metric),
+            inside_up_to=8)
     return fig
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fp8sim.engine import budget
+
 __all__ = ["error_stats", "ulp_distance", "exact_product"]
 
 
@@ -12,8 +14,15 @@ def exact_product(a_values: np.ndarray, b_values: np.ndarray,
     """A @ B (+ C) in float64: the reference the simulated result is measured against.
 
     FP8 products are exact in float64 and the float64 sum's relative error (below
-    K * 2**-53) is far under any error studied here.
+    K * 2**-53) is far under any error studied here. Raises MemoryError (before
+    allocating) when the float64 copies and the product cannot fit in memory.
     """
+    sa, sb = np.shape(a_values), np.shape(b_values)
+    k = sa[-1] if sa else 1
+    m = int(np.prod(sa[:-1], dtype=np.int64))
+    n = sb[-1] if len(sb) > 1 else 1
+    budget.check_memory(8 * (m * k + k * n + m * n), f"exact_product: M={m} N={n} K={k}",
+                        hint="choose smaller matrices")
     out = np.asarray(a_values, np.float64) @ np.asarray(b_values, np.float64)
     if c is not None:
         out += np.asarray(c, np.float64)

@@ -20,11 +20,14 @@ import time
 import numpy as np
 
 from fp8sim.analysis.stats import error_stats, exact_product, ulp_distance
+from fp8sim.engine import budget
 from fp8sim.engine.gemm import gemm
+from fp8sim.engine.mma import preset as _preset
 from fp8sim.formats.convert import decode, encode
 from fp8sim.formats.info import FormatInfo, decode_table, format_info
 
-__all__ = ["DISTS", "SCALES", "random_codes", "random_case", "gemm_stats", "fro_rel_error"]
+__all__ = ["DISTS", "SCALES", "random_codes", "random_case", "gemm_stats", "fro_rel_error",
+           "case_bytes", "stats_bytes", "request_bytes", "stage_weights"]
 
 DISTS: tuple[str, ...] = ("normal", "positive", "uniform", "codes")
 """Names of the data distributions `random_codes` draws from."""
@@ -89,10 +92,50 @@ def random_case(m: int, n: int, k: int, *, dist: str = "normal", a_format: str =
             raise ValueError(f"{name}: expected a positive integer, got {v!r}")
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
+    budget.check_memory(case_bytes(m, n, k), f"random_case: M={m} N={n} K={k}",
+                        hint="choose smaller m, n or k")
     rng = np.random.default_rng(seed)
-    a = random_codes((m, k), a_format, dist, rng, scale=scale)
-    b = random_codes((k, n), b_format, dist, rng, scale=scale)
+    with budget.stage("random data"):
+        a = random_codes((m, k), a_format, dist, rng, scale=scale)
+        b = random_codes((k, n), b_format, dist, rng, scale=scale)
     return a, b
+
+
+def case_bytes(m: int, n: int, k: int) -> int:
+    """Peak bytes `random_case` allocates: both code matrices and the float32 draws of the
+    larger (13 bytes an element covers the draw, its magnitude, a scaled copy and the codes;
+    tracemalloc measures 9)."""
+    return m * k + k * n + 13 * max(m * k, k * n)
+
+
+def stats_bytes(m: int, n: int, k: int) -> int:
+    """Peak bytes `gemm_stats` allocates besides its inputs: the decoded inputs in float32
+    and float64 (12 bytes an input element), the outputs and the float64 exact product and
+    error arrays (tracemalloc measures 72 bytes an output; 80 allowed)."""
+    return 12 * (m * k + k * n) + 80 * m * n
+
+
+def request_bytes(m: int, n: int, k: int) -> int:
+    """Peak bytes of `random_case` followed by `gemm_stats` (what `fp8sim gemm` runs)."""
+    codes = m * k + k * n
+    return max(case_bytes(m, n, k), codes + stats_bytes(m, n, k))
+
+
+def stage_weights(m: int, n: int, k: int, preset: str = "hopper", *,
+                  ideal: bool = True) -> dict[str, float]:
+    """Estimated seconds of each stage of `random_case` + `gemm_stats`, for a progress bar."""
+    import numba
+
+    threads = numba.get_num_threads()
+    step = _preset(preset)
+    kind = "fused" if step.fused else "exact" if step.exact else "sequential"
+    weights = {"random data": (m * k + k * n) / 5e7,
+               "simulated GEMM": budget.engine_seconds(m, n, k, kind, threads),
+               "exact product": m * n * k / 1e10,  # float64 BLAS
+               "statistics": m * n / 2e7}
+    if ideal:
+        weights["ideal GEMM"] = budget.engine_seconds(m, n, k, "sequential", threads)
+    return weights
 
 
 def fro_rel_error(approx: np.ndarray, exact: np.ndarray) -> float:
@@ -104,9 +147,9 @@ def fro_rel_error(approx: np.ndarray, exact: np.ndarray) -> float:
     return float(np.linalg.norm((approx - exact)[finite])) / norm if norm else 0.0
 
 
-def gemm_stats(a: np.ndarray, b: np.ndarray, *, a_format: str = "e4m3",
-               b_format: str = "e4m3", promote: int = 0, preset: str = "hopper",
-               ideal: bool = True) -> dict[str, float]:
+def gemm_stats(a: np.ndarray, b: np.ndarray, *, a_format: str | None = None,
+               b_format: str | None = None, promote: int = 0, preset: str = "hopper",
+               ideal: bool = True, keep: dict | None = None) -> dict[str, float]:
     """Simulates `gemm(a, b)` and measures it against the exact product of the FP8 inputs.
 
     Returns `analysis.error_stats` (max/mean/median_rel_error, max_abs_error,
@@ -115,20 +158,31 @@ def gemm_stats(a: np.ndarray, b: np.ndarray, *, a_format: str = "e4m3",
     driven by outputs that cancel to near zero on signed data), `seconds` (wall time
     of the simulated GEMM) and, when
     `ideal`, `share_differs_from_ideal` (fraction of outputs whose float32 bits differ
-    from sequential FP32 accumulation, preset "ideal") and `ideal_max_rel_error`.
+    from sequential FP32 accumulation, preset "ideal") and `ideal_max_rel_error`. A
+    `keep` dict receives the simulated output under "out" (the CLI's --out writes it).
 
     Raises:
         ValueError, TypeError: invalid arguments, from `fp8sim.gemm`.
     """
-    t0 = time.perf_counter()
-    out = gemm(a, b, a_format=a_format, b_format=b_format, promote=promote, preset=preset)
-    seconds = time.perf_counter() - t0
-    exact = exact_product(decode(a, a_format), decode(b, b_format))
-    stats: dict[str, float] = dict(error_stats(out, exact))
-    stats["fro_rel_error"] = fro_rel_error(out, exact)
+    m, k = np.shape(a)
+    n = np.shape(b)[-1]
+    budget.check_memory(stats_bytes(m, n, k), f"gemm_stats: M={m} N={n} K={k}",
+                        hint="choose smaller matrices")
+    with budget.stage("simulated GEMM"):
+        t0 = time.perf_counter()
+        out = gemm(a, b, a_format=a_format, b_format=b_format, promote=promote, preset=preset)
+        seconds = time.perf_counter() - t0
+    if keep is not None:
+        keep["out"] = out
+    with budget.stage("exact product"):
+        exact = exact_product(decode(a, a_format), decode(b, b_format))
+    with budget.stage("statistics"):
+        stats: dict[str, float] = dict(error_stats(out, exact))
+        stats["fro_rel_error"] = fro_rel_error(out, exact)
     stats["seconds"] = seconds
     if ideal:
-        ref = gemm(a, b, a_format=a_format, b_format=b_format, promote=0, preset="ideal")
+        with budget.stage("ideal GEMM"):
+            ref = gemm(a, b, a_format=a_format, b_format=b_format, promote=0, preset="ideal")
         differs = ulp_distance(out, ref) != 0
         both_nan = np.isnan(out) & np.isnan(ref)
         stats["share_differs_from_ideal"] = float(np.mean(differs & ~both_nan)) if out.size else 0.0

@@ -29,7 +29,13 @@ _OUT_DTYPES = ("float32", "bfloat16", "float16")
 
 @click.command("identify", cls=OneLineErrors,
                short_help="Finds the promotion interval (or accumulator) of a kernel.")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path(dir_okay=False), required=False)
+@click.option("--a", "a_path", default=None, metavar="FILE",
+              help="Instead of FILE: A (M, K) uint8 codes from FILE.npy (or FILE.npz[:NAME]).")
+@click.option("--b", "b_path", default=None, metavar="FILE", help="B (K, N), as --a.")
+@click.option("--d", "d_path", default=None, metavar="FILE",
+              help="The kernel's output D (M, N): float32, float16, or uint16 bits with "
+                   "--out-dtype.")
 @click.option("--key", default=None,
               help="In a capture file: an output ('<fa>_<fb>/<dist>/K<k>/<name>') or a case "
                    "prefix (every output of the case).")
@@ -47,15 +53,22 @@ _OUT_DTYPES = ("float32", "bfloat16", "float16")
 @click.option("--top", type=click.IntRange(min=0), default=10, show_default=True,
               help="Candidates shown per output (0: all).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def identify_cmd(file, key, a_format, b_format, out_dtype, search, promotes, top, as_json):
+def identify_cmd(file, a_path, b_path, d_path, key, a_format, b_format, out_dtype, search,
+                 promotes, top, as_json):
     """Finds the promotion interval that reproduces a kernel's output bit for bit.
 
-    FILE is an .npz with arrays A, B, D (optional C, scale_a, scale_b), or a capture
-    file with --key. Prints every candidate tried with the share of outputs it
-    reproduces; says so when none reproduces them all.
+    FILE is an .npz with arrays A, B, D (optional C, scale_a, scale_b, out_dtype; what
+    'fp8sim gemm --out FILE.npz' writes), or a capture file with --key; or give the
+    arrays as --a, --b and --d files. Prints every candidate tried with the share of
+    outputs it reproduces; says so when none reproduces them all.
     """
     plist = _parse_promotes(promotes)
-    jobs = _jobs(Path(file), key, a_format, b_format, out_dtype)
+    if file is None:
+        jobs = _file_jobs(a_path, b_path, d_path, a_format, b_format, out_dtype)
+    elif a_path or b_path or d_path:
+        fail("FILE: give either FILE or --a, --b and --d, not both")
+    else:
+        jobs = _jobs(Path(file), key, a_format, b_format, out_dtype)
     results = []
     for name, args, kwargs in jobs:
         try:
@@ -85,6 +98,26 @@ def _parse_promotes(text: str | None) -> list[int] | None:
     return values
 
 
+def _file_jobs(a_path, b_path, d_path, a_format, b_format, out_dtype
+               ) -> list[tuple[str, tuple, dict]]:
+    """The one job of --a, --b and --d files."""
+    from fp8sim.cli import data
+
+    missing = [opt for opt, v in (("--a", a_path), ("--b", b_path), ("--d", d_path)) if not v]
+    if missing:
+        fail(f"{missing[0]}: name the kernel's inputs and output as --a, --b and --d "
+             "(or give one .npz FILE)")
+    arrays = []
+    try:
+        for spec, opt, names in ((a_path, "--a", ("A", "a")), (b_path, "--b", ("B", "b")),
+                                 (d_path, "--d", ("D", "d"))):
+            arrays.append(data.load(data.peek(spec, opt, names)))
+    except data.DataError as e:
+        fail(str(e))
+    kw = {"a_format": a_format, "b_format": b_format, "out_dtype": out_dtype}
+    return [(Path(d_path).name, tuple(arrays), kw)]
+
+
 def _load(path: Path) -> dict[str, np.ndarray]:
     if not path.exists():
         fail(f"FILE: {path} does not exist")
@@ -102,9 +135,10 @@ def _jobs(path: Path, key, a_format, b_format, out_dtype) -> list[tuple[str, tup
     arrays = _load(path)
     plain = {k.upper() if k in ("a", "b", "c", "d") else k: v for k, v in arrays.items()}
     if key is None and {"A", "B", "D"} <= plain.keys():
+        saved = str(plain["out_dtype"]) if "out_dtype" in plain else None
         kw = {"a_format": a_format or "e4m3", "b_format": b_format or "e4m3",
-              "out_dtype": out_dtype, "c": plain.get("C"), "scale_a": plain.get("scale_a"),
-              "scale_b": plain.get("scale_b")}
+              "out_dtype": out_dtype or saved, "c": plain.get("C"),
+              "scale_a": plain.get("scale_a"), "scale_b": plain.get("scale_b")}
         return [(path.name, (plain["A"], plain["B"], plain["D"]), kw)]
     if key is None:
         sample = ", ".join(list(arrays)[:3])

@@ -18,6 +18,7 @@ import numba
 import numpy as np
 
 from fp8sim.engine import _gemm_kernels as _k
+from fp8sim.engine import budget
 from fp8sim.engine.epilogue import (
     EPILOGUES,
     INFERRED,
@@ -44,8 +45,8 @@ def gemm(
     a: np.ndarray,
     b: np.ndarray,
     *,
-    a_format: str | FormatInfo = "e4m3",
-    b_format: str | FormatInfo = "e4m3",
+    a_format: str | FormatInfo | None = None,
+    b_format: str | FormatInfo | None = None,
     promote: int = 0,
     c: np.ndarray | None = None,
     scale_a: np.ndarray | float | None = None,
@@ -59,7 +60,10 @@ def gemm(
     Args:
         a: (M, K) uint8 FP8 codes, or an ml_dtypes float8 array (its dtype gives the format).
         b: (K, N) likewise.
-        a_format, b_format: "e4m3" or "e5m2" (ml_dtypes names accepted).
+        a_format, b_format: "e4m3" or "e5m2" (ml_dtypes names accepted); None (the
+            default) takes a float8 array's own format, else "e4m3". A format that
+            contradicts a float8 array's dtype, and formats wgmma does not take (E8M0, FNUZ),
+            raise ValueError.
         promote: 0 never promotes; N (a positive multiple of 32) adds the partial
             accumulator into an FP32 accumulator (round to nearest even) every N
             elements of K, and once more for a last, shorter chunk.
@@ -96,6 +100,10 @@ def gemm(
     if b.shape[0] != k:
         raise ValueError(f"b: expected shape ({k}, N) to match a's K = {k}, got {b.shape}")
     n = b.shape[1]
+    _check_operand(af, "a_format")
+    _check_operand(bf, "b_format")
+    budget.check_memory(budget.gemm_bytes(m, n, k, copies=_copy_bytes(a, b)),
+                        f"gemm: M={m} N={n} K={k}", hint="split the output into row blocks")
     promote = _check_promote(promote, step)
     out_dt = _check_out_dtype(out_dtype)
     c32 = _check_c(c, m, n)
@@ -140,9 +148,36 @@ def _run(a, b, af: FormatInfo, bf: FormatInfo, step: MMAStep, promote: int, c32,
             chunk, promote = max(k, 1), 0
     tav, tag = _tables(af)
     tbv, tbg = _tables(bf)
-    with _threads_for(a.shape[0], b.shape[1]):
-        _k.gemm_tiles(np.ascontiguousarray(a), np.ascontiguousarray(b), tav, tag, tbv, tbg,
-                      c_arr, has_c, mode, block, frac, chunk, promote > 0, *epi, out)
+    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+    m, n = out.shape
+    kind = "fused" if step.fused else "exact" if step.exact else "sequential"
+    when, order, fused, sa, sb, bdiv = epi
+    chunks = budget.row_chunks(m, n, k, kind=kind, threads=numba.get_num_threads())
+    if sa.shape[0] not in (1, m):  # scales by blocks of rows: not cut (none such yet)
+        chunks = [(0, m)]
+    with _threads_for(m, n), budget.tracking(m, "fp8sim.gemm") as tick:
+        for r0, r1 in chunks:  # row blocks only report progress: each output is independent
+            _k.gemm_tiles(a[r0:r1], b, tav, tag, tbv, tbg, c_arr[r0:r1] if has_c else c_arr,
+                          has_c, mode, block, frac, chunk, promote > 0, when, order, fused,
+                          sa[r0:r1] if sa.shape[0] > 1 else sa, sb, bdiv, out[r0:r1])
+            tick(r1)
+
+
+def _check_operand(fmt: FormatInfo, arg: str) -> None:
+    """Refuses formats wgmma cannot take as an operand (E8M0 scales, AMD's FNUZ formats)."""
+    if fmt.name in ("e4m3", "e5m2"):
+        return
+    if not fmt.signed:
+        raise ValueError(f"{arg}: {fmt.name} is a scale format (powers of two, no sign), not "
+                         "an FP8 operand; operands are e4m3 or e5m2 (E8M0 scales go in "
+                         "scale_a/scale_b as values)")
+    raise ValueError(f"{arg}: {fmt.name} is not an operand format of Hopper's FP8 wgmma; "
+                     "expected e4m3 or e5m2")
+
+
+def _copy_bytes(a: np.ndarray, b: np.ndarray) -> int:
+    """Bytes of the contiguous copies the engine makes of non-contiguous inputs."""
+    return sum(x.nbytes for x in (a, b) if not x.flags.c_contiguous)
 
 
 @contextlib.contextmanager

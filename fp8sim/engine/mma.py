@@ -17,6 +17,11 @@ from fp8sim.formats.rounding import RoundMode
 __all__ = ["MMAStep", "PRESETS", "preset", "HOPPER", "IDEAL", "EXACT"]
 
 
+_ROUNDING_WORDS = {RoundMode.TowardZero: "truncated", RoundMode.TiesToEven: "rounded to nearest "
+                   "even", RoundMode.TowardPositive: "rounded up", RoundMode.TowardNegative:
+                   "rounded down", RoundMode.Stochastic: "rounded stochastically"}
+
+
 @dataclass(frozen=True, kw_only=True)
 class MMAStep:
     """One MMA step: a fused sum of `terms` exact products and the accumulator input C."""
@@ -51,11 +56,44 @@ class MMAStep:
             raise ValueError(f"frac_bits: expected None or an int in 0..52, got {self.frac_bits!r}")
 
     def replace(self, **changes) -> MMAStep:
-        """A copy with some fields changed (e.g. frac_bits=20 for a what-if study)."""
+        """A copy with some fields changed (e.g. frac_bits=20 for a what-if study).
+
+        A change of the arithmetic makes the copy unverified and, unless `description`
+        is passed, describes it from its fields (`summary`) as a what-if variant: the
+        original's claims (its bit count, "Verified") never carry over.
+        """
+        arithmetic = {k: v for k, v in changes.items()
+                      if k not in ("name", "description", "verified")}
         if "name" not in changes:
-            changes["name"] = self.name + "".join(f"[{k}={v}]" for k, v in changes.items())
+            changes["name"] = self.name + "".join(f"[{k}={v}]" for k, v in arithmetic.items())
+        if arithmetic and "verified" not in changes:
             changes["verified"] = False
-        return dataclasses.replace(self, **changes)
+        new = dataclasses.replace(self, **changes)
+        if arithmetic and "description" not in changes:
+            what = ", ".join(f"{k}={v}" for k, v in arithmetic.items())
+            new = dataclasses.replace(new, description=f"{new.summary()} What-if variant of "
+                                                       f"{self.name!r} ({what}); not verified.")
+        return new
+
+    def summary(self) -> str:
+        """The arithmetic of this step in one sentence, derived from its fields."""
+        if self.exact:
+            return "C and the exact products summed in float64, rounded once to float32."
+        if self.sequential:
+            return ("Exact products added one at a time in float32 (round to nearest even), "
+                    "in K order.")
+        if self.frac_bits is None:
+            align = "aligned without loss"
+        else:
+            align = (f"aligned to the largest exponent with {self.frac_bits} fractional bits "
+                     f"({_ROUNDING_WORDS[self.align_rounding]})")
+        result = _ROUNDING_WORDS[self.result_rounding]
+        if self.frac_bits is not None:
+            result += f" to {self.frac_bits} fractional bits"
+        zeros = " Zero products count in the largest exponent." if \
+            self.zero_products_in_emax else ""
+        return (f"{self.terms} product{'s' if self.terms != 1 else ''} and C in one fused "
+                f"sum, {align}, result {result}.{zeros}")
 
     @property
     def fused(self) -> bool:

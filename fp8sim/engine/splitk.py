@@ -108,8 +108,8 @@ def gemm_split_k(a, b, *, slices: int, align: int = 128, out_dtype: str = "float
         raise ValueError("c: split-K with C is not modelled (which slice adds C is unverified)")
     if out_dtype not in OUT_DTYPES:
         raise ValueError(f"out_dtype: expected one of {', '.join(OUT_DTYPES)}, got {out_dtype!r}")
-    a, af = as_codes(a, gemm_kwargs.pop("a_format", "e4m3"), arg="a", fmt_arg="a_format")
-    b, bf = as_codes(b, gemm_kwargs.pop("b_format", "e4m3"), arg="b", fmt_arg="b_format")
+    a, af = as_codes(a, gemm_kwargs.pop("a_format", None), arg="a", fmt_arg="a_format")
+    b, bf = as_codes(b, gemm_kwargs.pop("b_format", None), arg="b", fmt_arg="b_format")
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
         raise ValueError(f"b: expected shape ({a.shape[-1]}, N) to match a's K, got {b.shape}")
     m, k = a.shape

@@ -158,8 +158,9 @@ def as_codes(
 ) -> tuple[np.ndarray, FormatInfo]:
     """Returns (uint8 codes, format) for uint8 codes with a format or an ml_dtypes float8 array.
 
-    A float8 dtype gives the format; `fmt` then only has to agree with it when it is
-    not the default "e4m3". A torch float8 tensor is accepted too (torch is never
+    A float8 dtype gives the format; a `fmt` passed as well must name the same format
+    (ValueError naming `fmt_arg` otherwise), None takes the dtype's. uint8 codes take
+    `fmt`, "e4m3" when None. A torch float8 tensor is accepted too (torch is never
     imported here).
     """
     if type(x).__module__.startswith("torch"):
@@ -167,8 +168,11 @@ def as_codes(
     arr = np.asarray(x)
     from_dtype = format_of_dtype(arr.dtype)
     if from_dtype is not None:
-        if fmt not in (None, "e4m3") and format_info(fmt, arg=fmt_arg) != from_dtype:
-            raise ValueError(f"{arg}: array dtype {arr.dtype} contradicts format {fmt!r}")
+        if fmt is not None and format_info(fmt, arg=fmt_arg) != from_dtype:
+            named = fmt.name if isinstance(fmt, FormatInfo) else fmt
+            raise ValueError(f"{arg}: array dtype {arr.dtype} contradicts {fmt_arg}={named!r} "
+                             f"(a float8 array carries its format: pass {fmt_arg}=None or "
+                             f"{from_dtype.name!r}, or uint8 codes)")
         return arr.view(np.uint8), from_dtype
     if arr.dtype != np.uint8:
         raise TypeError(
@@ -189,7 +193,10 @@ def _torch_to_numpy(t) -> np.ndarray:
     return t.numpy()
 
 
-def decode(codes: np.ndarray, fmt: str | FormatInfo = "e4m3") -> np.ndarray:
-    """Decodes 8-bit codes (uint8, or an ml_dtypes float8 array) to float32, exactly."""
+def decode(codes: np.ndarray, fmt: str | FormatInfo | None = None) -> np.ndarray:
+    """Decodes 8-bit codes (uint8, or an ml_dtypes float8 array) to float32, exactly.
+
+    `fmt`: the codes' format; None takes a float8 array's own, else "e4m3".
+    """
     arr, info = as_codes(codes, fmt, arg="codes")
     return decode_table(info)[arr]

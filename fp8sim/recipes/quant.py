@@ -320,7 +320,7 @@ def _quantize_mx(x, fmt="e4m3", *, block=(1, 32), scale_rounding="floor", scale_
 def dequantize(
     codes: np.ndarray,
     scales: np.ndarray,
-    fmt: str | FormatInfo = "e4m3",
+    fmt: str | FormatInfo | None = None,
     *,
     block: tuple[int, int] = (1, 128),
     dtype: type | np.dtype = np.float32,
@@ -330,7 +330,7 @@ def dequantize(
     Args:
         codes: (M, K) uint8 codes or an ml_dtypes float8 array.
         scales: (ceil(M / bm), ceil(K / bk)) float32 scales, or uint8 E8M0 codes.
-        fmt: the element format of uint8 `codes`.
+        fmt: the element format of uint8 `codes` (None: "e4m3", or a float8 array's own).
         block: the (bm, bk) the codes were quantized with.
         dtype: float32 (default: each product rounded to nearest even, what a kernel
             computes) or float64 (exact: 4 bits of code times 24 bits of scale).
