@@ -55,35 +55,32 @@ def split_bounds(k: int, slices: int, align: int = 128) -> list[tuple[int, int]]
 
 @dataclass(frozen=True, kw_only=True)
 class SplitK:
-    """How a library splits K for a shape: the captured slice counts, as data.
+    """How a library splits K for one scale layout: the rule and the captured slice counts.
 
-    `slices` answers 1 at K <= `unsplit_max_k` (no capture there was ever split), the
-    captured count for a shape in `table` (by (M, N, K); `table_16bit` where bfloat16 or
-    float16 outputs were split differently), and None (unknown) otherwise.
+    K is cut into `slices(m, n, k)` slices of ceil(K / slices) rounded up to `align`
+    (`split_bounds`). `slices` answers 1 at K <= `unsplit_max_k` (no capture there was
+    split), the captured count for a shape in `table` (by (M, N, K); 1 where a capture
+    showed no split), and None (unknown) otherwise: the count is the library's heuristic.
     """
 
     name: str
+    epilogue: str | None = None
+    """The epilogue (scale layout) this split belongs to, e.g. "group"; None: any."""
     align: int = 128
-    """Slice lengths are ceil(K / slices) rounded up to a multiple of this (`split_bounds`)."""
+    """Slice lengths are ceil(K / slices) rounded up to a multiple of this."""
     unsplit_max_k: int = 4096
     """K at or below which the library does not split."""
     table: Mapping[tuple[int, int, int], int] = field(default_factory=dict, hash=False)
-    """Captured slice counts by (M, N, K), float32 output."""
-    table_16bit: Mapping[tuple[int, int, int], int] = field(default_factory=dict, hash=False)
-    """Shapes whose bfloat16/float16 outputs were split differently from float32."""
+    """Captured slice counts by (M, N, K) (1: captured, not split)."""
     device: str = ""
     """The GPU the counts were captured on (the heuristic depends on it)."""
     description: str = ""
 
-    def slices(self, m: int, n: int, k: int, out_dtype: str = "float32") -> int | None:
+    def slices(self, m: int, n: int, k: int) -> int | None:
         """The slice count for this shape, or None where it was never captured."""
         if k <= self.unsplit_max_k:
             return 1
-        key = (int(m), int(n), int(k))
-        count = self.table.get(key)
-        if out_dtype != "float32":
-            count = self.table_16bit.get(key, count)
-        return count
+        return self.table.get((int(m), int(n), int(k)))
 
 
 def gemm_split_k(a, b, *, slices: int, align: int = 128, out_dtype: str = "float32",
