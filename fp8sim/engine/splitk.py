@@ -20,8 +20,12 @@ Scaled kernels whose epilogue applies the scales at each promotion (blockwise 1x
 128x128 or 128x1, `fp8sim.engine.epilogue`) split the same way: each slice runs the
 epilogue over its own K groups from acc = +0 (slice boundaries are multiples of the
 promotion interval, so the groups and their scales stay whole), and the slice results are
-added in FP32 in order. `SplitK` records, as data, which slice count a library picked for
-which shape.
+added in FP32 in order. cuBLASLt's blockwise kernels on the H200 do exactly this when an
+output has few tiles (M x N up to 256 x 256 captured) and K >= 6144, with slices of
+ceil(K / S) rounded up to 512 for 1x128 x 128x128 scales (K = 8192: 3 slices of 3072) and to
+128 for 1x128 x 128x1 (K = 8192: 3 slices of 2816); bfloat16 outputs round the float32 sum.
+`SplitK` records, as data, the rule and which slice count the library picked for which
+shape (`fp8sim.engine.kernel.CUBLASLT_BLOCKWISE_SPLIT`).
 """
 
 from __future__ import annotations
