@@ -77,7 +77,9 @@ class Kernel:
     the kernel takes (the first whose shapes fit the scales given is used)."""
     out_dtype: str = "float32"
     verified: bool = False
-    """True where H100 captures back this kernel bit for bit."""
+    """True where GPU captures back this kernel bit for bit."""
+    device: str = "H100"
+    """The GPU whose captures verify it."""
     split: tuple[SplitK, ...] = ()
     """Where the library splits K, one `SplitK` per scale layout (its `epilogue`): the rule
     and the captured slice counts. Empty: the kernel never splits."""
@@ -173,6 +175,7 @@ KERNELS: dict[str, Kernel] = {k.name: k for k in (
            description="torch._scaled_mm with row-wise scales, promotion every 128, bf16 out."),
     Kernel(name="cublaslt-blockwise", promote=128, scaling=(GROUP, GROUP_COLUMN),
            split=(CUBLASLT_BLOCKWISE_SPLIT, CUBLASLT_BLOCKWISE_WGRAD_SPLIT), verified=True,
+           device="H200",
            description="cuBLASLt blockwise scaling (torch._scaled_mm / F.scaled_mm with "
                        "BlockWise1x128 scale_a): promotion every 128; scale_b (G, ceil(N/128)) "
                        "(BlockWise128x128): acc = fma(p, fl(sa*sb), acc); scale_b (G, N) "
@@ -180,7 +183,7 @@ KERNELS: dict[str, Kernel] = {k.name: k for k in (
                        "bf16 out rounds the float32 result. At long K for few output tiles "
                        "it splits K (see split: slices rounded up to 512 forward, 128 Wgrad)."),
     Kernel(name="torchao-triton-blockwise", promote=128, scaling=(GROUP_A_FIRST, GROUP_COLUMN),
-           verified=True,
+           verified=True, device="H200",
            description="torchao 0.18's Triton triton_fp8_gemm_1x128_128x128 / _128x1: one "
                        "tl.dot per 128 of K (a chain of 4 wgmma steps from +0), then "
                        "`acc += dot * a_s * b_s` compiles to acc = fma(fl(p*sa), sb, acc). "
