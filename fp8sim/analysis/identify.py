@@ -55,6 +55,8 @@ _MAX_SLICES = 64  # split-K slice counts tried: 2.._MAX_SLICES
 _SPLIT_ALIGN = 128  # split-K slice lengths are multiples of this
 _CONFIRM = 3  # candidates re-scored on every row besides those tied for the best
 _SUB_COLUMNS = 256  # scaled outputs wider than twice this are first scored on these columns
+SCALED_SPLIT_ALIGNS = (128, 512)
+"""Slice alignments tried for blockwise split-K (cuBLASLt: 512 forward, 128 Wgrad)."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,10 @@ class Candidate:
     split: bool = False
     """True: K really is cut into `slices` slices, each promoting every `promote` and
     scaling its own K groups (blockwise kernels); False: `slices` only names the interval."""
+    align: int = 128
+    """For a real split: slice lengths are ceil(K / slices) rounded up to this."""
+    slice_k: int = 0
+    """For a real split: K elements per slice (the last may be shorter)."""
 
     @property
     def label(self) -> str:
@@ -81,7 +87,9 @@ class Candidate:
         text = f"{self.step.name} p{self.promote}" + (" (once)" if self.once else "")
         if self.epilogue is not None:
             text += f" {self.epilogue.name}"
-        if self.slices:
+        if self.split:
+            text += f" (split-K, {self.slices} slices of {self.slice_k})"
+        elif self.slices:
             text += f" (split-K, {self.slices} slices)"
         return text
 
@@ -90,7 +98,8 @@ class Candidate:
         ep = self.epilogue
         return {"promote": self.promote, "preset": self.step.name,
                 "frac_bits": self.step.frac_bits, "terms": self.step.terms,
-                "slices": self.slices, "epilogue": None if ep is None else ep.name,
+                "slices": self.slices, "slice_k": self.slice_k if self.split else 0,
+                "epilogue": None if ep is None else ep.name,
                 "formula": None if ep is None else ep.formula,
                 "label": self.label}
 
@@ -153,8 +162,8 @@ class _Problem:
         """Output elements the candidate reproduces bit for bit."""
         kw = self.kwargs if cand.epilogue is None else self.kwargs | {"scaling": cand.epilogue}
         if cand.split:
-            got = gemm_split_k(self.a, self.b, slices=cand.slices, promote=cand.promote,
-                               preset=cand.step, **kw)
+            got = gemm_split_k(self.a, self.b, slices=cand.slices, align=cand.align,
+                               promote=cand.promote, preset=cand.step, **kw)
         else:
             got = gemm(self.a, self.b, promote=cand.promote, preset=cand.step, **kw)
         return int(np.count_nonzero(got.view(self.want.dtype) == self.want))
@@ -180,18 +189,22 @@ def split_candidates(k: int, step: MMAStep, skip: Iterable[int] = (),
 
 
 def scaled_split_candidates(k: int, step: MMAStep, promote: int, epilogue: Epilogue,
-                            max_slices: int = _MAX_SLICES) -> list[Candidate]:
-    """Real split-K for an epilogue that scales at each promotion: for 2..max_slices slices,
-    K cut into slices of ceil(K / slices) rounded up to 128 (whole K groups of `promote`),
-    each slice scaling its own groups, the slice results added in FP32 in order."""
+                            max_slices: int = _MAX_SLICES,
+                            aligns: Sequence[int] = SCALED_SPLIT_ALIGNS) -> list[Candidate]:
+    """Real split-K for an epilogue that scales at each promotion: for 2..max_slices slices
+    and each alignment, K cut into slices of ceil(K / slices) rounded up to the alignment
+    (whole K groups of `promote`), each slice scaling its own groups, the slice results
+    added in FP32 in order. Each distinct cut is tried once."""
     seen, out = set(), []
-    for n in range(2, max_slices + 1):
-        bounds = split_bounds(k, n, _SPLIT_ALIGN)
-        size = bounds[0][1] - bounds[0][0]
-        if len(bounds) < 2 or size in seen or size % promote:
-            continue
-        seen.add(size)
-        out.append(Candidate(step, promote, False, len(bounds), epilogue, split=True))
+    for align in aligns:
+        for n in range(2, max_slices + 1):
+            bounds = split_bounds(k, n, align)
+            size = bounds[0][1] - bounds[0][0]
+            if len(bounds) < 2 or size in seen or size % promote:
+                continue
+            seen.add(size)
+            out.append(Candidate(step, promote, False, len(bounds), epilogue, split=True,
+                                 align=align, slice_k=size))
     return out
 
 
@@ -261,6 +274,7 @@ def identify(
         A dict with `promote` (0 = never) and `match` (fraction of outputs the best
         candidate reproduces bit for bit, on every row), `explained` (match == 1.0),
         `preset`, `frac_bits`, `terms`, `slices` (split-K slices, 0 if not split),
+        `slice_k` (K per slice of a real blockwise split, 0 otherwise),
         `epilogue` (name of the best scaling epilogue, None without scales), `formula`,
         `label` of the best candidate, `equivalent`
         (labels of every candidate as good as the best: more than one means the
@@ -451,7 +465,8 @@ def _summary(problem: _Problem, records: list[dict], search: str) -> dict:
     return {
         "promote": best["promote"], "match": best["match"], "explained": explained,
         "preset": best["preset"], "frac_bits": best["frac_bits"], "terms": best["terms"],
-        "slices": best["slices"], "epilogue": best["epilogue"], "formula": best["formula"],
+        "slices": best["slices"], "slice_k": best["slice_k"], "epilogue": best["epilogue"],
+        "formula": best["formula"],
         "label": best["label"], "equivalent": equivalent, "ambiguous": len(equivalent) > 1,
         "candidates": [{k: v for k, v in r.items() if k != "order"} for r in records],
         "tried": len(records), "tried_text": tried, "note": note,

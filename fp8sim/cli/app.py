@@ -939,7 +939,7 @@ def presets():
     click.echo("\nKernels (fp8sim.KERNELS; fp8sim gemm --kernel NAME runs one):")
     for k in KERNELS.values():
         promote = f"promote {k.promote}" if k.promote else "no promotion"
-        check = "verified on H100" if k.verified else "not verified"
+        check = f"verified on {k.device}" if k.verified else "not verified"
         click.echo(f"  {k.name:<18} {k.step.name}, {promote}, scaling {k.scaling_label}, "
                    f"{k.out_dtype} out, {check}")
         click.echo(f"                     {k.description}")

@@ -20,8 +20,12 @@ Scaled kernels whose epilogue applies the scales at each promotion (blockwise 1x
 128x128 or 128x1, `fp8sim.engine.epilogue`) split the same way: each slice runs the
 epilogue over its own K groups from acc = +0 (slice boundaries are multiples of the
 promotion interval, so the groups and their scales stay whole), and the slice results are
-added in FP32 in order. `SplitK` records, as data, which slice count a library picked for
-which shape.
+added in FP32 in order. cuBLASLt's blockwise kernels on the H200 do exactly this when an
+output has few tiles (M x N up to 256 x 256 captured) and K >= 6144, with slices of
+ceil(K / S) rounded up to 512 for 1x128 x 128x128 scales (K = 8192: 3 slices of 3072) and to
+128 for 1x128 x 128x1 (K = 8192: 3 slices of 2816); bfloat16 outputs round the float32 sum.
+`SplitK` records, as data, the rule and which slice count the library picked for which
+shape (`fp8sim.engine.kernel.CUBLASLT_BLOCKWISE_SPLIT`).
 """
 
 from __future__ import annotations
@@ -55,35 +59,32 @@ def split_bounds(k: int, slices: int, align: int = 128) -> list[tuple[int, int]]
 
 @dataclass(frozen=True, kw_only=True)
 class SplitK:
-    """How a library splits K for a shape: the captured slice counts, as data.
+    """How a library splits K for one scale layout: the rule and the captured slice counts.
 
-    `slices` answers 1 at K <= `unsplit_max_k` (no capture there was ever split), the
-    captured count for a shape in `table` (by (M, N, K); `table_16bit` where bfloat16 or
-    float16 outputs were split differently), and None (unknown) otherwise.
+    K is cut into `slices(m, n, k)` slices of ceil(K / slices) rounded up to `align`
+    (`split_bounds`). `slices` answers 1 at K <= `unsplit_max_k` (no capture there was
+    split), the captured count for a shape in `table` (by (M, N, K); 1 where a capture
+    showed no split), and None (unknown) otherwise: the count is the library's heuristic.
     """
 
     name: str
+    epilogue: str | None = None
+    """The epilogue (scale layout) this split belongs to, e.g. "group"; None: any."""
     align: int = 128
-    """Slice lengths are ceil(K / slices) rounded up to a multiple of this (`split_bounds`)."""
+    """Slice lengths are ceil(K / slices) rounded up to a multiple of this."""
     unsplit_max_k: int = 4096
     """K at or below which the library does not split."""
     table: Mapping[tuple[int, int, int], int] = field(default_factory=dict, hash=False)
-    """Captured slice counts by (M, N, K), float32 output."""
-    table_16bit: Mapping[tuple[int, int, int], int] = field(default_factory=dict, hash=False)
-    """Shapes whose bfloat16/float16 outputs were split differently from float32."""
+    """Captured slice counts by (M, N, K) (1: captured, not split)."""
     device: str = ""
     """The GPU the counts were captured on (the heuristic depends on it)."""
     description: str = ""
 
-    def slices(self, m: int, n: int, k: int, out_dtype: str = "float32") -> int | None:
+    def slices(self, m: int, n: int, k: int) -> int | None:
         """The slice count for this shape, or None where it was never captured."""
         if k <= self.unsplit_max_k:
             return 1
-        key = (int(m), int(n), int(k))
-        count = self.table.get(key)
-        if out_dtype != "float32":
-            count = self.table_16bit.get(key, count)
-        return count
+        return self.table.get((int(m), int(n), int(k)))
 
 
 def gemm_split_k(a, b, *, slices: int, align: int = 128, out_dtype: str = "float32",
