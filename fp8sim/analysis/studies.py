@@ -106,7 +106,7 @@ def fro_rel_error(approx: np.ndarray, exact: np.ndarray) -> float:
 
 def gemm_stats(a: np.ndarray, b: np.ndarray, *, a_format: str = "e4m3",
                b_format: str = "e4m3", promote: int = 0, preset: str = "hopper",
-               ideal: bool = True) -> dict[str, float]:
+               ideal: bool = True, engine: str = "cpu") -> dict[str, float]:
     """Simulates `gemm(a, b)` and measures it against the exact product of the FP8 inputs.
 
     Returns `analysis.error_stats` (max/mean/median_rel_error, max_abs_error,
@@ -116,19 +116,22 @@ def gemm_stats(a: np.ndarray, b: np.ndarray, *, a_format: str = "e4m3",
     of the simulated GEMM) and, when
     `ideal`, `share_differs_from_ideal` (fraction of outputs whose float32 bits differ
     from sequential FP32 accumulation, preset "ideal") and `ideal_max_rel_error`.
+    `engine` ("cpu" or "gpu", see `fp8sim.gemm`) runs the simulated GEMMs: the same bits.
 
     Raises:
         ValueError, TypeError: invalid arguments, from `fp8sim.gemm`.
     """
     t0 = time.perf_counter()
-    out = gemm(a, b, a_format=a_format, b_format=b_format, promote=promote, preset=preset)
+    out = gemm(a, b, a_format=a_format, b_format=b_format, promote=promote, preset=preset,
+               engine=engine)
     seconds = time.perf_counter() - t0
     exact = exact_product(decode(a, a_format), decode(b, b_format))
     stats: dict[str, float] = dict(error_stats(out, exact))
     stats["fro_rel_error"] = fro_rel_error(out, exact)
     stats["seconds"] = seconds
     if ideal:
-        ref = gemm(a, b, a_format=a_format, b_format=b_format, promote=0, preset="ideal")
+        ref = gemm(a, b, a_format=a_format, b_format=b_format, promote=0, preset="ideal",
+                   engine=engine)
         differs = ulp_distance(out, ref) != 0
         both_nan = np.isnan(out) & np.isnan(ref)
         stats["share_differs_from_ideal"] = float(np.mean(differs & ~both_nan)) if out.size else 0.0

@@ -69,8 +69,7 @@ def sweep_point(point: SweepPoint) -> dict[str, Any]:
                        seed=p.seed, scale=p.scale)
     with _ENGINE_LOCK:
         stats = gemm_stats(a, b, a_format=p.a_format, b_format=p.b_format, promote=p.promote,
-                           preset=p.preset, **({} if p.engine == "cpu" else
-                                               {"engine": p.engine}))
+                           preset=p.preset, engine=p.engine)
     del stats["seconds"]  # wall time: the one column that would differ from run to run
     name = p.preset if isinstance(p.preset, str) else p.preset.name
     return {"m": p.m, "n": p.n, "k": p.k, "promote": p.promote, "a_format": p.a_format,

@@ -23,7 +23,7 @@ from fp8sim.engine.mma import preset as _preset
 from fp8sim.formats.convert import as_codes
 from fp8sim.formats.info import FormatInfo, decode_table
 
-__all__ = ["gemm", "SCALINGS", "OUT_DTYPES"]
+__all__ = ["gemm", "SCALINGS", "OUT_DTYPES", "ENGINES"]
 
 SCALINGS = ("group", "tensor", "row")
 OUT_DTYPES = {"float32": np.dtype(np.float32), "bfloat16": np.dtype(ml_dtypes.bfloat16),
@@ -44,6 +44,7 @@ def gemm(
     scaling: str | None = None,
     out_dtype: str = "float32",
     preset: str | MMAStep = "hopper",
+    engine: str = "cpu",
 ) -> np.ndarray:
     """D = A @ B as an H100 computes it with wgmma FP8 steps, bit for bit.
 
@@ -63,6 +64,8 @@ def gemm(
         out_dtype: "float32", "bfloat16" or "float16" (rounded to nearest even from float32;
             NaN is 0x7FFF in both 16-bit types, as cuBLASLt writes it).
         preset: the MMA step model, "hopper" (verified) or another `fp8sim.mma` preset.
+        engine: "cpu" (numba, all cores) or "gpu" (CUDA kernels through CuPy on any NVIDIA
+            GPU of compute capability >= 7.0, no FP8 hardware needed): the same bits.
 
     Returns:
         (M, N) array of out_dtype. NaN results are 0x7FFFFFFF in float32, as on the GPU.
@@ -73,6 +76,7 @@ def gemm(
     a, af = as_codes(a, a_format, arg="a", fmt_arg="a_format")
     b, bf = as_codes(b, b_format, arg="b", fmt_arg="b_format")
     step = _preset(preset)
+    _check_engine(engine)
     if a.ndim != 2:
         raise ValueError(f"a: expected a 2-D (M, K) array, got shape {a.shape}")
     if b.ndim != 2:
@@ -103,7 +107,7 @@ def gemm(
 
     out = np.empty((m, n), dtype=np.float32)
     if m and n:
-        _run(a, b, af, bf, step, promote, c32, group, sa, sb, out)
+        _run(a, b, af, bf, step, promote, c32, group, sa, sb, out, engine)
     with np.errstate(over="ignore", invalid="ignore"):
         if kind == "tensor":
             out = out * alpha
@@ -119,7 +123,7 @@ def gemm(
 
 
 def _run(a, b, af: FormatInfo, bf: FormatInfo, step: MMAStep, promote: int, c32, group, sa, sb,
-         out) -> None:
+         out, engine: str = "cpu") -> None:
     """Dispatches to the engine kernel for the step model."""
     k = a.shape[1]
     chunk = promote if promote > 0 else max(k, 1)
@@ -138,6 +142,18 @@ def _run(a, b, af: FormatInfo, bf: FormatInfo, step: MMAStep, promote: int, c32,
             chunk, promote = max(k, 1), 0
     tav, tag = _tables(af)
     tbv, tbg = _tables(bf)
+    if engine == "gpu":
+        from fp8sim.engine import _gpu
+
+        # the epilogue as the engines' op-codes: group scales at each promotion or none
+        if group:
+            epi = (_gpu.WHEN_PROMOTION, 0, True, sa, sb, 128)
+        else:
+            one = np.ones((1, 1), np.float32)
+            epi = (_gpu.WHEN_NONE, 0, False, one, one, _gpu.NO_COLUMN)
+        _gpu.gemm_tiles(a, b, tav, tag, tbv, tbg, c_arr, has_c, mode, block, frac, chunk,
+                        promote > 0, *epi, out)
+        return
     with _threads_for(a.shape[0], b.shape[1]):
         _k.gemm_tiles(np.ascontiguousarray(a), np.ascontiguousarray(b), tav, tag, tbv, tbg,
                       c_arr, has_c, mode, block, frac, chunk, promote > 0, group, sa, sb, out)
@@ -174,6 +190,19 @@ def _tables(fmt: FormatInfo) -> tuple[np.ndarray, np.ndarray]:
             pow2[code] = np.float32(2.0**e)
     pow2.setflags(write=False)
     return values, pow2
+
+
+ENGINES = ("cpu", "gpu")
+
+
+def _check_engine(engine) -> None:
+    """Accepts "cpu" or "gpu" (the latter only where CuPy finds a CUDA GPU)."""
+    if not isinstance(engine, str) or engine not in ENGINES:
+        raise ValueError(f"engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine == "gpu":
+        from fp8sim.engine import _gpu
+
+        _gpu.check()
 
 
 def _check_promote(promote, step: MMAStep) -> int:

@@ -1,0 +1,204 @@
+"""Census of the GPU engine against the CPU engine (and the captured hardware), bit for bit.
+
+    python scripts/gpu_agreement.py [--golden DIR ...] [--json out.json]
+
+Every reproducible output of every golden file (each DIR; default tests/data/golden and
+../shared/golden), DeepGEMM's captures (group scaling), and random cases of every preset,
+scaling, output type, format pair and promotion interval, with NaN/Inf codes and extreme
+accumulators; prints the cases, elements and mismatches. Exits 1 on any mismatch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN_FILES = ("gemm_public0", "gemm_public1", "special", "extra_public", "longk_public0",
+                "longk_public1")
+
+
+class Tally:
+    """Counts cases, elements and mismatches per group."""
+
+    def __init__(self) -> None:
+        self.groups: dict[str, list[int]] = {}
+        self.failures: list[str] = []
+
+    def add(self, group: str, label: str, cpu: np.ndarray, gpu: np.ndarray,
+            hw: np.ndarray | None = None) -> None:
+        """Compares one output's bits (and the hardware's where given)."""
+        g = self.groups.setdefault(group, [0, 0, 0, 0, 0])
+        diff = int(np.count_nonzero(cpu != gpu))
+        g[0] += 1
+        g[1] += cpu.size
+        g[2] += diff
+        if hw is not None:
+            g[3] += hw.size
+            g[4] += int(np.count_nonzero(gpu != hw))
+        if diff:
+            self.failures.append(f"{group} {label}: {diff} of {cpu.size} differ")
+
+    def report(self) -> dict:
+        """Prints one line per group; returns the numbers."""
+        out = {}
+        for name, (cases, elems, diff, hw_elems, hw_diff) in self.groups.items():
+            hw = f", vs hardware {hw_diff} of {hw_elems} differ" if hw_elems else ""
+            print(f"{name:28s} {cases:6d} outputs {elems:11d} elements, GPU vs CPU {diff} "
+                  f"differ{hw}")
+            out[name] = {"outputs": cases, "elements": elems, "gpu_vs_cpu_differ": diff,
+                         "hardware_elements": hw_elems, "gpu_vs_hardware_differ": hw_diff}
+        for f in self.failures[:20]:
+            print("MISMATCH", f)
+        return out
+
+
+def golden(tally: Tally, directories: list[Path]) -> None:
+    """Every reproducible output of the golden files in `directories`."""
+    from fp8sim import gemm
+    from fp8sim.capture.golden import as_bits, known_unexplained, load_cases, output_spec
+
+    for d in directories:
+        for f in GOLDEN_FILES:
+            path = d / f"{f}.npz"
+            if not path.exists():
+                continue
+            group = f"golden {d.parent.name}/{d.name}"
+            for case in load_cases(path):
+                for name in case.outputs:
+                    spec = output_spec(case, name)
+                    if spec is None:
+                        continue
+                    cpu = as_bits(gemm(case.a, case.b, engine="cpu", **spec))
+                    gpu = as_bits(gemm(case.a, case.b, engine="gpu", **spec))
+                    hw = None if known_unexplained(case, name) else as_bits(case.arrays[name])
+                    tally.add(group, f"{f}:{case.key}/{name}", cpu, gpu, hw)
+        dg = d / "deepgemm_public.npz"
+        if dg.exists():
+            z = np.load(dg)
+            for key in sorted({k.rsplit("/", 1)[0] for k in z.files}):
+                kw = dict(promote=128, scale_a=z[f"{key}/scale_a"], scale_b=z[f"{key}/scale_b"],
+                          scaling="group", out_dtype="bfloat16")
+                cpu = as_bits(gemm(z[f"{key}/A"], z[f"{key}/B"], engine="cpu", **kw))
+                gpu = as_bits(gemm(z[f"{key}/A"], z[f"{key}/B"], engine="gpu", **kw))
+                tally.add(f"deepgemm {d.parent.name}", key, cpu, gpu, as_bits(z[f"{key}/out"]))
+
+
+def random_cases(tally: Tally, seed: int = 0) -> None:
+    """Random cases of every preset, scaling, output type, format pair and interval."""
+    from fp8sim import decode, gemm
+    from fp8sim.analysis.studies import random_case
+    from fp8sim.capture.golden import as_bits
+    from fp8sim.engine.mma import PRESETS
+
+    rng = np.random.default_rng(seed)
+    steps = dict(PRESETS) | {
+        "hopper[frac_bits=16]": PRESETS["hopper"].replace(frac_bits=16),
+        "hopper[frac_bits=17]": PRESETS["hopper"].replace(frac_bits=17),
+        "hopper[frac_bits=20]": PRESETS["hopper"].replace(frac_bits=20),
+        "hopper[frac_bits=0]": PRESETS["hopper"].replace(frac_bits=0),
+        "hopper[terms=64]": PRESETS["hopper"].replace(terms=64)}
+    pairs = [("e4m3", "e4m3"), ("e4m3", "e5m2"), ("e5m2", "e4m3"), ("e5m2", "e5m2")]
+    shapes = [(64, 64, 4096), (130, 70, 1000), (1, 257, 33), (200, 1, 160)]
+    for name, step in steps.items():
+        for fa, fb in pairs:
+            for si, (m, n, k) in enumerate(shapes):
+                for promote in (0, 32, 128):
+                    if promote % step.terms:
+                        continue
+                    dist = ("normal", "codes", "positive", "uniform")[si]
+                    a, b = random_case(m, n, k, dist=dist, a_format=fa, b_format=fb,
+                                       seed=int(rng.integers(1 << 30)))
+                    c = None
+                    if si % 2:
+                        c = (rng.standard_normal((m, n)) *
+                             10.0 ** rng.integers(-45, 39, (m, n))).astype(np.float32)
+                    kw = dict(a_format=fa, b_format=fb, promote=promote, preset=step, c=c)
+                    tally.add(f"random preset {name.split('[')[0]}"
+                              + ("" if "[" not in name else " variants"),
+                              f"{name} {fa}x{fb} {m}x{n}x{k} p{promote}",
+                              as_bits(gemm(a, b, engine="cpu", **kw)),
+                              as_bits(gemm(a, b, engine="gpu", **kw)))
+    # scalings x output types, formats and intervals (hopper)
+    for scaling in (None, "group", "tensor", "row"):
+        for out_dtype in ("float32", "bfloat16", "float16"):
+            for fa, fb in pairs:
+                for promote in (0, 128) if scaling != "group" else (32, 128):
+                    m, n, k = 96, 300, 1000
+                    a, b = random_case(m, n, k, dist="normal", a_format=fa, b_format=fb,
+                                       seed=int(rng.integers(1 << 30)))
+                    g = -(-k // promote) if promote else 1
+                    sa, sb = {None: (None, None),
+                              "tensor": (np.float32(rng.random() * 4), np.float32(rng.random())),
+                              "row": (rng.random((m, 1), np.float32), rng.random((1, n),
+                                                                                   np.float32)),
+                              "group": ((rng.random((m, g)) * 100).astype(np.float32),
+                                        rng.random((g, -(-n // 128)), np.float32))}[scaling]
+                    kw = dict(a_format=fa, b_format=fb, promote=promote, scale_a=sa,
+                              scale_b=sb, scaling=scaling, out_dtype=out_dtype)
+                    tally.add(f"random scaling {scaling}", f"{out_dtype} {fa}x{fb} p{promote}",
+                              as_bits(gemm(a, b, engine="cpu", **kw)),
+                              as_bits(gemm(a, b, engine="gpu", **kw)))
+    # every code (NaN and Inf too), extreme accumulators
+    for fa, fb in pairs:
+        for promote in (0, 32, 128):
+            a = rng.integers(0, 256, (67, 300), dtype=np.uint8)
+            b = rng.integers(0, 256, (300, 130), dtype=np.uint8)
+            fin = np.isfinite(decode(a, fa))
+            a[:, ::3] = np.where(fin[:, ::3], a[:, ::3], 0x30)
+            c = (rng.standard_normal((67, 130)) * 10.0 ** rng.integers(-45, 39, (67, 130))
+                 ).astype(np.float32)
+            c.flat[::5] = np.array([np.inf, -np.inf, np.nan, 3e38, -0.0, 1e-40, 2.0**60, 0.0],
+                                   np.float32)[rng.integers(0, 8, c.flat[::5].size)]
+            for preset in ("hopper", "ideal", "exact", "ada", "blackwell"):
+                kw = dict(a_format=fa, b_format=fb, promote=promote, preset=preset, c=c)
+                tally.add("random special codes, C", f"{preset} {fa}x{fb} p{promote}",
+                          as_bits(gemm(a, b, engine="cpu", **kw)),
+                          as_bits(gemm(a, b, engine="gpu", **kw)))
+    # larger: many tiles, long K
+    for promote in (0, 128):
+        a, b = random_case(1000, 700, 8192, dist="normal", seed=int(rng.integers(1 << 30)))
+        tally.add("random large", f"1000x700x8192 p{promote}",
+                  as_bits(gemm(a, b, engine="cpu", promote=promote)),
+                  as_bits(gemm(a, b, engine="gpu", promote=promote)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the census; prints the tally."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--golden", action="append", type=Path, default=None)
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--no-random", action="store_true")
+    args = ap.parse_args(argv)
+    from fp8sim.engine import _gpu
+
+    why = _gpu.available()
+    if why is not None:
+        print(f"gpu_agreement: skipped, {why}")
+        return 0
+    dirs = args.golden or [ROOT / "tests" / "data" / "golden", ROOT.parent / "shared" / "golden"]
+    tally = Tally()
+    np.seterr(over="ignore")  # the random accumulators span float32's range on purpose
+    t0 = time.perf_counter()
+    golden(tally, [d for d in dirs if d.is_dir()])
+    print(f"golden done in {time.perf_counter() - t0:.1f} s", flush=True)
+    if not args.no_random:
+        random_cases(tally)
+        print(f"random done in {time.perf_counter() - t0:.1f} s", flush=True)
+    numbers = tally.report()
+    total = sum(v["elements"] for v in numbers.values())
+    bad = sum(v["gpu_vs_cpu_differ"] for v in numbers.values())
+    print(f"TOTAL {sum(v['outputs'] for v in numbers.values())} outputs, {total} elements, "
+          f"{bad} GPU-vs-CPU mismatches")
+    if args.json:
+        Path(args.json).write_text(json.dumps(numbers, indent=1))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
