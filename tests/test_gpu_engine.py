@@ -158,6 +158,30 @@ def test_special_codes_and_accumulators(promote):
 
 
 @gpu
+@pytest.mark.parametrize("preset", ["hopper", "ideal", "exact", "blackwell"])
+def test_subnormal_accumulators_and_scales(preset):
+    """Subnormal C through all-zero rows of A, subnormal scaled partials: no flush to zero.
+
+    (CuPy compiles with -ftz=true; the kernels must not let it touch these values.)
+    """
+    rng = np.random.default_rng(13)
+    m, n, k = 80, 70, 256
+    a, b = random_case(m, n, k, dist="normal", seed=2)
+    a[::2] = 0  # half the rows: no nonzero product, C passes through truncated
+    sub = np.float32(2.0**-126)
+    c = (rng.random((m, n), np.float32) * sub * rng.choice([-1, 1], (m, n))).astype(np.float32)
+    c[:, ::3] = (rng.random((m, 24)) * 4).astype(np.float32)  # and normal ones
+    for promote in (0, 128):
+        _same((preset, promote), a, b, promote=promote, c=c, preset=preset)
+    if preset != "exact":
+        g = k // 128
+        sa = np.full((m, g), 2.0**-70, np.float32)
+        sb = np.full((g, 1), 2.0**-60, np.float32)  # fl(sa*sb) and the partials subnormal
+        _same((preset, "group"), a, b, promote=128, c=c, preset=preset, scale_a=sa,
+              scale_b=sb, scaling="group")
+
+
+@gpu
 def test_tiled_kernel_equals_the_generic_kernel_at_size():
     """The tiled kernel against the GPU's line-by-line port of the CPU engine, 2**27 MACs."""
     a, b = random_case(512, 512, 512 * 2, dist="normal", seed=5)

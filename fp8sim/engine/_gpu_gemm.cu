@@ -2,7 +2,7 @@
 //
 // Plain CUDA C (no FP8 or tensor-core instructions): any GPU of compute capability >= 7.0.
 // Compiled by NVRTC with --fmad=false, so no multiply and add is ever contracted into
-// an fma behind our back; every fma below is written out (__fmaf_rn, __fmaf_rz).
+// an fma behind our back; every fma below is written out (fma_rn, __fmaf_rz).
 //
 // gemm_tiled<MODE, T, PROMOTED>: a 64 x 64 tile of outputs per block of 128 threads, each
 // thread 8 rows x 4 columns; K goes through shared memory one MMA step (T codes) at a time,
@@ -37,23 +37,60 @@ enum { MODE_FUSED = 0, MODE_IDEAL = 1, MODE_EXACT = 2 };
 enum { WHEN_NONE = 0, WHEN_PROMOTION = 1, WHEN_END = 2 };
 enum { ORDER_PRODUCT = 0, ORDER_A_FIRST = 1, ORDER_B_FIRST = 2 };
 
+// CuPy compiles with -ftz=true (appended after any option of ours), so the compiler's
+// float32 arithmetic flushes subnormal inputs and results to zero. Every operation whose
+// operands or result can be subnormal (C passing through, scaled partials, float64 ->
+// float32) is therefore written in PTX without .ftz; the others work on normal values
+// only (FP8 values and their products, multiples of 2**(emax-F) >= 2**-45, Inf/NaN),
+// where flushing changes nothing. (fma_rz(c, 1, +-Mv) with a subnormal C rounds to +-Mv
+// whether C is flushed or not.)
+__device__ __forceinline__ float add_rn(float a, float b) {
+    float d;
+    asm("add.rn.f32 %0, %1, %2;" : "=f"(d) : "f"(a), "f"(b));
+    return d;
+}
+__device__ __forceinline__ float mul_rn(float a, float b) {
+    float d;
+    asm("mul.rn.f32 %0, %1, %2;" : "=f"(d) : "f"(a), "f"(b));
+    return d;
+}
+__device__ __forceinline__ float fma_rn(float a, float b, float c) {
+    float d;
+    asm("fma.rn.f32 %0, %1, %2, %3;" : "=f"(d) : "f"(a), "f"(b), "f"(c));
+    return d;
+}
+__device__ __forceinline__ double to_f64(float a) {
+    double d;
+    asm("cvt.f64.f32 %0, %1;" : "=d"(d) : "f"(a));
+    return d;
+}
+__device__ __forceinline__ float to_f32(double a) {
+    float d;
+    asm("cvt.rn.f32.f64 %0, %1;" : "=f"(d) : "d"(a));
+    return d;
+}
+// x + 0 for a finite x, in bits: -0 becomes +0, everything else (subnormals too) stays
+__device__ __forceinline__ float plus_zero(unsigned bits) {
+    return __uint_as_float((bits & 0x7FFFFFFFu) ? bits : 0u);
+}
+
 // acc + part at a promotion, with the epilogue's scales when it applies them there
 __device__ __forceinline__ float promote_one(float acc, float part, int when, int order,
                                              int fused, float sav, float sbv) {
-    if (when != WHEN_PROMOTION) return __fadd_rn(acc, part);
+    if (when != WHEN_PROMOTION) return add_rn(acc, part);
     float left, right;
-    if (order == ORDER_PRODUCT) { left = part; right = __fmul_rn(sav, sbv); }
-    else if (order == ORDER_A_FIRST) { left = __fmul_rn(part, sav); right = sbv; }
-    else { left = __fmul_rn(part, sbv); right = sav; }
-    if (fused) return __fmaf_rn(left, right, acc);
-    return __fadd_rn(acc, __fmul_rn(left, right));
+    if (order == ORDER_PRODUCT) { left = part; right = mul_rn(sav, sbv); }
+    else if (order == ORDER_A_FIRST) { left = mul_rn(part, sav); right = sbv; }
+    else { left = mul_rn(part, sbv); right = sav; }
+    if (fused) return fma_rn(left, right, acc);
+    return add_rn(acc, mul_rn(left, right));
 }
 
 // the epilogue applied once at the end: fl(left * right)
 __device__ __forceinline__ float scale_end(float res, int order, float sav, float sbv) {
-    if (order == ORDER_PRODUCT) return __fmul_rn(res, __fmul_rn(sav, sbv));
-    if (order == ORDER_A_FIRST) return __fmul_rn(__fmul_rn(res, sav), sbv);
-    return __fmul_rn(__fmul_rn(res, sbv), sav);
+    if (order == ORDER_PRODUCT) return mul_rn(res, mul_rn(sav, sbv));
+    if (order == ORDER_A_FIRST) return mul_rn(mul_rn(res, sav), sbv);
+    return mul_rn(mul_rn(res, sbv), sav);
 }
 
 __device__ __forceinline__ float scale_a_at(const float* sa, int sa_rows, int sa_cols, int i,
@@ -134,7 +171,7 @@ gemm_tiled(const u8* __restrict__ At,      // (K, M) codes: A transposed
             float c = (has_c && gi < M && gj < N) ? C[(size_t)gi * N + gj] : 0.0f;
             part[i][j] = c;
             acc[i][j] = 0.0f;
-            if (MODE == MODE_EXACT) part64[i][j] = (double)c;
+            if (MODE == MODE_EXACT) part64[i][j] = to_f64(c);
         }
     __syncthreads();
 
@@ -285,8 +322,7 @@ gemm_tiled(const u8* __restrict__ At,      // (K, M) codes: A transposed
                     for (int j = 0; j < TN; j++) {
                         const float c = part[i][j];
                         const float tf = __uint_as_float(__float_as_uint(S[i][j]) & mask);
-                        const float tc = __fadd_rn(__uint_as_float(__float_as_uint(c) & mask),
-                                                   0.0f);
+                        const float tc = plus_zero(__float_as_uint(c) & mask);
                         float t = Mb[i][j] != 0u ? tf : tc;
                         const bool c_finite = is_finite(c);
                         t = c_finite ? t : c;
@@ -316,8 +352,8 @@ gemm_tiled(const u8* __restrict__ At,      // (K, M) codes: A transposed
                             if (MODE == MODE_EXACT)  // products are exact: one rounding
                                 part64[i][j] = __fma_rn((double)av[i], (double)bv[j],
                                                         part64[i][j]);
-                            else
-                                part[i][j] = __fmaf_rn(av[i], bv[j], part[i][j]);
+                            else  // (FP8 values are normal floats: no flush in the casts)
+                                part[i][j] = fma_rn(av[i], bv[j], part[i][j]);
                         }
                 }
             }
@@ -328,7 +364,7 @@ gemm_tiled(const u8* __restrict__ At,      // (K, M) codes: A transposed
             for (int i = 0; i < TM; i++)
 #pragma unroll
                 for (int j = 0; j < TN; j++) {
-                    part[i][j] = __double2float_rn(part64[i][j]);
+                    part[i][j] = to_f32(part64[i][j]);
                     part64[i][j] = 0.0;
                 }
         }
@@ -435,7 +471,7 @@ __global__ void gemm_generic(const u8* __restrict__ A,   // (M, K) codes
                 const float s32 = __int2float_rn(isum);
                 t = __fmul_rn(__uint_as_float(__float_as_uint(s32) & mask), inv);
             }
-            const float tc = __fadd_rn(__uint_as_float(pbits & mask), 0.0f);
+            const float tc = plus_zero(pbits & mask);
             t = m != 0.0f ? t : tc;
             const bool c_finite = fabsf(part) < inf;
             t = c_finite ? t : part;
