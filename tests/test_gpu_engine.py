@@ -70,6 +70,27 @@ def test_gpu_engine_unavailable_is_a_value_error_naming_engine():
         fp8sim.gemm(a, a, engine="gpu")
 
 
+@pytest.mark.skipif(NO_GPU is None, reason="a GPU is present")
+def test_cli_sweep_engine_gpu_without_a_gpu_is_a_usage_error(tmp_path):
+    from test_cli import assert_usage_error, run
+
+    r = run("sweep", "--k-values", "64", "--m", "2", "--n", "2", "--engine", "gpu",
+            "--out", str(tmp_path / "x"))
+    assert_usage_error(r)
+    assert "engine" in r.stderr
+
+
+@gpu
+def test_cli_sweep_on_the_gpu_writes_the_cpu_csv(tmp_path):
+    from test_cli import run
+
+    args = ["sweep", "--k-values", "64,1024", "--m", "8", "--n", "8"]
+    assert run(*args, "--out", str(tmp_path / "c")).exit_code == 0
+    r = run(*args, "--engine", "gpu", "--out", str(tmp_path / "g"))
+    assert r.exit_code == 0, r.stderr
+    assert (tmp_path / "c.csv").read_bytes() == (tmp_path / "g.csv").read_bytes()
+
+
 @pytest.mark.parametrize("engine", ["tpu", "", None, 1])
 def test_unknown_engine(engine):
     a = np.zeros((2, 2), np.uint8)

@@ -341,12 +341,15 @@ def _int_list(ctx, param, value: str) -> list[int]:
               show_default=True, help="Error statistic on the plot's y axis (the CSV has all).")
 @click.option("--out", type=click.Path(dir_okay=False), default="sweep", show_default=True,
               help="Output prefix: writes OUT.csv and OUT.png.")
+@click.option("--engine", type=click.Choice(("cpu", "gpu")), default="cpu", show_default=True,
+              help="Where each simulated GEMM runs: numba on the CPU cores, or CUDA kernels "
+                   "on an NVIDIA GPU (fp8sim[gpu]); the same bits.")
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="Run the grid points as tasks on a Dask scheduler (tcp://host:8786, a "
                    "scheduler .json file, or local:N for N local worker processes); same "
                    "CSV and plot. Needs fp8sim[dask].")
 def sweep(k_values, m, n, promotes, dists, a_formats, b_formats, seed, scale, preset,
-          frac_bits, x_axis, metric, out, scheduler):
+          frac_bits, x_axis, metric, out, engine, scheduler):
     """Measures the error against K over a grid (K x promotion x data x formats).
 
     Writes OUT.csv (one row per grid point, every statistic) and OUT.png (the chosen
@@ -368,7 +371,12 @@ def sweep(k_values, m, n, promotes, dists, a_formats, b_formats, seed, scale, pr
     step = _step(preset, frac_bits)
     pairs = [(fa.lower(), fb.lower()) for fa in a_formats for fb in b_formats]
     grid = sweep_grid(k_values, m=m, n=n, promotes=promotes, dists=dists, formats=pairs,
-                      scale=scale, seed=seed, preset=step)
+                      scale=scale, seed=seed, preset=step, engine=engine)
+    if engine == "gpu" and scheduler is None:  # (a cluster's workers may have GPUs)
+        with _usage_errors():
+            from fp8sim.engine import _gpu
+
+            _gpu.check()
     with _usage_errors(), _dask_client(scheduler) as client, click.progressbar(
             length=len(grid), label="sweep", file=sys.stderr,
             item_show_func=_grid_label) as bar:
