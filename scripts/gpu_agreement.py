@@ -144,14 +144,15 @@ def random_cases(tally: Tally, seed: int = 0) -> None:
                     tally.add(f"random scaling {scaling}", f"{out_dtype} {fa}x{fb} p{promote}",
                               as_bits(gemm(a, b, engine="cpu", **kw)),
                               as_bits(gemm(a, b, engine="gpu", **kw)))
-    # every code (NaN and Inf too), extreme accumulators
-    for fa, fb in pairs:
+    # every code (NaN and Inf too), extreme accumulators; ragged and whole 64x64 tiles
+    for (m, k, n), (fa, fb) in zip([(67, 300, 130), (128, 512, 192)] * 4,
+                                   [p for p in pairs for _ in (0, 1)], strict=True):
         for promote in (0, 32, 128):
-            a = rng.integers(0, 256, (67, 300), dtype=np.uint8)
-            b = rng.integers(0, 256, (300, 130), dtype=np.uint8)
+            a = rng.integers(0, 256, (m, k), dtype=np.uint8)
+            b = rng.integers(0, 256, (k, n), dtype=np.uint8)
             fin = np.isfinite(decode(a, fa))
             a[:, ::3] = np.where(fin[:, ::3], a[:, ::3], 0x30)
-            c = (rng.standard_normal((67, 130)) * 10.0 ** rng.integers(-45, 39, (67, 130))
+            c = (rng.standard_normal((m, n)) * 10.0 ** rng.integers(-45, 39, (m, n))
                  ).astype(np.float32)
             c.flat[::5] = np.array([np.inf, -np.inf, np.nan, 3e38, -0.0, 1e-40, 2.0**60, 0.0],
                                    np.float32)[rng.integers(0, 8, c.flat[::5].size)]
@@ -163,21 +164,22 @@ def random_cases(tally: Tally, seed: int = 0) -> None:
     # subnormal C passing through all-zero rows, subnormal scales and partials
     for preset in ("hopper", "ideal", "exact", "ada", "blackwell"):
         for promote in (0, 128):
-            a, b = random_case(80, 70, 256, dist="normal", seed=int(rng.integers(1 << 30)))
+            a, b = random_case(128, 64, 256, dist="normal", seed=int(rng.integers(1 << 30)))
             a[::2] = 0
-            c = (rng.random((80, 70)) * 2.0**-126 * rng.choice([-1, 1], (80, 70))).astype(
+            c = (rng.random((128, 64)) * 2.0**-126 * rng.choice([-1, 1], (128, 64))).astype(
                 np.float32)
             kw = dict(promote=promote, preset=preset, c=c)
             if promote and preset != "exact":
-                kw |= dict(scale_a=np.full((80, 2), 2.0**-70, np.float32),
+                kw |= dict(scale_a=np.full((128, 2), 2.0**-70, np.float32),
                            scale_b=np.full((2, 1), 2.0**-60, np.float32), scaling="group")
             tally.add("random subnormal C, scales", f"{preset} p{promote}",
                       as_bits(gemm(a, b, engine="cpu", **kw)),
                       as_bits(gemm(a, b, engine="gpu", **kw)))
     # larger: many tiles, long K
-    for promote in (0, 128):
-        a, b = random_case(1000, 700, 8192, dist="normal", seed=int(rng.integers(1 << 30)))
-        tally.add("random large", f"1000x700x8192 p{promote}",
+    for promote, (m, n) in ((0, (1000, 700)), (128, (1000, 700)), (0, (1024, 768)),
+                            (128, (1024, 768))):
+        a, b = random_case(m, n, 8192, dist="normal", seed=int(rng.integers(1 << 30)))
+        tally.add("random large", f"{m}x{n}x8192 p{promote}",
                   as_bits(gemm(a, b, engine="cpu", promote=promote)),
                   as_bits(gemm(a, b, engine="gpu", promote=promote)))
 

@@ -163,13 +163,15 @@ def test_random_cases_of_every_scaling(scaling, out_dtype):
 
 @gpu
 @pytest.mark.parametrize("promote", [0, 32, 128])
-def test_special_codes_and_accumulators(promote):
+@pytest.mark.parametrize("shape", [(67, 300, 65), (128, 512, 64)])  # ragged / whole tiles
+def test_special_codes_and_accumulators(promote, shape):
     rng = np.random.default_rng(11)
+    m, k, n = shape
     for fa, fb in (("e4m3", "e5m2"), ("e5m2", "e5m2")):
-        a = _codes(rng, (67, 300), fa, special=True)
-        b = _codes(rng, (300, 65), fb, special=True)
-        a[:, ::3] = _codes(rng, (67, 100), fa)  # rows/steps both with and without specials
-        c = (rng.standard_normal((67, 65)) * 10.0 ** rng.integers(-45, 39, (67, 65))).astype(
+        a = _codes(rng, (m, k), fa, special=True)
+        b = _codes(rng, (k, n), fb, special=True)
+        a[:, ::3] = _codes(rng, (m, -(-k // 3)), fa)  # steps both with and without specials
+        c = (rng.standard_normal((m, n)) * 10.0 ** rng.integers(-45, 39, (m, n))).astype(
             np.float32)
         c.flat[::7] = np.array([np.inf, -np.inf, np.nan, 3e38, -0.0, 1e-40, 2.0**60],
                                np.float32)[rng.integers(0, 7, c.flat[::7].size)]
@@ -186,12 +188,12 @@ def test_subnormal_accumulators_and_scales(preset):
     (CuPy compiles with -ftz=true; the kernels must not let it touch these values.)
     """
     rng = np.random.default_rng(13)
-    m, n, k = 80, 70, 256
+    m, n, k = 128, 64, 256
     a, b = random_case(m, n, k, dist="normal", seed=2)
     a[::2] = 0  # half the rows: no nonzero product, C passes through truncated
     sub = np.float32(2.0**-126)
     c = (rng.random((m, n), np.float32) * sub * rng.choice([-1, 1], (m, n))).astype(np.float32)
-    c[:, ::3] = (rng.random((m, 24)) * 4).astype(np.float32)  # and normal ones
+    c[:, ::3] = (rng.random((m, -(-n // 3))) * 4).astype(np.float32)  # and normal ones
     for promote in (0, 128):
         _same((preset, promote), a, b, promote=promote, c=c, preset=preset)
     if preset != "exact":

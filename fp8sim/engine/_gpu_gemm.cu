@@ -124,6 +124,37 @@ __device__ __forceinline__ unsigned bf2_max(unsigned a, unsigned b) {
 #define PASS1_BF16 0
 #endif
 
+#if PASS1_BF16
+// Decodes 16 codes (one 16-byte load) into 16 consecutive entries of a tile's rows:
+// values, their sign bits and bf16 2**e (twice per word for A, once per half-word for B).
+template <bool IS_A>
+__device__ __forceinline__ void decode16(uint4 w, const float* tv, const float* tg, float* v_out,
+                                         unsigned* s_out, void* g_out, int& special) {
+    const unsigned words[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+        float v[4];
+        unsigned sg[4], g[4];
+#pragma unroll
+        for (int b = 0; b < 4; b++) {
+            const unsigned code = (words[q] >> (8 * b)) & 0xFFu;
+            v[b] = tv[code];
+            sg[b] = __float_as_uint(v[b]) & SIGN;
+            g[b] = __float_as_uint(tg[code]) >> 16;
+            special |= !is_finite(v[b]);
+        }
+        *reinterpret_cast<float4*>(v_out + 4 * q) = make_float4(v[0], v[1], v[2], v[3]);
+        *reinterpret_cast<uint4*>(s_out + 4 * q) = make_uint4(sg[0], sg[1], sg[2], sg[3]);
+        if (IS_A)
+            *reinterpret_cast<uint4*>(static_cast<unsigned*>(g_out) + 4 * q) =
+                make_uint4(g[0] * 0x10001u, g[1] * 0x10001u, g[2] * 0x10001u, g[3] * 0x10001u);
+        else
+            *reinterpret_cast<uint2*>(static_cast<unsigned short*>(g_out) + 4 * q) =
+                make_uint2(g[0] | (g[1] << 16), g[2] | (g[3] << 16));
+    }
+}
+#endif
+
 template <int MODE, int T, bool PROMOTED>
 __global__ void __launch_bounds__(NTHREADS, 3)
 gemm_tiled(const u8* __restrict__ At,      // (K, M) codes: A transposed
@@ -182,6 +213,22 @@ gemm_tiled(const u8* __restrict__ At,      // (K, M) codes: A transposed
             const int nk = min(k0 + T, c1) - k0;
             // ---- load and decode one step of A (T x BM) and B (T x BN), zero-padded
             int special = 0;
+#if PASS1_BF16
+            // whole tiles with 16-byte aligned rows: one 16-byte load of A and of B a thread
+            const bool vec = T * BM == 16 * NTHREADS && nk == T && i0 + BM <= M && j0 + BN <= N
+                             && (M % 16) == 0 && (N % 16) == 0
+                             && ((reinterpret_cast<size_t>(At) | reinterpret_cast<size_t>(B)) & 15) == 0;
+            if (vec) {
+                const int kk = tid >> 2, c16 = (tid & 3) * 16;
+                const uint4 wa = *reinterpret_cast<const uint4*>(At + (size_t)(k0 + kk) * M + i0 + c16);
+                const uint4 wb = *reinterpret_cast<const uint4*>(B + (size_t)(k0 + kk) * N + j0 + c16);
+                decode16<true>(wa, tab[0], tab[1], &As_v[kk][c16], &As_s[kk][c16], &As_g[kk][c16],
+                               special);
+                decode16<false>(wb, tab[2], tab[3], &Bs_v[kk][c16], &Bs_s[kk][c16], &Bs_g[kk][c16],
+                                special);
+            } else
+#endif
+            {
 #pragma unroll 4
             for (int e = tid; e < T * BM; e += NTHREADS) {
                 const int kk = e / BM, col = e % BM;
@@ -215,6 +262,7 @@ gemm_tiled(const u8* __restrict__ At,      // (K, M) codes: A transposed
                 Bs_g[kk][col] = gb;
 #endif
                 special |= !is_finite(v);
+            }
             }
             special = __syncthreads_or(special);
 
