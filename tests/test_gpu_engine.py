@@ -82,12 +82,15 @@ def test_cli_sweep_engine_gpu_without_a_gpu_is_a_usage_error(tmp_path):
 
 @gpu
 def test_cli_sweep_on_the_gpu_writes_the_cpu_csv(tmp_path):
-    from test_cli import run
+    from click.testing import CliRunner
+
+    from fp8sim.cli.app import main
 
     args = ["sweep", "--k-values", "64,1024", "--m", "8", "--n", "8"]
-    assert run(*args, "--out", str(tmp_path / "c")).exit_code == 0
-    r = run(*args, "--engine", "gpu", "--out", str(tmp_path / "g"))
-    assert r.exit_code == 0, r.stderr
+    r = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "c")])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, [*args, "--engine", "gpu", "--out", str(tmp_path / "g")])
+    assert r.exit_code == 0, r.output
     assert (tmp_path / "c.csv").read_bytes() == (tmp_path / "g.csv").read_bytes()
 
 
