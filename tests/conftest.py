@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
-SHARED_GOLDEN = ROOT.parent / "shared" / "golden"
+SHARED_GOLDEN = Path(os.environ.get("FP8SIM_SHARED_GOLDEN", ROOT.parent / "shared" / "golden"))
+"""The full captures: ../shared/golden beside the checkout, or $FP8SIM_SHARED_GOLDEN."""
 
 
 def pytest_collection_modifyitems(config, items):

@@ -83,3 +83,62 @@ def test_impossible_mma_steps_are_refused(changes, starts):
     from fp8sim.engine.mma import HOPPER
     with pytest.raises(ValueError, match=f"^{starts}"):
         HOPPER.replace(**changes)
+
+
+A2 = np.zeros((4, 256), np.uint8)
+B2 = np.zeros((256, 3), np.uint8)
+SA2 = np.ones((4, 2), np.float32)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "starts"),
+    [
+        ({"scale_b": np.ones((2, 1), np.float32), "scaling": "group-column"}, ValueError,
+         "scale_b: 'group-column' scaling (group-column scales) expects shape (2, 3)"),
+        ({"scale_b": np.ones((2, 3), np.float32), "scaling": "group"}, ValueError,
+         "scale_b: 'group' scaling (block scales) expects shape (2, 1), got (2, 3) ((2, 3) fits "
+         "scaling='group-column')"),
+        ({"scale_b": np.ones((3, 3), np.float32)}, ValueError, "scale_a: shapes"),
+        ({"scale_b": np.ones((2, 3), np.float32), "promote": 0, "scaling": "group-column"},
+         ValueError, "promote:"),
+        ({"scale_b": np.ones((2, 3), np.float32), "scaling": []}, ValueError, "scaling:"),
+        ({"scale_b": np.ones((2, 3), np.float32), "scaling": 42}, ValueError, "scaling:"),
+        ({"scale_b": np.ones((2, 3), np.float32), "scaling": ["group", "nope"]}, ValueError,
+         "scaling:"),
+        ({"scale_a": None, "scale_b": np.ones((2, 3), np.float32), "scaling": "group-column"},
+         ValueError, "scale_a: 'group-column' scaling needs scale_a"),
+        ({"scale_b": np.ones((2, 3), np.int32), "scaling": "group-column"}, TypeError,
+         "scale_b:"),
+        ({"scale_b": np.full((2, 3), 0.1), "scaling": "group-column"}, ValueError, "scale_b:"),
+    ],
+)
+def test_bad_blockwise_scales_name_the_argument(kwargs, error, starts):
+    args = {"scale_a": SA2, "promote": 128} | kwargs
+    with pytest.raises(error) as info:
+        gemm(A2, B2, **args)
+    assert str(info.value).startswith(starts), str(info.value)
+
+
+def test_scale_b_shape_picks_the_granularity():
+    """(G, ceil(N/128)) is group scaling, (G, N) group-column (128x1, Wgrad)."""
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 0x70, (4, 256), dtype=np.uint8)
+    b = rng.integers(0, 0x70, (256, 3), dtype=np.uint8)
+    sbc = rng.random((2, 3), dtype=np.float32) + np.float32(0.5)
+    got = gemm(a, b, promote=128, scale_a=SA2, scale_b=sbc)
+    want = gemm(a, b, promote=128, scale_a=SA2, scale_b=sbc, scaling="group-column")
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+    sb = sbc[:, :1].copy()
+    got = gemm(a, b, promote=128, scale_a=SA2, scale_b=sb)
+    assert np.array_equal(got.view(np.uint32), gemm(a, b, promote=128, scale_a=SA2, scale_b=sb,
+                                                    scaling="group").view(np.uint32))
+
+
+def test_a_kernels_layouts_take_the_first_that_fits():
+    from fp8sim.engine.epilogue import GROUP, GROUP_COLUMN
+    a = np.zeros((4, 256), np.uint8)
+    b = np.zeros((256, 1), np.uint8)  # N = 1: (2, 1) fits both layouts
+    gemm(a, b, promote=128, scale_a=SA2, scale_b=np.ones((2, 1), np.float32),
+         scaling=(GROUP, GROUP_COLUMN))
+    with pytest.raises(ValueError, match="^scaling: .*ambiguous"):
+        gemm(a, b, promote=128, scale_a=SA2, scale_b=np.ones((2, 1), np.float32))

@@ -319,3 +319,82 @@ def test_cli_errors_exit_2_with_one_line(args):
     assert res.exit_code == 2
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: "), res.output
+
+
+def _thirdparty_subproblem(case: str, family: str):
+    """(a, b, d, scale_a, scale_b) of the committed crop where the scales stay whole: the
+    kept rows, and the kept columns of the first 128-column block (every kept column for
+    128x1 scales)."""
+    with np.load(DATA / "thirdparty_gemm.npz") as z:
+        rows, cols = z[case + "/rows"], z[case + "/cols"]
+        sb = z[case + "/scale_b"]
+        column = sb.shape[1] == int(z[case + "/orig_shape"][1]) and sb.shape[1] > 1
+        keep = np.ones(cols.size, bool) if column else cols < 128
+        sb = sb[:, cols[keep]] if column else sb[:, :1]
+        return (z[case + "/A"], np.ascontiguousarray(z[case + "/B"][:, keep]),
+                np.ascontiguousarray(z[f"{case}/{family}_f32"][:, keep]),
+                z[case + "/scale_a"][rows], np.ascontiguousarray(sb))
+
+
+@pytest.mark.parametrize("case", ["gemm/64x256x1024/normal", "gemm/128x128x512/outlier",
+                                  "gemm/64x256x1024/wgrad"])
+@pytest.mark.parametrize("family", ["cublas", "triton"])
+def test_identify_names_the_blockwise_epilogue(case, family):
+    """From the H200 outputs alone: cuBLASLt fma(p, fl(sa*sb), acc), torchao's Triton
+    fma(fl(p*sa), sb, acc), and both fma(fl(p*sa), sb[g, j], acc) for 128x1 scales."""
+    a, b, d, sa, sb = _thirdparty_subproblem(case, family)
+    r = identify(a, b, d.view(np.float32), scale_a=sa, scale_b=sb, search="split")
+    want = "group-column" if case.endswith("wgrad") else {"cublas": "group",
+                                                         "triton": "group-a-first"}[family]
+    assert r["explained"] and r["epilogue"] == want and r["promote"] == 128, r["note"]
+    assert r["slices"] == 0 and r["equivalent"] == [r["label"]], r["note"]
+    assert r["tried"] > 6  # every order and fusion, and the split-K slice counts
+
+
+@pytest.mark.parametrize(("scaling", "slices"), [("group-a-first", 3), ("group", 6),
+                                                 ("group-column", 2)])
+def test_identify_finds_the_split_of_a_scaled_kernel(scaling, slices):
+    from fp8sim.engine.splitk import gemm_split_k
+    rng = np.random.default_rng(slices)
+    m, k, n = 8, 2048, 136
+    a = fp8sim.encode(rng.standard_normal((m, k)).astype(np.float32), "e4m3")
+    b = fp8sim.encode(rng.standard_normal((k, n)).astype(np.float32), "e4m3")
+    sa = rng.uniform(0.5, 2, (m, 16)).astype(np.float32)
+    sb = rng.uniform(0.5, 2, (16, n if scaling == "group-column" else 2)).astype(np.float32)
+    d = gemm_split_k(a, b, slices=slices, promote=128, scale_a=sa, scale_b=sb, scaling=scaling)
+    r = identify(a, b, d, scale_a=sa, scale_b=sb, search="split")
+    assert r["explained"] and r["slices"] == slices and r["epilogue"] == scaling, r["note"]
+    assert r["equivalent"] == [r["label"]]
+    plain = identify(a, b, d, scale_a=sa, scale_b=sb)
+    assert not plain["explained"] and plain["slices"] == 0
+
+
+def test_identify_with_a_fixed_epilogue_tries_only_it():
+    a, b = _random_case(k=512)
+    rng = np.random.default_rng(4)
+    sa = rng.uniform(0.5, 2, (16, 4)).astype(np.float32)
+    sb = rng.uniform(0.5, 2, (4, 1)).astype(np.float32)
+    d = fp8sim.gemm(a, b, b_format="e5m2", promote=128, scale_a=sa, scale_b=sb,
+                    scaling="group-a-first")
+    fixed = identify(a, b, d, b_format="e5m2", scale_a=sa, scale_b=sb, scaling="group")
+    assert not fixed["explained"] and {c["epilogue"] for c in fixed["candidates"]} == {"group"}
+    free = identify(a, b, d, b_format="e5m2", scale_a=sa, scale_b=sb)
+    assert free["explained"] and free["epilogue"] == "group-a-first"
+    assert free["formula"] == "acc = fma(fl(p*sa), sb, acc) at each promotion"
+
+
+@pytest.mark.golden
+def test_identify_on_the_full_thirdparty_capture():
+    """Every float32 GEMM output of thirdparty_public_a.npz: the epilogue, no split."""
+    path = SHARED_GOLDEN / "thirdparty_public_a.npz"
+    with np.load(path) as z:
+        cases = sorted({k.rsplit("/", 1)[0] for k in z.files if k.startswith("gemm/")})
+        for case in cases:
+            for family, name in (("cublas", "group"), ("triton", "group-a-first")):
+                if case.endswith("wgrad"):
+                    name = "group-column"
+                r = identify(z[case + "/A"], z[case + "/B"], z[f"{case}/{family}_f32"],
+                             out_dtype="float32", scale_a=z[case + "/scale_a"],
+                             scale_b=z[case + "/scale_b"], search="split")
+                assert r["explained"] and r["epilogue"] == name and r["slices"] == 0, r["note"]
+                assert r["equivalent"] == [r["label"]]

@@ -100,3 +100,60 @@ def test_cublaslt_fast_accumulation_at_long_k_committed(fname, k, slices):
 def test_cublaslt_fast_accumulation_at_long_k(fname, k, slices):
     """The H100's cuBLASLt fast accumulation at long K, bit for bit: split-K, no promotion."""
     _check_long_k(SHARED_GOLDEN / f"{fname}.npz", k, slices)
+
+
+def _scaled_inputs(m=4, k=900, n=140, column=False, seed=3):
+    rng = np.random.default_rng(seed)
+    a = fp8sim.encode(rng.standard_normal((m, k)).astype(np.float32), "e4m3")
+    b = fp8sim.encode(rng.standard_normal((k, n)).astype(np.float32), "e4m3")
+    g = -(-k // 128)
+    nb = n if column else -(-n // 128)
+    sa = np.ldexp(rng.random((m, g)) + 0.5, rng.integers(-20, 20, (m, g))).astype(np.float32)
+    sb = np.ldexp(rng.random((g, nb)) + 0.5, rng.integers(-20, 20, (g, nb))).astype(np.float32)
+    return a, b, sa, sb
+
+
+@pytest.mark.parametrize(("scaling", "column"), [("group", False), ("group-a-first", False),
+                                                 ("group-column", True)])
+@pytest.mark.parametrize("slices", [1, 3, 5])
+def test_scaled_split_k_runs_each_slice_on_its_own_groups(scaling, column, slices):
+    """Each slice applies the epilogue to its own K groups from +0 (the reference, one value
+    at a time, on outputs on both sides of the 128-column block edge), and the slice results
+    add in order in FP32."""
+    from fp8sim.engine import reference
+    from fp8sim.engine.epilogue import epilogue
+    from fp8sim.engine.mma import HOPPER
+    a, b, sa, sb = _scaled_inputs(column=column)
+    got = gemm_split_k(a, b, slices=slices, promote=128, scale_a=sa, scale_b=sb,
+                       scaling=scaling)
+    picked = [(i, j) for i in (0, 3) for j in (0, 127, 128, 139)]
+    want = None
+    for k0, k1 in split_bounds(a.shape[1], slices):
+        g0, g1 = k0 // 128, -(-k1 // 128)
+        part = reference.gemm(a[:, k0:k1], b[k0:k1], "e4m3", "e4m3", HOPPER, promote=128,
+                              epilogue=epilogue(scaling), scale_a=sa[:, g0:g1],
+                              scale_b=sb[g0:g1], elements=picked)
+        want = part if want is None else want + part  # the first slice is not added to +0
+    idx = tuple(np.array(picked).T)
+    assert np.array_equal(got.view(np.uint32)[idx], want.view(np.uint32)[idx])
+    if slices > 1:  # the split is visible in the bits
+        one = fp8sim.gemm(a, b, promote=128, scale_a=sa, scale_b=sb, scaling=scaling)
+        assert not np.array_equal(got.view(np.uint32), one.view(np.uint32))
+
+
+@pytest.mark.parametrize(("kwargs", "start"), [
+    ({"scale_a": np.float32(2.0), "scale_b": np.float32(3.0)}, "scale_a:"),  # alpha at the end
+    ({"promote": 256}, "promote:"),  # slices of 384 are not whole groups of 256
+    ({"promote": 128, "scale_b": np.ones((7, 2), np.float32), "scaling": "group"}, "scale_b:"),
+    ({"promote": 128, "scale_b": np.ones((7, 2), np.float32)}, "scale_a: shapes"),
+    ({"promote": 0, "scaling": "group"}, "promote:"),
+    ({"promote": "128"}, "promote:"),
+])
+def test_scaled_split_k_refuses_what_is_not_modelled(kwargs, start):
+    a, b, sa, sb = _scaled_inputs()
+    kw = {"slices": 3, "promote": 128, "scale_a": sa, "scale_b": sb} | kwargs
+    if kwargs.get("promote") == 256:
+        kw |= {"scale_a": sa[:, :4], "scale_b": sb[:4]}
+    with pytest.raises((ValueError, TypeError)) as info:
+        gemm_split_k(a, b, **kw)
+    assert str(info.value).startswith(start)

@@ -645,7 +645,7 @@ def presets():
     for k in KERNELS.values():
         promote = f"promote {k.promote}" if k.promote else "no promotion"
         check = "verified on H100" if k.verified else "not verified"
-        click.echo(f"  {k.name:<18} {k.step.name}, {promote}, scaling {k.scaling or 'none'}, "
+        click.echo(f"  {k.name:<18} {k.step.name}, {promote}, scaling {k.scaling_label}, "
                    f"{k.out_dtype} out, {check}")
         click.echo(f"                     {k.description}")
 

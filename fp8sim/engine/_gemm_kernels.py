@@ -24,6 +24,8 @@ from numba.extending import intrinsic
 IB = 64  # rows of a tile
 JB = 64  # columns of a tile
 FUSED, IDEAL, EXACT = 0, 1, 2  # step models of gemm_tiles
+NONE, PROMOTION, END = 0, 1, 2  # when an epilogue applies its scales (fp8sim.engine.epilogue)
+PRODUCT, A_FIRST, B_FIRST = 0, 1, 2  # the order of its multiplications
 
 
 @intrinsic
@@ -41,15 +43,49 @@ def fma_f32(typingctx, x, y, z):
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
-def _promote(acc, part, scaled, sa, sb_row, j0, nj):
-    """acc += part (float32, RNE) or acc = fma(part, float32(sa * sb[j // 128]), acc)."""
-    if scaled:
-        for j in range(nj):
-            s = np.float32(sa * sb_row[(j0 + j) // 128])
-            acc[j] = fma_f32(part[j], s, acc[j])
-    else:
+def _promote(acc, part, when, order, fused, sa, sbv, nj):
+    """acc += part (float32, RNE), or with the scales of an epilogue applied at promotion.
+
+    sa: this row's scale_a; sbv: each column's scale_b in this K group. The order picks
+    which product is rounded first: PRODUCT (p, fl(sa * sb)), A_FIRST (fl(p * sa), sb),
+    B_FIRST (fl(p * sb), sa); fused: acc = fma(left, right, acc), else acc + fl(left * right).
+    One loop per variant so that each vectorizes.
+    """
+    if when != PROMOTION:
         for j in range(nj):
             acc[j] = acc[j] + part[j]
+    elif fused:
+        if order == PRODUCT:
+            for j in range(nj):
+                acc[j] = fma_f32(part[j], np.float32(sa * sbv[j]), acc[j])
+        elif order == A_FIRST:
+            for j in range(nj):
+                acc[j] = fma_f32(np.float32(part[j] * sa), sbv[j], acc[j])
+        else:
+            for j in range(nj):
+                acc[j] = fma_f32(np.float32(part[j] * sbv[j]), sa, acc[j])
+    else:
+        if order == PRODUCT:
+            for j in range(nj):
+                acc[j] = acc[j] + np.float32(part[j] * np.float32(sa * sbv[j]))
+        elif order == A_FIRST:
+            for j in range(nj):
+                acc[j] = acc[j] + np.float32(np.float32(part[j] * sa) * sbv[j])
+        else:
+            for j in range(nj):
+                acc[j] = acc[j] + np.float32(np.float32(part[j] * sbv[j]) * sa)
+
+
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def _scale_end(res, sa, sbv, order, nj):
+    """res = fl(left * right) in place: an epilogue applied once to the accumulator."""
+    for j in range(nj):
+        if order == PRODUCT:
+            res[j] = np.float32(res[j] * np.float32(sa * sbv[j]))
+        elif order == A_FIRST:
+            res[j] = np.float32(np.float32(res[j] * sa) * sbv[j])
+        else:
+            res[j] = np.float32(np.float32(res[j] * sbv[j]) * sa)
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
@@ -173,8 +209,8 @@ def _sequential_step(arow_v, bblk_v, nk, nj, part, part64, wide):
 
 
 @nb.njit(cache=True, parallel=True, error_model="numpy")
-def gemm_tiles(a, b, tav, tag, tbv, tbg, c, has_c, mode, terms, frac, chunk, promoted, group, sa,
-               sb, out):
+def gemm_tiles(a, b, tav, tag, tbv, tbg, c, has_c, mode, terms, frac, chunk, promoted, when,
+               order, fused, sa, sb, bdiv, out):
     """Chains MMA steps along K for every output, promoting every `chunk` elements.
 
     mode: FUSED (the MMA step model), IDEAL (float32 one product at a time) or EXACT
@@ -182,11 +218,14 @@ def gemm_tiles(a, b, tav, tag, tbv, tbg, c, has_c, mode, terms, frac, chunk, pro
     a (M, K) and b (K, N) are uint8 codes, decoded block by block through the tables
     tav/tbv (float32 values) and tag/tbg (2**exponent, 0 for zero and non-finite codes).
     chunk: K elements per partial sum; promoted: add each partial into an FP32
-    accumulator (False: the chain runs through, chunk >= K). group: at each promotion apply
-    sa (M, G) and sb (G, ceil(N/128)) with an fma.
+    accumulator (False: the chain runs through, chunk >= K).
+    when, order, fused, sa, sb, bdiv: the epilogue as op-codes (`fp8sim.engine.epilogue.
+    kernel_args`): NONE, or the scales applied at each PROMOTION or at the END; sa (1 or M,
+    1 or G) and sb (1 or G, columns) are read at [i or 0, g or 0] and [g or 0, j // bdiv].
     """
     M, K = a.shape
     N = b.shape[1]
+    rows_a, groups_a, groups_b = sa.shape[0] > 1, sa.shape[1] > 1, sb.shape[0] > 1
     ni = (M + IB - 1) // IB
     nj = (N + JB - 1) // JB
     kept = min(frac, 23)  # fractional bits that reach the float32 result
@@ -211,6 +250,10 @@ def gemm_tiles(a, b, tav, tag, tbv, tbg, c, has_c, mode, terms, frac, chunk, pro
         isum = np.empty(JB, dtype=np.int32)
         isum64 = np.empty(JB, dtype=np.int64)
         ssum = np.empty(JB, dtype=np.float32)
+        sbv = np.empty(JB, dtype=np.float32)  # scale_b of each column in the current K group
+        colidx = np.empty(JB, dtype=np.int64)
+        for j in range(mj):
+            colidx[j] = (j0 + j) // bdiv
         if has_c:
             for ii in range(mi):
                 for j in range(mj):
@@ -257,13 +300,22 @@ def gemm_tiles(a, b, tav, tag, tbv, tbg, c, has_c, mode, terms, frac, chunk, pro
                         part[ii, j] = np.float32(part64[ii, j])
                         part64[ii, j] = 0.0
             if promoted:
+                ga = g if groups_a else 0
+                gb = g if groups_b else 0
+                for j in range(mj):
+                    sbv[j] = sb[gb, colidx[j]]
                 for ii in range(mi):
-                    _promote(acc[ii], part[ii], group, sa[i0 + ii, g] if group else
-                             np.float32(0.0), sb[g] if group else sb[0], j0, mj)
+                    _promote(acc[ii], part[ii], when, order, fused,
+                             sa[i0 + ii if rows_a else 0, ga], sbv, mj)
                     for j in range(mj):
                         part[ii, j] = np.float32(0.0)
             g += 1
         res = acc if promoted else part
+        if when == END:
+            for j in range(mj):
+                sbv[j] = sb[0, colidx[j]]
+            for ii in range(mi):
+                _scale_end(res[ii], sa[i0 + ii if rows_a else 0, 0], sbv, order, mj)
         for ii in range(mi):
             for j in range(mj):
                 out[i0 + ii, j0 + j] = res[ii, j]

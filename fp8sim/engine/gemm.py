@@ -1,9 +1,9 @@
 """The public FP8 GEMM: validates arguments, then runs the engine and the epilogue.
 
-A GEMM is a chain of MMA steps along K (`fp8sim.mma`), with optional promotion of
-the partial accumulator into FP32 every `promote` elements and one of three scaling
-epilogues: DeepGEMM-style group scales applied with an fma at each promotion,
-cuBLASLt's per-tensor alpha, or torch's row-wise scales.
+A GEMM is a chain of MMA steps along K (`fp8sim.engine.mma`), with optional promotion of
+the partial accumulator into FP32 every `promote` elements and a scaling epilogue
+(`fp8sim.engine.epilogue`): scales applied at each promotion (DeepGEMM, cuBLASLt and
+torchao blockwise) or once at the end (cuBLASLt's per-tensor alpha, torch's row-wise scales).
 """
 
 from __future__ import annotations
@@ -11,13 +11,22 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import ml_dtypes
 import numba
 import numpy as np
 
 from fp8sim.engine import _gemm_kernels as _k
+from fp8sim.engine.epilogue import (
+    EPILOGUES,
+    INFERRED,
+    Epilogue,
+    as_candidates,
+    fitting,
+    kernel_args,
+    shape_text,
+)
 from fp8sim.engine.mma import MMAStep
 from fp8sim.engine.mma import preset as _preset
 from fp8sim.formats.convert import as_codes
@@ -25,7 +34,7 @@ from fp8sim.formats.info import FormatInfo, decode_table
 
 __all__ = ["gemm", "SCALINGS", "OUT_DTYPES", "ENGINES"]
 
-SCALINGS = ("group", "tensor", "row")
+SCALINGS = tuple(EPILOGUES)
 OUT_DTYPES = {"float32": np.dtype(np.float32), "bfloat16": np.dtype(ml_dtypes.bfloat16),
               "float16": np.dtype(np.float16)}
 _NAN32 = np.uint32(0x7FFFFFFF)
@@ -41,7 +50,7 @@ def gemm(
     c: np.ndarray | None = None,
     scale_a: np.ndarray | float | None = None,
     scale_b: np.ndarray | float | None = None,
-    scaling: str | None = None,
+    scaling: str | Epilogue | Sequence[Epilogue] | None = None,
     out_dtype: str = "float32",
     preset: str | MMAStep = "hopper",
     engine: str = "cpu",
@@ -56,11 +65,15 @@ def gemm(
             accumulator into an FP32 accumulator (round to nearest even) every N
             elements of K, and once more for a last, shorter chunk.
         c: float32 (M, N), the accumulator input of the first MMA step.
-        scale_a, scale_b, scaling: "group" (scale_a (M, ceil(K/promote)), scale_b
-            (ceil(K/promote), ceil(N/128)), fma at each promotion), "tensor" (two
-            scalars, out = fl(acc * fl(scale_a * scale_b))) or "row" (scale_a (M, 1),
-            scale_b (1, N), out = fl(fl(acc * scale_b[j]) * scale_a[i]), the order the
-            H100 uses); None infers it from the shapes.
+        scale_a, scale_b, scaling: the scaling epilogue (`fp8sim.engine.epilogue`), an
+            `Epilogue` or a name: "group" (scale_a (M, G), G = ceil(K/promote), scale_b
+            (G, ceil(N/128)), acc = fma(p, fl(sa*sb), acc) at each promotion: DeepGEMM,
+            cuBLASLt), "group-a-first" (the same scales, acc = fma(fl(p*sa), sb, acc): torchao's
+            Triton), "group-column" (scale_b (G, N), 128x1 tiles, acc = fma(fl(p*sa), sb, acc)),
+            "tensor" (two scalars, out = fl(acc * fl(scale_a * scale_b))) or "row" (scale_a
+            (M, 1), scale_b (1, N), out = fl(fl(acc * scale_b[j]) * scale_a[i]), the order the
+            H100 uses). A sequence of epilogues takes the first whose shapes fit; None infers
+            tensor, row, group or group-column from the shapes.
         out_dtype: "float32", "bfloat16" or "float16" (rounded to nearest even from float32;
             NaN is 0x7FFF in both 16-bit types, as cuBLASLt writes it).
         preset: the MMA step model, "hopper" (verified) or another `fp8sim.mma` preset.
@@ -90,29 +103,18 @@ def gemm(
     promote = _check_promote(promote, step)
     out_dt = _check_out_dtype(out_dtype)
     c32 = _check_c(c, m, n)
-    kind = _infer_scaling(scaling, scale_a, scale_b, m, k, n, promote)
-    group = kind == "group"
-    sa = sb = np.zeros((1, 1), np.float32)
-    if group:
-        if step.exact:
-            raise ValueError("scaling: the 'exact' preset is one float64 sum without "
-                             "promotion, so group scaling does not apply; use 'ideal'")
-        sa, sb = _check_group_scales(scale_a, scale_b, m, k, n, promote)
-    elif kind == "tensor":
-        with np.errstate(over="ignore", invalid="ignore"):
-            alpha = np.float32(_f32_scalar(scale_a, "scale_a") * _f32_scalar(scale_b, "scale_b"))
-    elif kind == "row":
-        ra = _f32_array(scale_a, (m, 1), "scale_a")
-        rb = _f32_array(scale_b, (1, n), "scale_b")
+    ep = resolve_scaling(scaling, scale_a, scale_b, m, k, n, promote)
+    sa = sb = None
+    if ep is not None:
+        if ep.when == "promotion" and step.exact:
+            raise ValueError(f"scaling: the 'exact' preset is one float64 sum without promotion, "
+                             f"so {ep.name!r} scaling (at each promotion) does not apply; use "
+                             "'ideal'")
+        sa, sb = check_scales(ep, scale_a, scale_b, m, k, n, promote)
 
     out = np.empty((m, n), dtype=np.float32)
     if m and n:
-        _run(a, b, af, bf, step, promote, c32, group, sa, sb, out, engine)
-    with np.errstate(over="ignore", invalid="ignore"):
-        if kind == "tensor":
-            out = out * alpha
-        elif kind == "row":
-            out = (out * rb) * ra  # the H100 multiplies by scale_b first
+        _run(a, b, af, bf, step, promote, c32, kernel_args(ep, sa, sb), out, engine)
     nan = np.isnan(out)
     out.view(np.uint32)[nan] = _NAN32
     if out_dt != out.dtype:
@@ -122,7 +124,7 @@ def gemm(
     return out
 
 
-def _run(a, b, af: FormatInfo, bf: FormatInfo, step: MMAStep, promote: int, c32, group, sa, sb,
+def _run(a, b, af: FormatInfo, bf: FormatInfo, step: MMAStep, promote: int, c32, epi: tuple,
          out, engine: str = "cpu") -> None:
     """Dispatches to the engine kernel for the step model."""
     k = a.shape[1]
@@ -142,21 +144,15 @@ def _run(a, b, af: FormatInfo, bf: FormatInfo, step: MMAStep, promote: int, c32,
             chunk, promote = max(k, 1), 0
     tav, tag = _tables(af)
     tbv, tbg = _tables(bf)
-    if engine == "gpu":
+    if engine == "gpu":  # the same op-codes drive the GPU kernels' epilogue
         from fp8sim.engine import _gpu
 
-        # the epilogue as the engines' op-codes: group scales at each promotion or none
-        if group:
-            epi = (_gpu.WHEN_PROMOTION, 0, True, sa, sb, 128)
-        else:
-            one = np.ones((1, 1), np.float32)
-            epi = (_gpu.WHEN_NONE, 0, False, one, one, _gpu.NO_COLUMN)
         _gpu.gemm_tiles(a, b, tav, tag, tbv, tbg, c_arr, has_c, mode, block, frac, chunk,
                         promote > 0, *epi, out)
         return
     with _threads_for(a.shape[0], b.shape[1]):
         _k.gemm_tiles(np.ascontiguousarray(a), np.ascontiguousarray(b), tav, tag, tbv, tbg,
-                      c_arr, has_c, mode, block, frac, chunk, promote > 0, group, sa, sb, out)
+                      c_arr, has_c, mode, block, frac, chunk, promote > 0, *epi, out)
 
 
 @contextlib.contextmanager
@@ -243,38 +239,83 @@ def _check_c(c, m: int, n: int) -> np.ndarray | None:
     return np.ascontiguousarray(arr)
 
 
-def _infer_scaling(scaling, scale_a, scale_b, m, k, n, promote) -> str | None:
-    """The scaling kind asked for, or inferred from the scale shapes."""
-    if scaling is not None and scaling not in SCALINGS:
-        raise ValueError(f"scaling: expected one of {', '.join(SCALINGS)} or None, got {scaling!r}")
+def resolve_scaling(scaling, scale_a, scale_b, m, k, n, promote) -> Epilogue | None:
+    """The epilogue asked for (the first of several whose shapes fit), or inferred from shapes."""
+    candidates = as_candidates(scaling)
     if scale_a is None and scale_b is None:
-        if scaling is not None:
-            raise ValueError(f"scale_a: scaling={scaling!r} needs scale_a and scale_b")
-        return None
-    if scale_a is None or scale_b is None:
+        if candidates is None:
+            return None
+        unscaled = [ep for ep in candidates if ep.scale_a == ep.scale_b == "none"]
+        if not unscaled:
+            raise ValueError(f"scale_a: scaling={_name(scaling)} needs scale_a and scale_b")
+        return unscaled[0]
+    if (scale_a is None or scale_b is None) and candidates is None:
         missing = "scale_a" if scale_a is None else "scale_b"
         raise ValueError(f"{missing}: scale_a and scale_b must be given together")
-    if scaling is not None:
-        return scaling
-    sa, sb = np.shape(scale_a), np.shape(scale_b)
-    fits = []
-    if sa in ((), (1,)) and sb in ((), (1,)):
-        fits.append("tensor")
-    if sa == (m, 1) and sb == (1, n):
-        fits.append("row")
-    if promote > 0:
-        g = -(-k // promote)
-        if sa == (m, g) and sb == (g, -(-n // 128)):
-            fits.append("group")
+    if candidates is not None and len(candidates) == 1:
+        return candidates[0]  # its shapes are checked with messages of their own
+    pool = INFERRED if candidates is None else candidates
+    fits = fitting(pool, scale_a, scale_b, m, k, n, promote)
+    if candidates is not None and fits:
+        return fits[0]
     if len(fits) == 1:
         return fits[0]
+    sa, sb = np.shape(scale_a), np.shape(scale_b)
     if not fits:
-        raise ValueError(
-            f"scale_a: shapes {sa} and {sb} fit no scaling: expected scalars (tensor), "
-            f"({m}, 1) and (1, {n}) (row), or ({m}, ceil(K/promote)) and "
-            f"(ceil(K/promote), {-(-n // 128)}) with promote > 0 (group)")
-    raise ValueError(f"scaling: shapes {sa} and {sb} are ambiguous ({' or '.join(fits)}); "
-                     "pass scaling= explicitly")
+        need = "; ".join(f"{ep.name}: {shape_text(ep, m, k, n, promote)}" for ep in pool
+                         if promote > 0 or not ep.k_grouped) or "nothing without promotion"
+        extra = "" if promote > 0 or not any(ep.k_grouped for ep in pool) else \
+            " (scales per K group also need promote > 0)"
+        raise ValueError(f"scale_a: shapes {sa} and {sb} fit no scaling; expected {need}{extra}")
+    raise ValueError(f"scaling: shapes {sa} and {sb} are ambiguous "
+                     f"({' or '.join(ep.name for ep in fits)}); pass scaling= explicitly")
+
+
+def _name(scaling) -> str:
+    """The scaling argument in an error message."""
+    if isinstance(scaling, Epilogue):
+        return repr(scaling.name)
+    if isinstance(scaling, str):
+        return repr(scaling)
+    return "[" + ", ".join(repr(getattr(s, "name", s)) for s in scaling) + "]"
+
+
+def check_scales(ep: Epilogue, scale_a, scale_b, m, k, n, promote):
+    """scale_a and scale_b as float32 arrays of the epilogue's shapes, or a clear error."""
+    if ep.k_grouped and promote <= 0:
+        raise ValueError(f"promote: {ep.name!r} scaling applies scales per K group at each "
+                         "promotion; it needs promote > 0")
+    if ep.when == "promotion" and promote <= 0:
+        raise ValueError(f"promote: {ep.name!r} scaling applies its scales at each promotion; "
+                         "it needs promote > 0")
+    want_a, want_b = ep.scale_shapes(m, k, n, promote)
+    out = []
+    for arg, x, want, gran in (("scale_a", scale_a, want_a, ep.scale_a),
+                               ("scale_b", scale_b, want_b, ep.scale_b)):
+        if want is None:
+            if x is not None:
+                raise ValueError(f"{arg}: {ep.name!r} scaling has no {arg} (granularity "
+                                 f"'none'); pass None, got shape {np.shape(x)}")
+            out.append(None)
+        elif x is None:
+            raise ValueError(f"{arg}: {ep.name!r} scaling needs {arg} ({gran} scales)")
+        elif want == ():
+            out.append(_f32_scalar(x, arg))
+        else:
+            if np.shape(x) != want:
+                hint = _hint(arg, np.shape(x), ep, m, k, n, promote)
+                raise ValueError(f"{arg}: {ep.name!r} scaling ({gran} scales) expects shape "
+                                 f"{want}, got {np.shape(x)}{hint}")
+            out.append(_f32_array(x, want, arg))
+    return out[0], out[1]
+
+
+def _hint(arg, shape, ep: Epilogue, m, k, n, promote) -> str:
+    """"; (G, N) is 'group-column' scaling" where another named epilogue takes that shape."""
+    others = [o.name for o in EPILOGUES.values() if o.key != ep.key and
+              o.scale_shapes(m, k, n, promote)[arg == "scale_b"] == tuple(shape) and
+              (not o.k_grouped or promote > 0)]
+    return f" ({shape} fits scaling={others[0]!r})" if others else ""
 
 
 def _f32_array(x, shape: tuple, arg: str) -> np.ndarray:
@@ -298,13 +339,3 @@ def _f32_scalar(x, arg: str) -> np.float32:
     if arr.size != 1:
         raise ValueError(f"{arg}: tensor scaling expects a scalar, got shape {arr.shape}")
     return _f32_array(arr.reshape(()), (), arg)[()]
-
-
-def _check_group_scales(scale_a, scale_b, m, k, n, promote):
-    if promote <= 0:
-        raise ValueError("promote: group scaling applies scales at each promotion; "
-                         "it needs promote > 0")
-    g = -(-k // promote)
-    sa = _f32_array(scale_a, (m, g), "scale_a")
-    sb = _f32_array(scale_b, (g, -(-n // 128)), "scale_b")
-    return sa, sb

@@ -1,9 +1,11 @@
-"""Whole FP8 GEMM kernels described as data: an MMA step, a promotion interval, an epilogue.
+"""Whole FP8 GEMM kernels described as data: an MMA step, a promotion interval, an epilogue
+and, where the library splits K, its captured split.
 
-Each named kernel is what a real library does on Hopper, as captured on an H100
+Each named kernel is what a real library does on Hopper, as captured on an H100/H200
 (`../shared/HOPPER_FP8.md`). Calling one runs `fp8sim.gemm` with its settings:
 
     >>> fp8sim.engine.kernel.KERNELS["deepgemm"](a, b, scale_a=sa, scale_b=sb)
+    >>> fp8sim.KERNELS["cublaslt-blockwise"](a, b, scale_a=sa, scale_b=sb, out_dtype="bfloat16")
 """
 
 from __future__ import annotations
@@ -12,10 +14,52 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fp8sim.engine.gemm import gemm
+from fp8sim.engine.epilogue import GROUP, GROUP_A_FIRST, GROUP_COLUMN, Epilogue
+from fp8sim.engine.gemm import gemm, resolve_scaling
 from fp8sim.engine.mma import HOPPER, MMAStep
+from fp8sim.engine.splitk import SplitK, gemm_split_k
 
-__all__ = ["Kernel", "KERNELS", "kernel", "cublaslt_fast_promote", "CUBLASLT_FAST_SLICES_H100"]
+__all__ = ["Kernel", "KERNELS", "kernel", "cublaslt_fast_promote", "CUBLASLT_FAST_SLICES_H100",
+           "CUBLASLT_BLOCKWISE_SPLIT", "CUBLASLT_BLOCKWISE_WGRAD_SPLIT"]
+
+
+CUBLASLT_BLOCKWISE_SPLIT = SplitK(
+    name="cublaslt-blockwise 1x128 x 128x128", epilogue="group", align=512, unsplit_max_k=4096,
+    device="H200", table={
+        (64, 128, 8192): 3, (64, 128, 16384): 6, (64, 128, 32768): 11,
+        (128, 128, 5120): 1, (128, 128, 6144): 2, (128, 128, 7168): 2, (128, 128, 8192): 3,
+        (128, 128, 10240): 3, (128, 128, 12288): 4, (128, 128, 14336): 5,
+        (128, 128, 16384): 6, (128, 128, 18432): 6, (128, 128, 20480): 7,
+        (128, 128, 24576): 8, (128, 128, 32768): 11, (128, 128, 40960): 14,
+        (128, 128, 49152): 14, (128, 128, 65536): 15,
+        (128, 256, 8192): 3, (128, 256, 16384): 6, (128, 256, 32768): 7,
+        (256, 128, 8192): 3, (256, 128, 16384): 6, (256, 128, 32768): 7,
+        (256, 256, 8192): 3, (256, 256, 16384): 3, (256, 256, 32768): 3,
+        (384, 384, 8192): 1, (384, 384, 16384): 1, (384, 384, 32768): 1,
+        (512, 512, 16384): 1, (512, 512, 32768): 1,
+        (64, 7168, 18432): 1, (64, 18432, 7168): 1, (128, 1536, 7168): 1,
+        (128, 7168, 16384): 1, (256, 7168, 18432): 1, (256, 18432, 7168): 1,
+        (1024, 7168, 18432): 1, (1024, 18432, 7168): 1, (2048, 1536, 7168): 1,
+        (4096, 2048, 7168): 1, (4096, 7168, 16384): 1, (4096, 7168, 18432): 1,
+        (4096, 18432, 7168): 1},
+    description="torch._scaled_mm / F.scaled_mm with BlockWise1x128 x BlockWise128x128 "
+                "(cuBLASLt 13.1, H200): at long K for few output tiles, S slices of ceil(K/S) "
+                "rounded up to 512, each the group epilogue over its own K groups from +0, the "
+                "slice results added in FP32 in order; bf16 out rounds that sum. Every capture "
+                "with K <= 5120 was unsplit.")
+"""Split-K of cuBLASLt's forward blockwise kernel: slice counts captured, by (M, N, K)."""
+
+CUBLASLT_BLOCKWISE_WGRAD_SPLIT = SplitK(
+    name="cublaslt-blockwise 1x128 x 128x1", epilogue="group-column", align=128,
+    unsplit_max_k=4096, device="H200", table={
+        (128, 128, 8192): 3, (128, 128, 12288): 4, (128, 128, 16384): 6,
+        (128, 128, 24576): 9, (128, 128, 32768): 11, (128, 128, 65536): 15,
+        (256, 256, 16384): 3, (256, 256, 32768): 3, (512, 512, 16384): 1,
+        (2048, 7168, 4096): 1, (7168, 2048, 4096): 1, (7168, 18432, 1024): 1},
+    description="torch._scaled_mm / F.scaled_mm with BlockWise1x128 on both operands (the "
+                "Wgrad GEMM; cuBLASLt 13.1, H200): S slices of ceil(K/S) rounded up to 128, "
+                "each the group-column epilogue over its own K groups, added in FP32 in order.")
+"""Split-K of cuBLASLt's 1x128 x 128x1 (Wgrad) kernel: slice counts captured, by (M, N, K)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,19 +71,82 @@ class Kernel:
     """The MMA step model."""
     promote: int = 0
     """Promotion interval in K elements; 0 never promotes."""
-    scaling: str | None = None
-    """Epilogue: None (plain FP32 add at promotion), "group" (fma with per-group scales at
-    each promotion), "tensor" (one alpha at the end) or "row" (row-wise scales at the end)."""
+    scaling: str | Epilogue | tuple[Epilogue, ...] | None = None
+    """The epilogue (`fp8sim.engine.epilogue`): None (plain FP32 add at promotion), a name
+    ("group", "tensor", "row", ...), an Epilogue, or a tuple of them, one per scale layout
+    the kernel takes (the first whose shapes fit the scales given is used)."""
     out_dtype: str = "float32"
     verified: bool = False
     """True where H100 captures back this kernel bit for bit."""
+    split: tuple[SplitK, ...] = ()
+    """Where the library splits K, one `SplitK` per scale layout (its `epilogue`): the rule
+    and the captured slice counts. Empty: the kernel never splits."""
     description: str = ""
 
-    def __call__(self, a: np.ndarray, b: np.ndarray, **kwargs) -> np.ndarray:
-        """Runs fp8sim.gemm with this kernel's settings; keyword arguments override them."""
+    @property
+    def scaling_label(self) -> str:
+        """The epilogue's name(s) for listings: "group", "group | group-column", "none"."""
+        if self.scaling is None:
+            return "none"
+        if isinstance(self.scaling, (str, Epilogue)):
+            return getattr(self.scaling, "name", self.scaling)
+        return " | ".join(getattr(e, "name", e) for e in self.scaling)
+
+    def __call__(self, a: np.ndarray, b: np.ndarray, *, slices: int | None = None,
+                 **kwargs) -> np.ndarray:
+        """Runs fp8sim.gemm with this kernel's settings; keyword arguments override them.
+
+        slices: cut K into this many slices (`fp8sim.engine.splitk`); by default the count
+        captured for this shape in `split`, 1 where the kernel never splits. Raises
+        ValueError naming `slices` where K is long and the split for the shape is unknown.
+        """
         settings = {"promote": self.promote, "scaling": self.scaling, "preset": self.step,
-                    "out_dtype": self.out_dtype}
-        return gemm(a, b, **(settings | kwargs))
+                    "out_dtype": self.out_dtype} | kwargs
+        split = self._split_for(a, b, settings)
+        if slices is None:
+            slices = self._captured_slices(a, b, split)
+        if isinstance(slices, bool) or not isinstance(slices, (int, np.integer)) or slices < 1:
+            raise ValueError(f"slices: expected a positive int, got {slices!r}")
+        if slices == 1:
+            return gemm(a, b, **settings)
+        align = split.align if split is not None else 128
+        return gemm_split_k(a, b, slices=int(slices), align=align, **settings)
+
+    def _split_for(self, a, b, settings: dict) -> SplitK | None:
+        """The `SplitK` of the scale layout these arguments select, None if none applies."""
+        if not self.split:
+            return None
+        m, k = _shape(a)
+        n = _shape(b)[-1]
+        promote = settings["promote"]
+        ep = resolve_scaling(settings["scaling"], settings.get("scale_a"),
+                             settings.get("scale_b"), m, k, n,
+                             promote if isinstance(promote, (int, np.integer)) else 0)
+        for sp in self.split:
+            if sp.epilogue is None or (ep is not None and sp.epilogue == ep.name):
+                return sp
+        return None
+
+    def _captured_slices(self, a, b, split: SplitK | None) -> int:
+        """The split-K slice count for this shape from `split`, or a ValueError."""
+        if split is None:
+            return 1
+        m, k = _shape(a)
+        n = _shape(b)[-1]
+        count = split.slices(m, n, k)
+        if count is None:
+            raise ValueError(
+                f"slices: {self.name} ({split.name}) splits K at long K by a heuristic of the "
+                f"library, and no capture has the split for (M, N, K) = ({m}, {n}, {k}) "
+                f"(K <= {split.unsplit_max_k} is not split; {len(split.table)} shapes "
+                f"captured, see {self.name}.split); pass slices= (1: no split), or find it "
+                "with fp8sim.identify(..., search='split')")
+        return count
+
+
+def _shape(x) -> tuple[int, ...]:
+    """The shape of an array or torch tensor, without converting it."""
+    return tuple(int(v) for v in getattr(x, "shape", np.shape(x)))
 
 
 KERNELS: dict[str, Kernel] = {k.name: k for k in (
@@ -64,6 +171,20 @@ KERNELS: dict[str, Kernel] = {k.name: k for k in (
     Kernel(name="torch-rowwise", promote=128, scaling="row", out_dtype="bfloat16",
            verified=True,
            description="torch._scaled_mm with row-wise scales, promotion every 128, bf16 out."),
+    Kernel(name="cublaslt-blockwise", promote=128, scaling=(GROUP, GROUP_COLUMN),
+           split=(CUBLASLT_BLOCKWISE_SPLIT, CUBLASLT_BLOCKWISE_WGRAD_SPLIT), verified=True,
+           description="cuBLASLt blockwise scaling (torch._scaled_mm / F.scaled_mm with "
+                       "BlockWise1x128 scale_a): promotion every 128; scale_b (G, ceil(N/128)) "
+                       "(BlockWise128x128): acc = fma(p, fl(sa*sb), acc); scale_b (G, N) "
+                       "(BlockWise1x128 on B, 128x1 tiles): acc = fma(fl(p*sa), sb, acc). "
+                       "bf16 out rounds the float32 result. At long K for few output tiles "
+                       "it splits K (see split: slices rounded up to 512 forward, 128 Wgrad)."),
+    Kernel(name="torchao-triton-blockwise", promote=128, scaling=(GROUP_A_FIRST, GROUP_COLUMN),
+           verified=True,
+           description="torchao 0.18's Triton triton_fp8_gemm_1x128_128x128 / _128x1: one "
+                       "tl.dot per 128 of K (a chain of 4 wgmma steps from +0), then "
+                       "`acc += dot * a_s * b_s` compiles to acc = fma(fl(p*sa), sb, acc). "
+                       "bf16 out rounds the float32 result; never splits K."),
 )}
 """Every named kernel."""
 

@@ -8,10 +8,12 @@ The tests hold every numba kernel to these bit for bit.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from fractions import Fraction
 
 import numpy as np
 
+from fp8sim.engine.epilogue import GROUP, Epilogue
 from fp8sim.engine.mma import MMAStep
 from fp8sim.formats.info import FormatInfo, decode_table, format_info
 from fp8sim.formats.rounding import RoundMode
@@ -23,6 +25,7 @@ __all__ = [
     "mma_step",
     "fma_float32",
     "gemm",
+    "epilogue_scale",
 ]
 
 _F32_MANT, _F32_EMIN, _F32_EMAX = 23, -126, 127
@@ -213,45 +216,116 @@ def fma_float32(x: np.float32, y: np.float32, z: np.float32) -> np.float32:
 
 def gemm(a_codes: np.ndarray, b_codes: np.ndarray, a_fmt: str | FormatInfo,
          b_fmt: str | FormatInfo, step: MMAStep, *, promote: int = 0,
-         c: np.ndarray | None = None, group_scale: tuple[np.ndarray, np.ndarray] | None = None
-         ) -> np.ndarray:
-    """The whole GEMM one dot product at a time: MMA steps along K, promotion, group scales.
+         c: np.ndarray | None = None, group_scale: tuple[np.ndarray, np.ndarray] | None = None,
+         epilogue: Epilogue | None = None, scale_a=None, scale_b=None,
+         elements: Iterable[tuple[int, int]] | None = None) -> np.ndarray:
+    """The whole GEMM one dot product at a time: MMA steps along K, promotion, scaling epilogue.
 
-    Returns the float32 accumulator before any per-tensor/row epilogue. `group_scale`
-    is (scale_a (M, G), scale_b (G, ceil(N/128))) applied with an fma at each promotion.
-    The "exact" step ignores promotion: it is one float64 sum.
+    `epilogue` (`fp8sim.engine.epilogue.Epilogue`) with `scale_a`, `scale_b` in its shapes
+    scales each partial at its promotion or the accumulator at the end; `group_scale`
+    (scale_a (M, G), scale_b (G, ceil(N/128))) is shorthand for the "group" epilogue.
+    The "exact" step ignores promotion: it is one float64 sum. NaN comes out as 0x7FFFFFFF.
+    `elements`: compute only these (i, j) outputs (the others stay 0), to test big shapes.
     """
+    if group_scale is not None:
+        epilogue, (scale_a, scale_b) = GROUP, group_scale
     af, bf = format_info(a_fmt), format_info(b_fmt)
     a = decode_table(af)[a_codes].astype(np.float64)
     b = decode_table(bf)[b_codes].astype(np.float64)
     m, k = a.shape
     n = b.shape[1]
     out = np.zeros((m, n), dtype=np.float32)
-    if step.exact:
-        for i in range(m):
-            for j in range(n):
-                out[i, j] = _exact_dot(c, a[i], b[:, j], i, j)
-        return out
+    todo = [(i, j) for i in range(m) for j in range(n)] if elements is None else elements
+    for i, j in todo:
+        if step.exact:
+            acc = _exact_dot(c, a[i], b[:, j], i, j)
+        else:
+            acc = _promoted_dot(a[i], b[:, j], af, bf, step, promote,
+                                np.float32(0.0) if c is None else np.float32(c[i, j]),
+                                epilogue, scale_a, scale_b, i, j)
+        if epilogue is not None and epilogue.when == "end":
+            acc = _scaled(epilogue, acc, scale_a, scale_b, i, 0, j, None)
+        out[i, j] = acc
+    return _canonical_nan(out)
+
+
+def _promoted_dot(x, y, af: FormatInfo, bf: FormatInfo, step: MMAStep, promote: int,
+                  c: np.float32, epilogue: Epilogue | None, scale_a, scale_b, i: int, j: int
+                  ) -> np.float32:
+    """One output: MMA steps in chunks of `promote` from +0 (C in the first), each promoted."""
+    k = len(x)
     chunk = promote if promote > 0 else k
-    for i in range(m):
-        for j in range(n):
-            acc = np.float32(0.0)
-            first = np.float32(0.0) if c is None else np.float32(c[i, j])
-            for g, start in enumerate(range(0, k, chunk)):
-                partial = first if g == 0 else np.float32(0.0)
-                for s in range(start, min(start + chunk, k), step.terms):
-                    stop = min(s + step.terms, start + chunk, k)
-                    partial = mma_step(partial, list(a[i, s:stop]), list(b[s:stop, j]), af, bf,
-                                       step)
-                if promote == 0:
-                    acc = partial
-                elif group_scale is None:
-                    acc = _add_f32(acc, partial)
-                else:
-                    sa, sb = group_scale
-                    scale = np.float32(np.float32(sa[i, g]) * np.float32(sb[g, j // 128]))
-                    acc = fma_float32(partial, scale, acc)
-            out[i, j] = acc
+    at_promotion = epilogue is not None and epilogue.when == "promotion"
+    acc = np.float32(0.0)
+    for g, start in enumerate(range(0, k, chunk)):
+        partial = c if g == 0 else np.float32(0.0)
+        for s in range(start, min(start + chunk, k), step.terms):
+            stop = min(s + step.terms, start + chunk, k)
+            partial = mma_step(partial, list(x[s:stop]), list(y[s:stop]), af, bf, step)
+        if promote == 0:
+            acc = partial
+        elif at_promotion:
+            acc = _scaled(epilogue, partial, scale_a, scale_b, i, g, j, acc)
+        else:
+            acc = _add_f32(acc, partial)
+    return acc
+
+
+def epilogue_scale(granularity: str, scale, i: int, g: int, j: int, block_n: int = 128
+                   ) -> np.float32:
+    """The scale that output (i, j) gets in K group g, by the granularity's definition."""
+    if granularity == "none":
+        return np.float32(1.0)
+    if granularity == "tensor":
+        return np.float32(np.asarray(scale).reshape(()))
+    sc = np.asarray(scale, np.float32)
+    if granularity == "row":
+        return sc[i, 0]
+    if granularity == "group":
+        return sc[i, g]
+    if granularity == "column":
+        return sc[0, j]
+    if granularity == "block":
+        return sc[g, j // block_n]
+    if granularity == "group-column":
+        return sc[g, j]
+    raise ValueError(f"granularity: unknown {granularity!r}")
+
+
+def _mul_f32(x: np.float32, y: np.float32) -> np.float32:
+    """IEEE float32 multiplication, round to nearest even, from the exact product."""
+    x, y = np.float32(x), np.float32(y)
+    if not (np.isfinite(x) and np.isfinite(y)):
+        with np.errstate(invalid="ignore", over="ignore"):
+            return np.float32(np.float64(x) * np.float64(y))
+    exact = Fraction(float(x)) * Fraction(float(y))
+    if exact == 0:
+        negative = (math.copysign(1.0, x) < 0) != (math.copysign(1.0, y) < 0)
+        return np.float32(-0.0) if negative else np.float32(0.0)
+    return to_float32(exact)
+
+
+def _scaled(ep: Epilogue, x: np.float32, scale_a, scale_b, i: int, g: int, j: int,
+            acc: np.float32 | None) -> np.float32:
+    """One epilogue step: x (a partial, or the accumulator at the end) scaled, added to acc."""
+    sa = epilogue_scale(ep.scale_a, scale_a, i, g, j, ep.block_n)
+    sb = epilogue_scale(ep.scale_b, scale_b, i, g, j, ep.block_n)
+    if ep.order == "product":
+        left, right = x, _mul_f32(sa, sb)
+    elif ep.order == "a-first":
+        left, right = _mul_f32(x, sa), sb
+    else:
+        left, right = _mul_f32(x, sb), sa
+    if acc is None:
+        return _mul_f32(left, right)
+    if ep.fused:
+        return fma_float32(left, right, acc)
+    return _add_f32(acc, _mul_f32(left, right))
+
+
+def _canonical_nan(out: np.ndarray) -> np.ndarray:
+    """NaN results as 0x7FFFFFFF, as the GPU writes them."""
+    out.view(np.uint32)[np.isnan(out)] = np.uint32(0x7FFFFFFF)
     return out
 
 

@@ -15,16 +15,26 @@ Adding the slices in order is promotion every slice length, ``fp8sim.gemm(a, b,
 promote=2816)`` at K = 16384, except for the sign of a zero result (split-K starts from
 the first slice's result, promotion from +0 + that result). `fp8sim.identify` with
 ``search="split"`` tries these intervals.
+
+Scaled kernels whose epilogue applies the scales at each promotion (blockwise 1x128 x
+128x128 or 128x1, `fp8sim.engine.epilogue`) split the same way: each slice runs the
+epilogue over its own K groups from acc = +0 (slice boundaries are multiples of the
+promotion interval, so the groups and their scales stay whole), and the slice results are
+added in FP32 in order. `SplitK` records, as data, which slice count a library picked for
+which shape.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
 import numpy as np
 
-from fp8sim.engine.gemm import OUT_DTYPES, gemm
+from fp8sim.engine.gemm import OUT_DTYPES, check_scales, gemm, resolve_scaling
 from fp8sim.formats.convert import as_codes
 
-__all__ = ["split_bounds", "gemm_split_k"]
+__all__ = ["split_bounds", "gemm_split_k", "SplitK"]
 
 _NAN32 = np.uint32(0x7FFFFFFF)
 
@@ -43,6 +53,36 @@ def split_bounds(k: int, slices: int, align: int = 128) -> list[tuple[int, int]]
     return [(k0, min(k0 + size, k)) for k0 in range(0, k, size)]
 
 
+@dataclass(frozen=True, kw_only=True)
+class SplitK:
+    """How a library splits K for one scale layout: the rule and the captured slice counts.
+
+    K is cut into `slices(m, n, k)` slices of ceil(K / slices) rounded up to `align`
+    (`split_bounds`). `slices` answers 1 at K <= `unsplit_max_k` (no capture there was
+    split), the captured count for a shape in `table` (by (M, N, K); 1 where a capture
+    showed no split), and None (unknown) otherwise: the count is the library's heuristic.
+    """
+
+    name: str
+    epilogue: str | None = None
+    """The epilogue (scale layout) this split belongs to, e.g. "group"; None: any."""
+    align: int = 128
+    """Slice lengths are ceil(K / slices) rounded up to a multiple of this."""
+    unsplit_max_k: int = 4096
+    """K at or below which the library does not split."""
+    table: Mapping[tuple[int, int, int], int] = field(default_factory=dict, hash=False)
+    """Captured slice counts by (M, N, K) (1: captured, not split)."""
+    device: str = ""
+    """The GPU the counts were captured on (the heuristic depends on it)."""
+    description: str = ""
+
+    def slices(self, m: int, n: int, k: int) -> int | None:
+        """The slice count for this shape, or None where it was never captured."""
+        if k <= self.unsplit_max_k:
+            return 1
+        return self.table.get((int(m), int(n), int(k)))
+
+
 def gemm_split_k(a, b, *, slices: int, align: int = 128, out_dtype: str = "float32",
                  **gemm_kwargs) -> np.ndarray:
     """`fp8sim.gemm` with K split into slices whose float32 results are added in order.
@@ -52,26 +92,51 @@ def gemm_split_k(a, b, *, slices: int, align: int = 128, out_dtype: str = "float
         slices: how many slices K is cut into (1: plain `gemm`).
         align: slice lengths are rounded up to a multiple of this.
         out_dtype: the sum, rounded to nearest even ("float32", "bfloat16", "float16").
-        **gemm_kwargs: a_format, b_format, promote (inside each slice), preset.
-            C and scales are not modelled with split-K and are refused.
+        **gemm_kwargs: a_format, b_format, promote (inside each slice), preset, and
+            scale_a, scale_b, scaling for epilogues that scale at each promotion: each
+            slice gets the scales of its own K groups (slice lengths must then be
+            multiples of promote). C and scales applied at the end are not modelled
+            (unverified) and are refused.
 
     Returns:
         (M, N) array of out_dtype; NaN results are 0x7FFFFFFF in float32.
     """
-    for name in ("c", "scale_a", "scale_b", "scaling"):
-        if gemm_kwargs.get(name) is not None:
-            raise ValueError(f"{name}: split-K with C or scales is not modelled "
-                             "(how each slice's epilogue applies them is unverified)")
+    if gemm_kwargs.get("c") is not None:
+        raise ValueError("c: split-K with C is not modelled (which slice adds C is unverified)")
     if out_dtype not in OUT_DTYPES:
         raise ValueError(f"out_dtype: expected one of {', '.join(OUT_DTYPES)}, got {out_dtype!r}")
     a, af = as_codes(a, gemm_kwargs.pop("a_format", "e4m3"), arg="a", fmt_arg="a_format")
     b, bf = as_codes(b, gemm_kwargs.pop("b_format", "e4m3"), arg="b", fmt_arg="b_format")
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
         raise ValueError(f"b: expected shape ({a.shape[-1]}, N) to match a's K, got {b.shape}")
+    m, k = a.shape
+    n = b.shape[1]
+    bounds = split_bounds(k, slices, align)
+    scale_a = gemm_kwargs.pop("scale_a", None)
+    scale_b = gemm_kwargs.pop("scale_b", None)
+    scaling = gemm_kwargs.pop("scaling", None)
+    promote = gemm_kwargs.get("promote", 0)
+    if isinstance(promote, bool) or not isinstance(promote, (int, np.integer)):
+        raise TypeError(f"promote: expected an int (0 or a multiple of 32), got {promote!r}")
+    ep = None
+    if scale_a is not None or scale_b is not None or scaling is not None:
+        ep = resolve_scaling(scaling, scale_a, scale_b, m, k, n, int(promote))
+        if ep is None or ep.when != "promotion":
+            raise ValueError(f"scale_a: split-K with scales applied at the end "
+                             f"({getattr(ep, 'name', scaling)!r}) is not modelled (whether each "
+                             "slice or the sum is scaled is unverified)")
+        scale_a, scale_b = check_scales(ep, scale_a, scale_b, m, k, n, promote)
+        size = bounds[0][1] - bounds[0][0]
+        if len(bounds) > 1 and (promote <= 0 or size % promote):
+            raise ValueError(f"promote: split-K slices of {size} must be whole promotion groups "
+                             f"for {ep.name!r} scaling; got promote={promote}")
     acc = None
-    for k0, k1 in split_bounds(a.shape[1], slices, align):
+    for k0, k1 in bounds:
+        kw = dict(gemm_kwargs)
+        if ep is not None:
+            kw |= {"scaling": ep, **_slice_scales(ep, scale_a, scale_b, k0, k1, promote)}
         part = gemm(np.ascontiguousarray(a[:, k0:k1]), np.ascontiguousarray(b[k0:k1]),
-                    a_format=af, b_format=bf, **gemm_kwargs)
+                    a_format=af, b_format=bf, **kw)
         if acc is None:
             acc = part
         else:
@@ -82,3 +147,14 @@ def gemm_split_k(a, b, *, slices: int, align: int = 128, out_dtype: str = "float
         with np.errstate(over="ignore"):
             acc = acc.astype(OUT_DTYPES[out_dtype])
     return acc
+
+
+def _slice_scales(ep, scale_a, scale_b, k0: int, k1: int, promote: int) -> dict:
+    """The scales of the K groups in [k0, k1): columns of a group scale_a, rows of scale_b."""
+    g0, g1 = k0 // promote, -(-k1 // promote)
+    sa, sb = scale_a, scale_b
+    if ep.scale_a == "group":
+        sa = np.ascontiguousarray(np.asarray(scale_a)[:, g0:g1])
+    if ep.scale_b in ("block", "group-column"):
+        sb = np.ascontiguousarray(np.asarray(scale_b)[g0:g1])
+    return {"scale_a": sa, "scale_b": sb}
