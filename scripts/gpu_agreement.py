@@ -184,6 +184,78 @@ def random_cases(tally: Tally, seed: int = 0) -> None:
                   as_bits(gemm(a, b, engine="gpu", promote=promote)))
 
 
+def epilogues(tally: Tally, golden_dirs: list[Path], seed: int = 1) -> None:
+    """Every epilogue variant (`fp8sim.engine.epilogue`, when present) and the blockwise
+    third-party kernels' captures, both engines."""
+    try:
+        from fp8sim.engine.epilogue import A_GRANULARITIES, B_GRANULARITIES, ORDERS, Epilogue
+    except ImportError:
+        print("epilogues: fp8sim.engine.epilogue not in this version, skipped")
+        return
+    import fp8sim
+    from fp8sim import gemm
+    from fp8sim.capture.golden import as_bits
+
+    variants = []
+    for sa, sb, order in ((x, y, o) for x in A_GRANULARITIES for y in B_GRANULARITIES
+                          for o in ORDERS):
+        for fused in (True, False):
+            variants.append(Epilogue(name="v", when="promotion", scale_a=sa, scale_b=sb,
+                                     order=order, fused=fused, block_n=128))
+        if sa != "group" and sb not in ("block", "group-column"):
+            variants.append(Epilogue(name="v", when="end", scale_a=sa, scale_b=sb,
+                                     order=order, fused=False))
+    rng = np.random.default_rng(seed)
+
+    def scales(shape, kind):
+        shape1 = shape or (1,)
+        lo, hi = (-8, 8) if kind == "moderate" else (-140, 120)
+        v = np.ldexp(rng.random(shape1) + 0.5, rng.integers(lo, hi, shape1))
+        if kind != "moderate":
+            v *= rng.choice([-1.0, 1.0], shape1)
+        if kind == "special":
+            pool = np.array([0.0, -0.0, np.inf, np.nan, 1e-45, 3.4e38])
+            v = np.where(rng.random(shape1) < 0.1, pool[rng.integers(0, 6, shape1)], v)
+        v = v.astype(np.float32)
+        return v.reshape(()) if not shape else v
+
+    for ep in variants:
+        for kind in ("moderate", "wide", "special"):
+            for (m, k, n) in ((70, 260, 140), (128, 512, 256)):
+                promote = 128 if ep.when == "promotion" or kind != "wide" else 0
+                a = rng.integers(0, 0x7B, (m, k), dtype=np.uint8) | \
+                    (rng.integers(0, 2, (m, k), dtype=np.uint8) << 7)
+                b = rng.integers(0, 0x7B, (k, n), dtype=np.uint8) | \
+                    (rng.integers(0, 2, (k, n), dtype=np.uint8) << 7)
+                c = rng.standard_normal((m, n)).astype(np.float32) if m == 70 else None
+                want_a, want_b = ep.scale_shapes(m, k, n, promote)
+                kw = dict(promote=promote, c=c, scaling=ep,
+                          scale_a=None if want_a is None else scales(want_a, kind),
+                          scale_b=None if want_b is None else scales(want_b, kind))
+                tally.add(f"epilogue {ep.when}", f"{ep.key} {kind} {m}x{k}x{n}",
+                          as_bits(gemm(a, b, engine="cpu", **kw)),
+                          as_bits(gemm(a, b, engine="gpu", **kw)))
+    families = {"cublas": "cublaslt-blockwise", "triton": "torchao-triton-blockwise"}
+    for d in golden_dirs:
+        path = d / "thirdparty_public_a.npz"
+        if not path.exists():
+            continue
+        with np.load(path) as z:
+            cases = sorted({k.rsplit("/", 1)[0] for k in z.files if k.startswith("gemm/")
+                            and k.endswith("/A")})
+            for case in cases:
+                a, b = z[case + "/A"], z[case + "/B"]
+                sa, sb = z[case + "/scale_a"], z[case + "/scale_b"]
+                for fam, name in families.items():
+                    for out, dtype in (("f32", "float32"), ("bf16", "bfloat16")):
+                        kern = fp8sim.KERNELS[name]
+                        kw = dict(scale_a=sa, scale_b=sb, out_dtype=dtype)
+                        tally.add(f"thirdparty {d.parent.name}", f"{case} {fam}_{out}",
+                                  as_bits(kern(a, b, engine="cpu", **kw)),
+                                  as_bits(kern(a, b, engine="gpu", **kw)),
+                                  as_bits(z[f"{case}/{fam}_{out}"]))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs the census; prints the tally."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -206,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_random:
         random_cases(tally)
         print(f"random done in {time.perf_counter() - t0:.1f} s", flush=True)
+    epilogues(tally, [d for d in dirs if d.is_dir()])
+    print(f"epilogues done in {time.perf_counter() - t0:.1f} s", flush=True)
     numbers = tally.report()
     total = sum(v["elements"] for v in numbers.values())
     bad = sum(v["gpu_vs_cpu_differ"] for v in numbers.values())

@@ -207,6 +207,46 @@ def test_subnormal_accumulators_and_scales(preset):
               scale_b=sb, scaling="group")
 
 
+def _epilogue_variants():
+    """Every valid epilogue (fp8sim.engine.epilogue, where this version has it), else []."""
+    try:
+        from fp8sim.engine.epilogue import A_GRANULARITIES, B_GRANULARITIES, ORDERS, Epilogue
+    except ImportError:
+        return []
+    out = []
+    for sa in A_GRANULARITIES:
+        for sb in B_GRANULARITIES:
+            for order in ORDERS:
+                for fused in (True, False):
+                    out.append(Epilogue(name="v", when="promotion", scale_a=sa, scale_b=sb,
+                                        order=order, fused=fused, block_n=128))
+                if sa != "group" and sb not in ("block", "group-column"):
+                    out.append(Epilogue(name="v", when="end", scale_a=sa, scale_b=sb,
+                                        order=order, fused=False))
+    return out
+
+
+@gpu
+@pytest.mark.parametrize("ep", _epilogue_variants(),
+                         ids=lambda e: "-".join(str(v) for v in e.key[:5]))
+def test_every_epilogue_variant(ep):
+    """The op-codes of every epilogue drive the GPU kernels as they drive the CPU engine;
+    scales from subnormal products to overflow."""
+    rng = np.random.default_rng(abs(hash(ep.key)) % 2**32)
+    m, k, n, promote = 70, 260, 140, 128
+    a, b = random_case(m, n, k, dist="normal", seed=1)
+    want_a, want_b = ep.scale_shapes(m, k, n, promote)
+
+    def scales(shape):
+        if shape is None:
+            return None
+        v = np.ldexp(rng.random(shape or (1,)) + 0.5, rng.integers(-140, 120, shape or (1,)))
+        return v.astype(np.float32).reshape(shape)
+
+    _same(ep.key, a, b, promote=promote, scaling=ep, scale_a=scales(want_a),
+          scale_b=scales(want_b))
+
+
 @gpu
 def test_tiled_kernel_equals_the_generic_kernel_at_size():
     """The tiled kernel against the GPU's line-by-line port of the CPU engine, 2**27 MACs."""
