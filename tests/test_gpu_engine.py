@@ -7,6 +7,8 @@ every test below runs; `scripts/gpu_agreement.py` is the full census (every gold
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 from conftest import DATA, SHARED_GOLDEN
@@ -232,7 +234,7 @@ def _epilogue_variants():
 def test_every_epilogue_variant(ep):
     """The op-codes of every epilogue drive the GPU kernels as they drive the CPU engine;
     scales from subnormal products to overflow."""
-    rng = np.random.default_rng(abs(hash(ep.key)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(repr(ep.key).encode()))
     m, k, n, promote = 70, 260, 140, 128
     a, b = random_case(m, n, k, dist="normal", seed=1)
     want_a, want_b = ep.scale_shapes(m, k, n, promote)
