@@ -25,7 +25,7 @@ test: $(STAMP)  ## fast tests (< 5 min), golden files included when ../shared/go
 test-all: $(STAMP)  ## everything, the exhaustive checks too
 	FP8SIM_EXAMPLES_SCALE=10 $(PY) -m pytest -q
 
-bench: $(STAMP)  ## speed figures, printed and written to bench/results.csv
+bench: $(STAMP)  ## speed figures (CPU engine, Dask sweeps, GPU engine where CuPy finds a GPU) -> bench/results.csv
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) scripts/bench.py --csv bench/results.csv
 
 lint: $(STAMP)

@@ -113,6 +113,49 @@ def peak_memory(m: int, n: int, k: int, promote: int) -> dict:
             "seconds": seconds}
 
 
+def bench_dask(points: int, workers: int = 2) -> dict | None:
+    """Grid points per second of a sweep here and on a local Dask cluster (None: no Dask)."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        return None
+    from fp8sim.analysis.distributed import connect
+    from fp8sim.analysis.sweep import sweep, sweep_grid
+
+    ks = [1024 * (1 + i % 4) for i in range(points // 2)]
+    grid = sweep_grid(ks, m=128, n=128, promotes=(0, 128), dists=("normal",))
+    sweep(grid[:1])  # compiled outside the timing
+    t_local = best_of(lambda: sweep(grid), 1)
+    t0 = time.perf_counter()
+    with connect(f"local:{workers}") as client:
+        t_start = time.perf_counter() - t0
+        sweep(grid[:workers], client=client)  # workers import fp8sim and load the kernels
+        t_dask = best_of(lambda: sweep(grid, client=client), 1)
+    return {"points": len(grid), "local_pps": len(grid) / t_local,
+            "dask_pps": len(grid) / t_dask, "cluster_start_s": t_start}
+
+
+def gpu_rows(record, quick: bool) -> None:
+    """The GPU engine against torch.matmul (scripts/bench_gpu.py); skipped without a GPU."""
+    from fp8sim.engine import _gpu
+
+    why = _gpu.available()
+    if why is not None:
+        print(f"gpu rows skipped: {why}")
+        return
+    import bench_gpu
+
+    sizes = [2048] if quick else [4096, 8192]
+    name, rows = bench_gpu.measure(sizes, [0, 128], reps=3, log=lambda line: None)
+    print(f"gpu: {name}")
+    for r in rows:
+        if r["what"].startswith("fp8sim gpu hopper"):
+            tag = f"gpu_gemm_e4m3_{r['size']}^3_p{r['promote']}"
+            record(f"{tag}_gmacs", r["gmacs"], "GMAC/s")
+            record(f"{tag}_vs_torch_f32", r["x_fp32"], "x torch f32 time")
+            record(f"{tag}_vs_torch_bf16", r["x_bf16"], "x torch bf16 time")
+
+
 def git_commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
@@ -165,6 +208,17 @@ def main() -> int:
         mem = peak_memory(4096, 4096, 65536, 128)
         record("gemm_4096x4096x65536_p128_seconds", mem["seconds"], "s")
         record("gemm_4096x4096x65536_p128_peak_rss", mem["peak_rss_mb"], "MB")
+
+    d = bench_dask(8 if args.quick else 16)
+    if d is None:
+        print("dask rows skipped: dask[distributed] not installed")
+    else:
+        tag = f"sweep_{d['points']}pts_128x128"
+        record(f"{tag}_local_points_per_s", d["local_pps"], "points/s")
+        record(f"{tag}_dask_local2_points_per_s", d["dask_pps"], "points/s")
+        record(f"{tag}_dask_vs_local", d["dask_pps"] / d["local_pps"], "x local rate")
+        record("dask_local2_cluster_start_s", d["cluster_start_s"], "s")
+    gpu_rows(record, args.quick)
 
     args.csv.parent.mkdir(parents=True, exist_ok=True)
     new = not args.csv.exists()

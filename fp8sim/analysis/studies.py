@@ -149,7 +149,8 @@ def fro_rel_error(approx: np.ndarray, exact: np.ndarray) -> float:
 
 def gemm_stats(a: np.ndarray, b: np.ndarray, *, a_format: str | None = None,
                b_format: str | None = None, promote: int = 0, preset: str = "hopper",
-               ideal: bool = True, keep: dict | None = None) -> dict[str, float]:
+               ideal: bool = True, keep: dict | None = None,
+               engine: str = "cpu") -> dict[str, float]:
     """Simulates `gemm(a, b)` and measures it against the exact product of the FP8 inputs.
 
     Returns `analysis.error_stats` (max/mean/median_rel_error, max_abs_error,
@@ -160,6 +161,7 @@ def gemm_stats(a: np.ndarray, b: np.ndarray, *, a_format: str | None = None,
     `ideal`, `share_differs_from_ideal` (fraction of outputs whose float32 bits differ
     from sequential FP32 accumulation, preset "ideal") and `ideal_max_rel_error`. A
     `keep` dict receives the simulated output under "out" (the CLI's --out writes it).
+    `engine` ("cpu" or "gpu", see `fp8sim.gemm`) runs the simulated GEMMs: the same bits.
 
     Raises:
         ValueError, TypeError: invalid arguments, from `fp8sim.gemm`.
@@ -170,7 +172,8 @@ def gemm_stats(a: np.ndarray, b: np.ndarray, *, a_format: str | None = None,
                         hint="choose smaller matrices")
     with budget.stage("simulated GEMM"):
         t0 = time.perf_counter()
-        out = gemm(a, b, a_format=a_format, b_format=b_format, promote=promote, preset=preset)
+        out = gemm(a, b, a_format=a_format, b_format=b_format, promote=promote, preset=preset,
+                   engine=engine)
         seconds = time.perf_counter() - t0
     if keep is not None:
         keep["out"] = out
@@ -182,7 +185,8 @@ def gemm_stats(a: np.ndarray, b: np.ndarray, *, a_format: str | None = None,
     stats["seconds"] = seconds
     if ideal:
         with budget.stage("ideal GEMM"):
-            ref = gemm(a, b, a_format=a_format, b_format=b_format, promote=0, preset="ideal")
+            ref = gemm(a, b, a_format=a_format, b_format=b_format, promote=0, preset="ideal",
+                       engine=engine)
         differs = ulp_distance(out, ref) != 0
         both_nan = np.isnan(out) & np.isnan(ref)
         stats["share_differs_from_ideal"] = float(np.mean(differs & ~both_nan)) if out.size else 0.0

@@ -32,6 +32,8 @@ from fp8sim.analysis.studies import (
     stage_weights,
     stats_bytes,
 )
+from fp8sim.analysis.sweep import sweep as run_sweep
+from fp8sim.analysis.sweep import sweep_grid, sweep_point
 from fp8sim.cli import data as _data
 from fp8sim.engine import budget
 from fp8sim.engine.gemm import gemm as gemm_api
@@ -689,8 +691,15 @@ def _int_list(ctx, param, value: str) -> list[int]:
                    "output closest to zero).")
 @click.option("--out", type=click.Path(dir_okay=False), default="sweep", show_default=True,
               help="Output prefix: writes OUT.csv and OUT.png (missing folders are created).")
+@click.option("--engine", type=click.Choice(("cpu", "gpu")), default="cpu", show_default=True,
+              help="Where each simulated GEMM runs: numba on the CPU cores, or CUDA kernels "
+                   "on an NVIDIA GPU (fp8sim[gpu]); the same bits.")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Run the grid points as tasks on a Dask scheduler (tcp://host:8786, a "
+                   "scheduler .json file, or local:N for N local worker processes); same "
+                   "CSV and plot. Needs fp8sim[dask].")
 def sweep(k_values, m, n, promotes, dists, a_formats, b_formats, seed, scale, preset,
-          frac_bits, x_axis, metric, out):
+          frac_bits, x_axis, metric, out, engine, scheduler):
     """Measures the error against K over a grid (K x promotion x data x formats).
 
     Writes OUT.csv (one row per grid point, every statistic) and OUT.png (the chosen
@@ -706,29 +715,32 @@ def sweep(k_values, m, n, promotes, dists, a_formats, b_formats, seed, scale, pr
             raise click.BadParameter(f"expected 0 or a positive multiple of 32, got {p}",
                                      param_hint="'--promote'")
     step = _step(preset, frac_bits)
-    pairs = list(dict.fromkeys((fa.lower(), fb.lower()) for fa in a_formats
-                               for fb in b_formats))
-    grid = [(fa, fb, d, p, k) for fa, fb in pairs for d in dists for p in dict.fromkeys(promotes)
-            for k in dict.fromkeys(k_values)]
+    pairs = [(fa.lower(), fb.lower()) for fa in a_formats for fb in b_formats]
+    grid = sweep_grid(k_values, m=m, n=n, promotes=promotes, dists=dists, formats=pairs,
+                      scale=scale, seed=seed, preset=step, engine=engine)
     with _usage_errors():
         _check_request(m, n, max(k_values), None, "choose smaller --m, --n or --k-values")
+    if engine == "gpu" and scheduler is None:  # (a cluster's workers may have GPUs)
+        with _usage_errors():
+            from fp8sim.engine import _gpu
+
+            _gpu.check()
     try:
         prefix.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise click.FileError(str(prefix.parent), hint=e.strerror) from None
-    weights = {_grid_label(item): sum(stage_weights(m, n, item[4], step).values())
-               for item in grid}
-    rows = []
-    with _usage_errors(), budget.Progress("fp8sim sweep", weights):
-        for item in grid:
-            fa, fb, d, p, k = item
-            with budget.stage(_grid_label(item)):
-                a, b = random_case(m, n, k, dist=d, a_format=fa, b_format=fb, seed=seed,
-                                   scale=scale)
-                stats = gemm_stats(a, b, a_format=fa, b_format=fb, promote=p, preset=step)
-            rows.append({"m": m, "n": n, "k": k, "promote": p, "a_format": fa,
-                         "b_format": fb, "formats": f"{fa} x {fb}", "preset": _step_name(step),
-                         "dist": d, "scale": scale, "seed": seed, **stats})
+    weights = {_grid_label(point): sum(stage_weights(m, n, point.k, step).values())
+               for point in grid}
+    t0 = time.perf_counter()
+    with _usage_errors(), _dask_client(scheduler) as client, \
+            budget.Progress("fp8sim sweep", weights):
+        if client is None:
+            rows = []
+            for point in grid:
+                with budget.stage(_grid_label(point)):
+                    rows.append(sweep_point(point))
+        else:  # each finished task closes its stage of the bar
+            rows = run_sweep(grid, client=client, on_done=_stage_done)
     csv_path = prefix.parent / f"{prefix.name}.csv"
     png_path = prefix.parent / f"{prefix.name}.png"
     try:
@@ -743,15 +755,37 @@ def sweep(k_values, m, n, promotes, dists, a_formats, b_formats, seed, scale, pr
         save_figure(_plot_sweep(rows, metric, x_axis), png_path)
     except OSError as e:
         raise click.FileError(str(e.filename or prefix), hint=e.strerror) from None
-    click.echo(f"wrote {csv_path} and {png_path} ({len(rows)} points)")
+    click.echo(f"wrote {csv_path} and {png_path} ({len(rows)} points, "
+               f"{time.perf_counter() - t0:.1f} s)")
 
 
-def _grid_label(item) -> str:
+def _stage_done(point) -> None:
+    """Marks a grid point done in the active progress bar (its stage, run elsewhere)."""
+    with budget.stage(_grid_label(point)):
+        pass
+
+
+def _grid_label(point) -> str:
     """Progress-bar label of one grid point."""
-    if item is None:
+    if point is None:
         return ""
-    fa, fb, d, p, k = item
-    return f"{fa}x{fb} {d} promote={p} K={k}"
+    return f"{point.a_format}x{point.b_format} {point.dist} promote={point.promote} K={point.k}"
+
+
+@contextlib.contextmanager
+def _dask_client(scheduler: str | None):
+    """None without --scheduler, else a Dask client (one usage-error line if Dask is missing)."""
+    if scheduler is None:
+        yield None
+        return
+    from fp8sim.analysis.distributed import connect
+
+    with contextlib.ExitStack() as stack:
+        try:
+            client = stack.enter_context(connect(scheduler))
+        except (ImportError, ValueError, OSError) as e:
+            raise click.BadParameter(_one_line(str(e)), param_hint="'--scheduler'") from None
+        yield client
 
 
 def _plot_sweep(rows: list[dict], metric: str = "fro_rel_error", x_axis: str = "k"):

@@ -33,7 +33,7 @@ from fp8sim.engine.mma import preset as _preset
 from fp8sim.formats.convert import as_codes
 from fp8sim.formats.info import FormatInfo, decode_table
 
-__all__ = ["gemm", "SCALINGS", "OUT_DTYPES"]
+__all__ = ["gemm", "SCALINGS", "OUT_DTYPES", "ENGINES"]
 
 SCALINGS = tuple(EPILOGUES)
 OUT_DTYPES = {"float32": np.dtype(np.float32), "bfloat16": np.dtype(ml_dtypes.bfloat16),
@@ -54,6 +54,7 @@ def gemm(
     scaling: str | Epilogue | Sequence[Epilogue] | None = None,
     out_dtype: str = "float32",
     preset: str | MMAStep = "hopper",
+    engine: str = "cpu",
 ) -> np.ndarray:
     """D = A @ B as an H100 computes it with wgmma FP8 steps, bit for bit.
 
@@ -80,6 +81,8 @@ def gemm(
         out_dtype: "float32", "bfloat16" or "float16" (rounded to nearest even from float32;
             NaN is 0x7FFF in both 16-bit types, as cuBLASLt writes it).
         preset: the MMA step model, "hopper" (verified) or another `fp8sim.mma` preset.
+        engine: "cpu" (numba, all cores) or "gpu" (CUDA kernels through CuPy on any NVIDIA
+            GPU of compute capability >= 7.0, no FP8 hardware needed): the same bits.
 
     Returns:
         (M, N) array of out_dtype. NaN results are 0x7FFFFFFF in float32, as on the GPU.
@@ -90,6 +93,7 @@ def gemm(
     a, af = as_codes(a, a_format, arg="a", fmt_arg="a_format")
     b, bf = as_codes(b, b_format, arg="b", fmt_arg="b_format")
     step = _preset(preset)
+    _check_engine(engine)
     if a.ndim != 2:
         raise ValueError(f"a: expected a 2-D (M, K) array, got shape {a.shape}")
     if b.ndim != 2:
@@ -118,7 +122,7 @@ def gemm(
 
     out = np.empty((m, n), dtype=np.float32)
     if m and n:
-        _run(a, b, af, bf, step, promote, c32, kernel_args(ep, sa, sb), out)
+        _run(a, b, af, bf, step, promote, c32, kernel_args(ep, sa, sb), out, engine)
     nan = np.isnan(out)
     out.view(np.uint32)[nan] = _NAN32
     if out_dt != out.dtype:
@@ -129,7 +133,7 @@ def gemm(
 
 
 def _run(a, b, af: FormatInfo, bf: FormatInfo, step: MMAStep, promote: int, c32, epi: tuple,
-         out) -> None:
+         out, engine: str = "cpu") -> None:
     """Dispatches to the engine kernel for the step model."""
     k = a.shape[1]
     chunk = promote if promote > 0 else max(k, 1)
@@ -148,6 +152,12 @@ def _run(a, b, af: FormatInfo, bf: FormatInfo, step: MMAStep, promote: int, c32,
             chunk, promote = max(k, 1), 0
     tav, tag = _tables(af)
     tbv, tbg = _tables(bf)
+    if engine == "gpu":  # the same op-codes drive the GPU kernels' epilogue
+        from fp8sim.engine import _gpu
+
+        _gpu.gemm_tiles(a, b, tav, tag, tbv, tbg, c_arr, has_c, mode, block, frac, chunk,
+                        promote > 0, *epi, out)
+        return
     a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
     m, n = out.shape
     kind = "fused" if step.fused else "exact" if step.exact else "sequential"
@@ -211,6 +221,19 @@ def _tables(fmt: FormatInfo) -> tuple[np.ndarray, np.ndarray]:
             pow2[code] = np.float32(2.0**e)
     pow2.setflags(write=False)
     return values, pow2
+
+
+ENGINES = ("cpu", "gpu")
+
+
+def _check_engine(engine) -> None:
+    """Accepts "cpu" or "gpu" (the latter only where CuPy finds a CUDA GPU)."""
+    if not isinstance(engine, str) or engine not in ENGINES:
+        raise ValueError(f"engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine == "gpu":
+        from fp8sim.engine import _gpu
+
+        _gpu.check()
 
 
 def _check_promote(promote, step: MMAStep) -> int:
