@@ -131,5 +131,5 @@ def test_cli_without_dask_says_how_to_install_it(tmp_path, monkeypatch):
 
 def test_parse_scheduler_kinds():
     assert parse_scheduler("local:3") == ("local", 3)
-    assert parse_scheduler("tcp://10.0.0.5:8786") == ("address", "tcp://10.0.0.5:8786")
+    assert parse_scheduler("tcp://scheduler-host:8786") == ("address", "tcp://scheduler-host:8786")
     assert parse_scheduler("/shared/scheduler.json") == ("file", "/shared/scheduler.json")

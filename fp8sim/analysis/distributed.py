@@ -60,7 +60,7 @@ def connect(scheduler: str, *, threads: int | None = None) -> Iterator[Any]:
     (the engine parallelizes inside a task) and `threads` engine threads per worker
     (default: this machine's cores shared out, at least one); "path.json" reads a
     scheduler file (`dask scheduler --scheduler-file`, dask-jobqueue); anything else
-    is a scheduler address such as "tcp://10.0.0.5:8786".
+    is a scheduler address such as "tcp://scheduler-host:8786".
     """
     distributed = _import_distributed()
     kind, where = parse_scheduler(scheduler)

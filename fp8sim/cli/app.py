@@ -783,7 +783,7 @@ def _dask_client(scheduler: str | None):
     with contextlib.ExitStack() as stack:
         try:
             client = stack.enter_context(connect(scheduler))
-        except (ImportError, ValueError, OSError) as e:
+        except (ImportError, ValueError, OSError, RuntimeError) as e:  # incl. timeouts
             raise click.BadParameter(_one_line(str(e)), param_hint="'--scheduler'") from None
         yield client
 
