@@ -1,0 +1,398 @@
+"""The numba GEMM engine against the pure-Python reference on shapes that cross tiles.
+
+`tests/test_gemm_engine.py` holds the engine to `fp8sim.engine.reference` on small
+shapes; here M and N run to 2.5 tiles of 64 (so rows and columns of the second and third
+tile, and the second 128-column group of scale_b, are read through the tile offsets), K
+is ragged up to 600 (across MMA steps of 32 and promotion boundaries), and the inputs are
+adversarial: large same-sign codes near overflow (the int32 guard of wide what-if
+accumulators), subnormals, NaN/Inf, zero rows and columns of +-0, C from -0 through
+subnormal to FLT_MAX. Every preset runs, most examples on "hopper"; every scaling runs.
+
+The reference is slow (about 14 us per product), so each example compares a sample of
+outputs that always includes the first and last row and column of its tiles, at most 10,000
+products in all. Every example is also checked for *tile invariance*: the rows from r0 on
+(the columns from c0 on) computed alone give the bits of the whole GEMM, for shifts of one
+tile, two tiles and a random amount, so every output is computed again in another tile at
+another place. That check is cheap, needs no reference, and catches any read through a
+tile-local index.
+
+`make test-all` (FP8SIM_EXAMPLES_SCALE=10) runs ten times the examples.
+"""
+
+from __future__ import annotations
+
+import os
+
+import ml_dtypes
+import numba
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fp8sim import gemm
+from fp8sim.engine import _gemm_kernels as _k
+from fp8sim.engine import reference
+from fp8sim.engine.gemm import SCALINGS
+from fp8sim.engine.mma import HOPPER, PRESETS, MMAStep
+from fp8sim.formats.info import E4M3, E5M2, FormatInfo
+
+SCALE = int(os.environ.get("FP8SIM_EXAMPLES_SCALE", "1"))
+TILE_M, TILE_N = _k.IB, _k.JB
+MAX_M = MAX_N = 160  # 2.5 tiles
+MAX_K = 600
+REFERENCE_PRODUCTS = 10_000  # per example: at most about 0.15 s of the pure-Python reference
+
+# "hopper" takes 8 of 14 draws; the others once each (frac_bits 25 and 28 use int64 sums)
+STEPS = [PRESETS["hopper"]] * 8 + [
+    PRESETS["ideal"], PRESETS["exact"], PRESETS["ada"], PRESETS["blackwell"],
+    HOPPER.replace(frac_bits=16), HOPPER.replace(frac_bits=28, terms=64)]
+
+KINDS = ["all", "finite", "bigsame", "nearmax", "tiny", "special", "zerolines", "sparse"]
+C_KINDS = [None, "normal", "bits", "edge", "negzero"]
+
+
+def bits(x: np.ndarray) -> np.ndarray:
+    """Raw bits of a float32 (uint32) or 16-bit float (uint16) array."""
+    x = np.asarray(x)
+    return x.view(np.uint32 if x.dtype.itemsize == 4 else np.uint16)
+
+
+def codes(rng: np.random.Generator, shape, kind: str, fmt: FormatInfo, axis: int) -> np.ndarray:
+    """FP8 codes of one adversarial kind; `axis` is the one whose lines "zerolines" zeroes
+    (0: rows of A, 1: columns of B)."""
+    top = fmt.max_code
+    finite = np.array([c for c in range(256) if (c & 0x7F) <= top], np.uint8)
+    if kind == "all":  # every code, NaN and Inf included
+        return rng.integers(0, 256, shape, dtype=np.uint8)
+    if kind == "finite":
+        return finite[rng.integers(0, finite.size, shape)]
+    if kind == "bigsame":  # the top three codes, one sign: 32 products near 2**(F+2) each
+        sign = np.uint8(0x80 * rng.integers(0, 2))
+        return (top - rng.integers(0, 3, shape)).astype(np.uint8) | sign
+    if kind == "nearmax":  # the top binade, random signs
+        mant = (1 << fmt.mantissa_bits) - 1
+        out = (top - rng.integers(0, mant + 1, shape)).astype(np.uint8)
+        return out | (rng.integers(0, 2, shape) << 7).astype(np.uint8)
+    if kind == "tiny":  # zeros and subnormals, a few normal codes
+        sub = rng.integers(0, 1 << fmt.mantissa_bits, shape)
+        out = np.where(rng.random(shape) < 0.1, finite[rng.integers(0, finite.size, shape)], sub)
+        return (out | (rng.integers(0, 2, shape) << 7)).astype(np.uint8)
+    if kind == "special":  # finite codes with a few NaN and Inf
+        out = finite[rng.integers(0, finite.size, shape)]
+        specials = np.array(fmt.nan_codes + ((fmt.inf_code, fmt.inf_code | 0x80)
+                                             if fmt.has_inf else ()), np.uint8)
+        hit = rng.random(shape) < 0.03
+        return np.where(hit, specials[rng.integers(0, specials.size, shape)], out).astype(
+            np.uint8)
+    if kind == "zerolines":  # whole rows (of A) or columns (of B) of +0 or -0
+        out = finite[rng.integers(0, finite.size, shape)]
+        lines = rng.random(shape[axis]) < 0.4
+        zero = np.where(rng.random(shape) < 0.5, 0x80, 0x00).astype(np.uint8)
+        mask = lines[:, None] if axis == 0 else lines[None, :]
+        return np.where(mask, zero, out).astype(np.uint8)
+    assert kind == "sparse"
+    out = finite[rng.integers(0, finite.size, shape)]
+    return np.where(rng.random(shape) < 0.7, 0, out).astype(np.uint8)
+
+
+def c_values(rng: np.random.Generator, shape, kind: str) -> np.ndarray:
+    """Accumulator inputs: normal at a random scale, random bits, edge values, all -0."""
+    if kind == "normal":
+        return (rng.standard_normal(shape) * 2.0 ** rng.integers(-10, 20)).astype(np.float32)
+    if kind == "bits":
+        return rng.integers(0, 2**32, shape, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    if kind == "negzero":
+        return np.full(shape, -0.0, np.float32)
+    pool = np.array([0.0, -0.0, 1e-45, -1e-45, 1e-40, -3e-39, 1.1754944e-38, 3.4e38, -3.4e38,
+                     np.inf, -np.inf, np.nan, 1.0, -1.5, 65504.0, 2.0**-20, 3.0e5, -7.7e4],
+                    dtype=np.float32)
+    return pool[rng.integers(0, pool.size, shape)]
+
+
+def scale_values(rng: np.random.Generator, shape, kind: str) -> np.ndarray:
+    """float32 scales: full 24-bit significands (so the epilogue's roundings matter), powers
+    of two, or edge values (0, subnormal, huge)."""
+    if kind == "pow2":
+        return np.ldexp(np.float32(1.0), rng.integers(-20, 20, shape)).astype(np.float32)
+    out = np.ldexp(rng.random(shape) + 0.5, rng.integers(-20, 20, shape)).astype(np.float32)
+    if kind == "edge":
+        pool = np.array([0.0, 1e-40, 3.0e38, 2.0**-126, 1.0], np.float32)
+        hit = rng.random(shape) < 0.2
+        out = np.where(hit, pool[rng.integers(0, pool.size, shape)], out).astype(np.float32)
+    return out
+
+
+# --- scalings: how to make their scales, slice them to a sample of outputs, and apply
+# them after the reference accumulator. A new epilogue must get an entry here (see
+# test_every_scaling_is_covered): its scale shapes, and its reference arithmetic.
+
+def _make_scales(scaling: str, rng, m: int, k: int, n: int, promote: int, kind: str):
+    """(scale_a, scale_b) of the shapes the scaling takes."""
+    if scaling == "group":
+        g = -(-k // promote)
+        return scale_values(rng, (m, g), kind), scale_values(rng, (g, -(-n // 128)), kind)
+    if scaling == "tensor":
+        return scale_values(rng, (), kind)[()], scale_values(rng, (), kind)[()]
+    assert scaling == "row"
+    return scale_values(rng, (m, 1), kind), scale_values(rng, (1, n), kind)
+
+
+def _reference(a, b, af, bf, step, promote, c, scaling, sa, sb, rows, cols) -> np.ndarray:
+    """The reference's float32 outputs at rows x cols (the scaling epilogue included)."""
+    sub_c = None if c is None else c[np.ix_(rows, cols)]
+    out = np.empty((len(rows), len(cols)), np.float32)
+    if scaling == "group":  # one column at a time: scale_b's column group is j // 128
+        for jj, j in enumerate(cols):
+            col_c = None if sub_c is None else np.ascontiguousarray(sub_c[:, jj:jj + 1])
+            out[:, jj:jj + 1] = reference.gemm(
+                a[rows], b[:, [j]], af, bf, step, promote=promote, c=col_c,
+                group_scale=(sa[rows], sb[:, [j // 128]]))
+        return out
+    acc = reference.gemm(a[rows], b[:, cols], af, bf, step, promote=promote, c=sub_c)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if scaling == "tensor":
+            acc = acc * np.float32(sa * sb)
+        elif scaling == "row":  # fl(fl(acc * scale_b[j]) * scale_a[i])
+            acc = (acc * sb[:, cols]) * sa[rows]
+    acc = acc.astype(np.float32)
+    acc.view(np.uint32)[np.isnan(acc)] = 0x7FFFFFFF
+    return acc
+
+
+def _col_scales(scaling, sb, lo, hi):
+    """scale_b for columns lo:hi computed alone (lo a multiple of 128, or hi = lo + 1)."""
+    if scaling == "tensor":
+        return sb
+    if scaling == "group":
+        return np.ascontiguousarray(sb[:, lo // 128:(hi - 1) // 128 + 1])
+    return np.ascontiguousarray(sb[:, lo:hi])
+
+
+SCALING_TOOLS = {"group": _make_scales, "tensor": _make_scales, "row": _make_scales}
+
+
+def test_every_scaling_is_covered():
+    """The hook for new epilogues: every scaling `fp8sim.gemm` accepts is drawn below."""
+    missing = set(SCALINGS) - set(SCALING_TOOLS)
+    assert not missing, (f"scalings {sorted(missing)} have no property test: add their scale "
+                         "shapes and reference arithmetic to _make_scales / _reference / "
+                         "_check_tile_invariance / _col_scales")
+
+
+def _sample(size: int, tile: int, rng: np.random.Generator, budget: int) -> list[int]:
+    """The first and last index of every tile (and the ends), plus random ones up to budget."""
+    keep = {0, size - 1}
+    for edge in range(tile, size, tile):
+        keep |= {edge - 1, edge}
+    keep = sorted(keep)
+    if len(keep) > budget:  # always the first and last, plus a random choice of the rest
+        inner = rng.choice(keep[1:-1], size=max(budget - 2, 0), replace=False)
+        keep = sorted({keep[0], keep[-1], *inner.tolist()})
+    extra = [int(i) for i in rng.integers(0, size, max(budget - len(keep), 0))]
+    return sorted(set(keep) | set(extra))
+
+
+def _dims(lo: int, hi: int, edges: list[int]):
+    """Integers in [lo, hi], a third of them at tile and step edges."""
+    return st.one_of(st.integers(lo, hi), st.integers(lo, hi),
+                     st.sampled_from([e for e in edges if lo <= e <= hi]))
+
+
+MN_EDGES = [1, 2, 63, 64, 65, 127, 128, 129, 130, 160]
+K_EDGES = [1, 2, 3, 4, 5, 31, 32, 33, 63, 64, 65, 95, 96, 97, 127, 128, 129, 255, 256, 257,
+           383, 384, 385, 511, 512, 513, 600]
+
+
+def _check_tile_invariance(a, b, kw, c, scaling, sa, sb, out, rng) -> None:
+    """The GEMM of rows r0: (columns c0:) alone gives the bits of those rows (columns) of the
+    whole GEMM, for shifts r0, c0 of a tile, two tiles and a random amount: every output then
+    sits in another tile, at another place in its tile."""
+    m, n = out.shape
+    for r0 in sorted({TILE_M, 2 * TILE_M, int(rng.integers(1, max(m, 2)))}):
+        if r0 >= m:
+            continue
+        scales = {} if scaling is None else {
+            "scale_a": sa if scaling == "tensor" else sa[r0:], "scale_b": sb}
+        part = gemm(a[r0:], b, **kw, c=None if c is None else c[r0:], **scales)
+        assert np.array_equal(bits(part), bits(out[r0:])), f"rows {r0}: differ when alone"
+    for c0 in sorted({TILE_N, 2 * TILE_N, int(rng.integers(1, max(n, 2)))}):
+        if c0 >= n:
+            continue
+        cols = range(c0, n)
+        if scaling == "group" and c0 % 128:  # scale_b's groups move: one column at a time
+            cols = sorted({c0, n - 1, int(rng.integers(c0, n))})
+        for lo, hi in ([(c0, n)] if len(cols) == n - c0 else [(j, j + 1) for j in cols]):
+            scales = {} if scaling is None else {"scale_a": sa, "scale_b": _col_scales(
+                scaling, sb, lo, hi)}
+            part = gemm(a, np.ascontiguousarray(b[:, lo:hi]), **kw,
+                        c=None if c is None else np.ascontiguousarray(c[:, lo:hi]), **scales)
+            assert np.array_equal(bits(part), bits(out[:, lo:hi])), (
+                f"columns {lo}:{hi} differ when alone")
+
+
+@settings(max_examples=200 * SCALE, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    m=_dims(1, MAX_M, MN_EDGES),
+    n=_dims(1, MAX_N, MN_EDGES),
+    k=_dims(1, MAX_K, K_EDGES),
+    fmts=st.sampled_from([(E4M3, E4M3), (E4M3, E5M2), (E5M2, E4M3), (E5M2, E5M2)]),
+    kinds=st.tuples(st.sampled_from(KINDS), st.sampled_from(KINDS)),
+    promote=st.sampled_from([0, 0, 32, 64, 128, 128, 256]),
+    c_kind=st.sampled_from(C_KINDS),
+    scaling=st.sampled_from([None, None, "group", "group", "tensor", "row"]),
+    scale_kind=st.sampled_from(["random", "random", "pow2", "edge"]),
+    out_dtype=st.sampled_from(["float32", "float32", "float32", "bfloat16", "float16"]),
+    step=st.sampled_from(STEPS),
+)
+def test_engine_matches_reference_across_tiles(seed, m, n, k, fmts, kinds, promote, c_kind,
+                                                scaling, scale_kind, out_dtype, step):
+    rng = np.random.default_rng(seed)
+    af, bf = fmts
+    a = codes(rng, (m, k), kinds[0], af, 0)
+    b = codes(rng, (k, n), kinds[1], bf, 1)
+    c = None if c_kind is None else c_values(rng, (m, n), c_kind)
+    if promote % step.terms:
+        promote = 0
+    if scaling == "group" and (promote == 0 or step.exact):
+        scaling = None
+    sa = sb = None
+    if scaling is not None:
+        sa, sb = SCALING_TOOLS[scaling](scaling, rng, m, k, n, promote, scale_kind)
+    kw = {"a_format": af, "b_format": bf, "promote": promote, "preset": step,
+          "scaling": scaling}
+    with np.errstate(over="ignore", invalid="ignore"):
+        out32 = gemm(a, b, **kw, c=c, scale_a=sa, scale_b=sb)
+        out = gemm(a, b, **kw, c=c, scale_a=sa, scale_b=sb, out_dtype=out_dtype)
+
+    per_output = max(k * (2 if step.sequential else 1), 1)
+    budget = max(2, int(np.sqrt(REFERENCE_PRODUCTS / per_output)))
+    rows = _sample(m, TILE_M, rng, budget)
+    cols = _sample(n, TILE_N, rng, budget)
+    with np.errstate(over="ignore", invalid="ignore"):
+        want = _reference(a, b, af, bf, step, promote, c, scaling, sa, sb, rows, cols)
+    got = out32[np.ix_(rows, cols)]
+    assert np.array_equal(bits(got), bits(want)), (
+        f"{np.count_nonzero(bits(got) != bits(want))} of {got.size} sampled outputs differ, "
+        f"first at {[(rows[i], cols[j]) for i, j in np.argwhere(bits(got) != bits(want))[:3]]}")
+    if out_dtype != "float32":  # the float32 result rounded to nearest even, NaN 0x7FFF
+        dt = ml_dtypes.bfloat16 if out_dtype == "bfloat16" else np.float16
+        with np.errstate(over="ignore"):
+            want16 = out32.astype(dt)
+        want16.view(np.uint16)[np.isnan(out32)] = 0x7FFF
+        assert np.array_equal(bits(out), bits(want16))
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        _check_tile_invariance(a, b, kw, c, scaling, sa, sb, out32, rng)
+
+
+# --- hand-picked cases that must always run (hypothesis may not draw them)
+
+
+@pytest.mark.parametrize("fmt", ["e4m3", "e5m2"])
+@pytest.mark.parametrize("frac_bits", [24, 25, 28])
+def test_wide_accumulator_does_not_overflow_int32(fmt, frac_bits):
+    """32 largest same-sign products with F >= 24 fractional bits sum past 2**31: the
+    engine must add them in int64 (blackwell: 1.2845e7 on all-0x7E E4M3 codes)."""
+    step = PRESETS["blackwell"].replace(frac_bits=frac_bits)
+    top = E4M3.max_code if fmt == "e4m3" else E5M2.max_code
+    a = np.full((3, 64), top, np.uint8)
+    a[1] |= 0x80  # negative row
+    a[2, ::2] = top - 1
+    b = np.full((64, 2), top, np.uint8)
+    got = gemm(a, b, a_format=fmt, b_format=fmt, preset=step)
+    want = reference.gemm(a, b, fmt, fmt, step)
+    assert np.array_equal(bits(got), bits(want))
+    if fmt == "e4m3" and frac_bits == 25:
+        assert got[0, 0] == np.float32(12845056.0)
+
+
+def test_second_and_third_tile_read_their_own_scales_and_c():
+    """Row and column tiles 1 and 2 (M = N = 160): group scales, C and B through offsets."""
+    rng = np.random.default_rng(13)
+    m = n = 160
+    k = 200
+    a = codes(rng, (m, k), "finite", E4M3, 0)
+    b = codes(rng, (k, n), "finite", E4M3, 1)
+    c = c_values(rng, (m, n), "normal")
+    sa, sb = _make_scales("group", rng, m, k, n, 64, "random")
+    out = gemm(a, b, promote=64, c=c, scale_a=sa, scale_b=sb)
+    rows = [0, 63, 64, 100, 127, 128, 159]
+    cols = [0, 63, 64, 127, 128, 159]
+    want = _reference(a, b, E4M3, E4M3, HOPPER, 64, c, "group", sa, sb, rows, cols)
+    assert np.array_equal(bits(out[np.ix_(rows, cols)]), bits(want))
+    _check_tile_invariance(a, b, {"promote": 64}, c, "group", sa, sb, out, rng)
+
+
+# --- threads: the engine runs on several threads for real, with the same bits
+
+
+def _spy_on_threads(monkeypatch) -> list[int]:
+    """Records numba's thread count at each launch of the engine kernel."""
+    seen: list[int] = []
+    real = _k.gemm_tiles
+
+    def spy(*args):
+        seen.append(numba.get_num_threads())
+        return real(*args)
+
+    monkeypatch.setattr(_k, "gemm_tiles", spy)
+    return seen
+
+
+@numba.njit(parallel=True, cache=False)
+def _thread_ids(n):
+    """The numba thread id that ran each iteration of a parallel loop."""
+    out = np.empty(n, np.int64)
+    for i in numba.prange(n):
+        acc = 0.0
+        for t in range(20_000):  # enough work that every thread takes iterations
+            acc += np.sqrt(t + i)
+        out[i] = numba.get_thread_id() + (0 if acc > -1 else 1)
+    return out
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="numba has a single thread")
+@pytest.mark.parametrize("kind", ["finite", "special"])
+def test_several_threads_same_bits(monkeypatch, kind):
+    """One thread and every thread numba has: the engine launches with each count (9 tiles,
+    so `_threads_for` keeps them all) and returns the same bits."""
+    seen = _spy_on_threads(monkeypatch)
+    rng = np.random.default_rng(5)
+    a = codes(rng, (150, 300), kind, E4M3, 0)
+    b = codes(rng, (300, 140), kind, E5M2, 1)
+    c = c_values(rng, (150, 140), "edge")
+    sa, sb = _make_scales("group", rng, 150, 300, 140, 128, "random")
+    many = numba.config.NUMBA_NUM_THREADS
+    before = numba.get_num_threads()
+    results = []
+    try:
+        for threads in (1, many):
+            numba.set_num_threads(threads)
+            results.append(gemm(a, b, b_format="e5m2", promote=128, c=c, scale_a=sa,
+                                scale_b=sb))
+            numba.set_num_threads(threads)
+            assert len(set(_thread_ids(4 * threads).tolist())) == threads
+    finally:
+        numba.set_num_threads(before)
+    assert seen == [1, many]
+    assert np.array_equal(bits(results[0]), bits(results[1]))
+
+
+def test_few_tiles_use_few_threads(monkeypatch):
+    """One output tile runs on one thread (idle threads only cost time); the bits agree."""
+    seen = _spy_on_threads(monkeypatch)
+    rng = np.random.default_rng(6)
+    a = codes(rng, (64, 96), "finite", E4M3, 0)
+    b = codes(rng, (96, 64), "finite", E4M3, 1)
+    gemm(a, b)
+    assert seen == [1]
+
+
+def test_presets_have_fast_kernels_or_refuse():
+    """Every preset drawn above has an engine kernel (a preset without one raises)."""
+    for step in STEPS:
+        assert isinstance(step, MMAStep)
+        gemm(np.zeros((1, 1), np.uint8), np.zeros((1, 1), np.uint8), preset=step)
