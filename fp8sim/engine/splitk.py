@@ -19,12 +19,15 @@ the first slice's result, promotion from +0 + that result). `fp8sim.identify` wi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from fp8sim.engine.gemm import OUT_DTYPES, gemm
 from fp8sim.formats.convert import as_codes
 
-__all__ = ["split_bounds", "gemm_split_k"]
+__all__ = ["split_bounds", "gemm_split_k", "SplitK"]
 
 _NAN32 = np.uint32(0x7FFFFFFF)
 
@@ -41,6 +44,47 @@ def split_bounds(k: int, slices: int, align: int = 128) -> list[tuple[int, int]]
     per_slice = -(-k // slices)
     size = -(-per_slice // align) * align
     return [(k0, min(k0 + size, k)) for k0 in range(0, k, size)]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SplitK:
+    """How a library cuts K into slices, as data: the slice counts captured per shape.
+
+    The slice count is the library's heuristic (it depends on M, N, K, the output type and
+    the GPU), so only captured shapes are known; `slice_count` says None elsewhere.
+    """
+
+    device: str
+    """The GPU the counts were captured on ("H100")."""
+    slices: Mapping[tuple[int, int, int], int] = field(compare=False)
+    """Slice count by (M, N, K) for float32 outputs."""
+    slices_16bit: Mapping[tuple[int, int, int], int] = field(default_factory=dict,
+                                                             compare=False)
+    """Counts for bfloat16/float16 outputs where they differ from float32's."""
+    max_unsplit_k: int = 4096
+    """K up to which the library never splits (every capture there is one chain)."""
+    align: int = 128
+    """Slice lengths are ceil(K / slices) rounded up to a multiple of this."""
+
+    def slice_count(self, m: int, n: int, k: int, out_dtype: str = "float32") -> int | None:
+        """The captured slice count of an (M, N, K) GEMM: 1 up to max_unsplit_k, None if unknown."""
+        if k <= self.max_unsplit_k:
+            return 1
+        key = (int(m), int(n), int(k))
+        count = self.slices.get(key)
+        if np.dtype(OUT_DTYPES.get(out_dtype, out_dtype)) != np.float32:
+            count = self.slices_16bit.get(key, count)
+        return count
+
+    def promote(self, k: int, slices: int) -> int:
+        """The promotion interval that adds the same slices in the same order: the first
+        slice's length, 0 (one chain) when there is a single slice.
+
+        The slices' float32 sum in order is promotion every slice length; only the sign of
+        a zero result could differ, and a fused MMA step never returns -0.
+        """
+        bounds = split_bounds(k, slices, self.align)
+        return 0 if len(bounds) == 1 else bounds[0][1]
 
 
 def gemm_split_k(a, b, *, slices: int, align: int = 128, out_dtype: str = "float32",
