@@ -396,3 +396,26 @@ def test_presets_have_fast_kernels_or_refuse():
     for step in STEPS:
         assert isinstance(step, MMAStep)
         gemm(np.zeros((1, 1), np.uint8), np.zeros((1, 1), np.uint8), preset=step)
+
+
+UNIQUE_STEPS = list({s.name: s for s in STEPS}.values())
+
+
+@pytest.mark.parametrize("step", UNIQUE_STEPS, ids=lambda s: s.name)
+@pytest.mark.parametrize("k", [1, 3, 5, 33, 70])
+def test_signed_zeros_through_every_preset(step, k):
+    """C = +-0 with rows of +0 and -0 codes, K not a multiple of 4 (zero padding): the sign
+    of every zero result is the reference's, for every preset (the fused step gives +0,
+    plain float32 keeps -0 + -0 = -0)."""
+    a = np.zeros((4, k), np.uint8)
+    a[1] = 0x80  # -0
+    a[2, ::2] = 0x80
+    a[3, 0] = 0x38  # 1.0 and zeros
+    b = np.full((k, 3), 0x38, np.uint8)
+    b[:, 1] = 0xB8  # -1.0
+    b[:, 2] = 0x00
+    c = np.array([[-0.0, 0.0, -0.0]] * 4, np.float32)
+    for promote in (0, 64) if 64 % step.terms == 0 else (0,):
+        got = gemm(a, b, c=c, preset=step, promote=promote)
+        want = reference.gemm(a, b, E4M3, E4M3, step, promote=promote, c=c)
+        assert np.array_equal(bits(got), bits(want)), (promote, bits(got), bits(want))
