@@ -123,61 +123,92 @@ def scale_values(rng: np.random.Generator, shape, kind: str) -> np.ndarray:
     return out
 
 
-# --- scalings: how to make their scales, slice them to a sample of outputs, and apply
-# them after the reference accumulator. A new epilogue must get an entry here (see
-# test_every_scaling_is_covered): its scale shapes, and its reference arithmetic.
+# --- scalings. Each is described by *granularities* (what one scale covers) and the
+# reference applies it by its definition. With `fp8sim.engine.epilogue` (epilogues as data)
+# every named epilogue is drawn with the granularities and reference arithmetic it
+# declares; without it, the three built-in scalings below. A scaling that is neither
+# fails test_every_scaling_is_covered: that is the hook for new epilogues.
+
+try:
+    from fp8sim.engine.epilogue import EPILOGUES as _EPILOGUES
+except ImportError:  # before epilogues as data: the three scalings of the contract
+    _EPILOGUES = {}
+
+# (granularity of scale_a, of scale_b, columns per scale_b block, applied at promotion)
+_BUILTIN = {"group": ("group", "block", 128, True), "tensor": ("tensor", "tensor", 1, False),
+            "row": ("row", "column", 1, False)}
+
+
+def _granularity(scaling: str) -> tuple[str, str, int, bool]:
+    """(scale_a granularity, scale_b granularity, block_n, at promotion) of a scaling."""
+    if scaling in _EPILOGUES:
+        ep = _EPILOGUES[scaling]
+        return ep.scale_a, ep.scale_b, ep.block_n, ep.when == "promotion"
+    return _BUILTIN[scaling]
+
 
 def _make_scales(scaling: str, rng, m: int, k: int, n: int, promote: int, kind: str):
-    """(scale_a, scale_b) of the shapes the scaling takes."""
-    if scaling == "group":
-        g = -(-k // promote)
-        return scale_values(rng, (m, g), kind), scale_values(rng, (g, -(-n // 128)), kind)
-    if scaling == "tensor":
-        return scale_values(rng, (), kind)[()], scale_values(rng, (), kind)[()]
-    assert scaling == "row"
-    return scale_values(rng, (m, 1), kind), scale_values(rng, (1, n), kind)
+    """(scale_a, scale_b) of the shapes the scaling takes (None where it has none)."""
+    ga, gb, block_n, _ = _granularity(scaling)
+    g = -(-k // promote) if promote else 1
+    shape_a = {"none": None, "tensor": (), "row": (m, 1), "group": (m, g)}[ga]
+    shape_b = {"none": None, "tensor": (), "column": (1, n), "block": (g, -(-n // block_n)),
+               "group-column": (g, n)}[gb]
+    return tuple(None if s is None else scale_values(rng, s, kind)[()] if s == () else
+                 scale_values(rng, s, kind) for s in (shape_a, shape_b))
 
 
-def _reference(a, b, af, bf, step, promote, c, scaling, sa, sb, rows, cols) -> np.ndarray:
-    """The reference's float32 outputs at rows x cols (the scaling epilogue included)."""
-    sub_c = None if c is None else c[np.ix_(rows, cols)]
-    out = np.empty((len(rows), len(cols)), np.float32)
-    if scaling == "group":  # one column at a time: scale_b's column group is j // 128
-        for jj, j in enumerate(cols):
-            col_c = None if sub_c is None else np.ascontiguousarray(sub_c[:, jj:jj + 1])
-            out[:, jj:jj + 1] = reference.gemm(
-                a[rows], b[:, [j]], af, bf, step, promote=promote, c=col_c,
-                group_scale=(sa[rows], sb[:, [j // 128]]))
-        return out
-    acc = reference.gemm(a[rows], b[:, cols], af, bf, step, promote=promote, c=sub_c)
-    with np.errstate(over="ignore", invalid="ignore"):
-        if scaling == "tensor":
-            acc = acc * np.float32(sa * sb)
-        elif scaling == "row":  # fl(fl(acc * scale_b[j]) * scale_a[i])
-            acc = (acc * sb[:, cols]) * sa[rows]
-    acc = acc.astype(np.float32)
-    acc.view(np.uint32)[np.isnan(acc)] = 0x7FFFFFFF
-    return acc
+def _rows_of(scaling, sa, rows):
+    """scale_a for a subset (list or slice) of the rows."""
+    ga = _granularity(scaling)[0]
+    return sa if ga in ("none", "tensor") else np.ascontiguousarray(sa[rows])
 
 
-def _col_scales(scaling, sb, lo, hi):
-    """scale_b for columns lo:hi computed alone (lo a multiple of 128, or hi = lo + 1)."""
-    if scaling == "tensor":
+def _cols_of(scaling, sb, lo, hi):
+    """scale_b for columns lo:hi computed alone (for blocks: lo on a block edge or one
+    column), so that their local column indices find the same scales."""
+    _, gb, block_n, _ = _granularity(scaling)
+    if gb in ("none", "tensor"):
         return sb
-    if scaling == "group":
-        return np.ascontiguousarray(sb[:, lo // 128:(hi - 1) // 128 + 1])
+    if gb == "block":
+        return np.ascontiguousarray(sb[:, lo // block_n:(hi - 1) // block_n + 1])
     return np.ascontiguousarray(sb[:, lo:hi])
 
 
-SCALING_TOOLS = {"group": _make_scales, "tensor": _make_scales, "row": _make_scales}
+def _reference(a, b, af, bf, step, promote, c, scaling, sa, sb, rows, cols) -> np.ndarray:
+    """The reference's float32 outputs at rows x cols (the scaling epilogue included), one
+    column at a time so that column scales keep their global column's block."""
+    out = np.empty((len(rows), len(cols)), np.float32)
+    for jj, j in enumerate(cols):
+        col_c = None if c is None else np.ascontiguousarray(c[np.ix_(rows, [j])])
+        kw = {"promote": promote, "c": col_c}
+        if scaling is None:
+            pass
+        elif _EPILOGUES:
+            kw |= {"epilogue": _EPILOGUES[scaling], "scale_a": _rows_of(scaling, sa, rows),
+                   "scale_b": _cols_of(scaling, sb, j, j + 1)}
+        elif scaling == "group":
+            kw["group_scale"] = (sa[rows], _cols_of(scaling, sb, j, j + 1))
+        out[:, jj:jj + 1] = reference.gemm(a[rows], b[:, [j]], af, bf, step, **kw)
+    if not _EPILOGUES and scaling in ("tensor", "row"):  # the contract's end epilogues
+        with np.errstate(over="ignore", invalid="ignore"):
+            if scaling == "tensor":  # fl(acc * fl(scale_a * scale_b))
+                out = out * np.float32(sa * sb)
+            else:  # fl(fl(acc * scale_b[j]) * scale_a[i])
+                out = (out * sb[:, cols]) * sa[rows]
+    out = out.astype(np.float32)
+    out.view(np.uint32)[np.isnan(out)] = 0x7FFFFFFF
+    return out
 
 
 def test_every_scaling_is_covered():
-    """The hook for new epilogues: every scaling `fp8sim.gemm` accepts is drawn below."""
-    missing = set(SCALINGS) - set(SCALING_TOOLS)
-    assert not missing, (f"scalings {sorted(missing)} have no property test: add their scale "
-                         "shapes and reference arithmetic to _make_scales / _reference / "
-                         "_check_tile_invariance / _col_scales")
+    """The hook for new epilogues: every scaling `fp8sim.gemm` accepts is drawn by the
+    property test, with its scale shapes and reference arithmetic."""
+    missing = [s for s in SCALINGS if s not in _EPILOGUES and s not in _BUILTIN]
+    assert not missing, (f"scalings {missing} have no property test: describe them in "
+                         "_BUILTIN (or as fp8sim.engine.epilogue epilogues) and in _reference")
+    if _EPILOGUES:
+        assert "epilogue" in reference.gemm.__code__.co_varnames
 
 
 def _sample(size: int, tile: int, rng: np.random.Generator, budget: int) -> list[int]:
@@ -213,17 +244,18 @@ def _check_tile_invariance(a, b, kw, c, scaling, sa, sb, out, rng) -> None:
         if r0 >= m:
             continue
         scales = {} if scaling is None else {
-            "scale_a": sa if scaling == "tensor" else sa[r0:], "scale_b": sb}
+            "scale_a": _rows_of(scaling, sa, slice(r0, None)), "scale_b": sb}
         part = gemm(a[r0:], b, **kw, c=None if c is None else c[r0:], **scales)
         assert np.array_equal(bits(part), bits(out[r0:])), f"rows {r0}: differ when alone"
     for c0 in sorted({TILE_N, 2 * TILE_N, int(rng.integers(1, max(n, 2)))}):
         if c0 >= n:
             continue
         cols = range(c0, n)
-        if scaling == "group" and c0 % 128:  # scale_b's groups move: one column at a time
+        if scaling is not None and _granularity(scaling)[1] == "block" and \
+                c0 % _granularity(scaling)[2]:  # scale_b's blocks move: one column at a time
             cols = sorted({c0, n - 1, int(rng.integers(c0, n))})
         for lo, hi in ([(c0, n)] if len(cols) == n - c0 else [(j, j + 1) for j in cols]):
-            scales = {} if scaling is None else {"scale_a": sa, "scale_b": _col_scales(
+            scales = {} if scaling is None else {"scale_a": sa, "scale_b": _cols_of(
                 scaling, sb, lo, hi)}
             part = gemm(a, np.ascontiguousarray(b[:, lo:hi]), **kw,
                         c=None if c is None else np.ascontiguousarray(c[:, lo:hi]), **scales)
@@ -242,7 +274,7 @@ def _check_tile_invariance(a, b, kw, c, scaling, sa, sb, out, rng) -> None:
     kinds=st.tuples(st.sampled_from(KINDS), st.sampled_from(KINDS)),
     promote=st.sampled_from([0, 0, 32, 64, 128, 128, 256]),
     c_kind=st.sampled_from(C_KINDS),
-    scaling=st.sampled_from([None, None, "group", "group", "tensor", "row"]),
+    scaling=st.sampled_from([None, None, "group", *SCALINGS]),
     scale_kind=st.sampled_from(["random", "random", "pow2", "edge"]),
     out_dtype=st.sampled_from(["float32", "float32", "float32", "bfloat16", "float16"]),
     step=st.sampled_from(STEPS),
@@ -256,11 +288,11 @@ def test_engine_matches_reference_across_tiles(seed, m, n, k, fmts, kinds, promo
     c = None if c_kind is None else c_values(rng, (m, n), c_kind)
     if promote % step.terms:
         promote = 0
-    if scaling == "group" and (promote == 0 or step.exact):
-        scaling = None
+    if scaling is not None and _granularity(scaling)[3] and (promote == 0 or step.exact):
+        scaling = None  # scales applied at each promotion need one
     sa = sb = None
     if scaling is not None:
-        sa, sb = SCALING_TOOLS[scaling](scaling, rng, m, k, n, promote, scale_kind)
+        sa, sb = _make_scales(scaling, rng, m, k, n, promote, scale_kind)
     kw = {"a_format": af, "b_format": bf, "promote": promote, "preset": step,
           "scaling": scaling}
     with np.errstate(over="ignore", invalid="ignore"):
@@ -318,12 +350,13 @@ def test_second_and_third_tile_read_their_own_scales_and_c():
     b = codes(rng, (k, n), "finite", E4M3, 1)
     c = c_values(rng, (m, n), "normal")
     sa, sb = _make_scales("group", rng, m, k, n, 64, "random")
-    out = gemm(a, b, promote=64, c=c, scale_a=sa, scale_b=sb)
+    out = gemm(a, b, promote=64, c=c, scale_a=sa, scale_b=sb, scaling="group")
     rows = [0, 63, 64, 100, 127, 128, 159]
     cols = [0, 63, 64, 127, 128, 159]
     want = _reference(a, b, E4M3, E4M3, HOPPER, 64, c, "group", sa, sb, rows, cols)
     assert np.array_equal(bits(out[np.ix_(rows, cols)]), bits(want))
-    _check_tile_invariance(a, b, {"promote": 64}, c, "group", sa, sb, out, rng)
+    _check_tile_invariance(a, b, {"promote": 64, "scaling": "group"}, c, "group", sa, sb, out,
+                           rng)
 
 
 # --- threads: the engine runs on several threads for real, with the same bits
@@ -372,7 +405,7 @@ def test_several_threads_same_bits(monkeypatch, kind):
         for threads in (1, many):
             numba.set_num_threads(threads)
             results.append(gemm(a, b, b_format="e5m2", promote=128, c=c, scale_a=sa,
-                                scale_b=sb))
+                                scale_b=sb, scaling="group"))
             numba.set_num_threads(threads)
             assert len(set(_thread_ids(4 * threads).tolist())) == threads
     finally:
