@@ -217,7 +217,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.full or args.tests:
         tests = args.tests.split(",") if args.tests else FULL
         suites = {name: tests for name in suites}
-    files = repo_files(ROOT)
 
     if args.check:
         bad = 0
@@ -235,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if bad else 0
 
     start = time.perf_counter()
+    files = repo_files(ROOT)
     names = sorted({m.suite for m in mutants})
     if not args.no_baseline and not baseline(suites, names, files, args.timeout):
         print("the unmutated suites fail: fix them first", file=sys.stderr)

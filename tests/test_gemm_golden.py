@@ -50,7 +50,7 @@ def _check(case, name):
     got = as_bits(kern(case.a, case.b, **kw))
     mismatches = int(np.count_nonzero(got != want))
     assert mismatches == 0, f"{case.key}/{name}: {mismatches} of {want.size} outputs differ"
-    if kern.split_k is not None and case.k > kern.split_k.max_unsplit_k:
+    if kern.split is not None and case.k > kern.split.unsplit_max_k:
         # the split is real: one unpromoted chain through K does not give these bits
         single = as_bits(kern(case.a, case.b, **kw, slices=1))
         assert np.count_nonzero(single != want) > 0
@@ -83,7 +83,7 @@ def test_unknown_split_is_refused_and_slices_are_taken():
     want = as_bits(case.arrays["cublas_fast_f32"])
     fast = KERNELS["cublaslt-fast"]
     kw = {"a_format": case.a_format, "b_format": case.b_format, "scaling": None}
-    with pytest.raises(ValueError, match="^slices: .*not captured"):
+    with pytest.raises(ValueError, match="^slices: .*no capture has the split"):
         fast(case.a, case.b, **kw)  # the crop's own shape, 4 x 4 x 16384, is unknown
     with pytest.raises(ValueError, match="^slices:"):
         fast(case.a, case.b, **kw, problem_shape=(96, 64, 16384))

@@ -79,14 +79,14 @@ def test_cublaslt_fast_short_k_is_one_chain():
 
 @pytest.mark.parametrize(("name", "kwargs", "start"), [
     ("cublaslt-fast", {}, "slices: cublaslt-fast splits K = 8192 > 4096"),  # (5, 7) unknown
+    ("cublaslt-fast", {"promote": 128}, "slices: cublaslt-fast splits K = 8192"),
     ("cublaslt-fast", {"slices": 0}, "slices: expected a positive int"),
     ("cublaslt-fast", {"slices": 2.0}, "slices: expected a positive int"),
-    ("cublaslt-fast", {"promote": 128}, "promote: the cublaslt-fast kernel"),
     ("cublaslt-fast", {"problem_shape": (64, 64)}, "problem_shape: expected (M, N, K)"),
     ("cublaslt-fast", {"problem_shape": (64, 64, 4096)}, "problem_shape: (64, 64, 4096) does"),
     ("cublaslt-fast", {"problem_shape": (4, 64, 8192)}, "problem_shape: (4, 64, 8192) does"),
-    ("triton", {"slices": 3}, "slices: the triton kernel does not split K"),
-    ("cublaslt", {"problem_shape": (64, 64, 8192)}, "problem_shape: the cublaslt kernel"),
+    ("triton", {"slices": -1}, "slices: expected a positive int"),
+    ("cublaslt", {"problem_shape": (1, 1, 8192)}, "problem_shape: (1, 1, 8192) does"),
 ])
 def test_split_arguments_are_checked(name, kwargs, start):
     a, b = _long_k(5, 7, 8192)

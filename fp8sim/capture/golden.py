@@ -140,9 +140,9 @@ def known_unexplained(case: Case, name: str) -> bool:
     """True for outputs no model explains: cuBLASLt fast accumulation at long K for a
     shape whose split-K slice count has not been captured (the kernel refuses them)."""
     m = _CUBLAS.match(name)
-    split = KERNELS["cublaslt-fast"].split_k
+    split = KERNELS["cublaslt-fast"].split
     return bool(m and m.group(1) == "fast"
-                and split.slice_count(*case.shape, _OUT[m.group(2)]) is None)
+                and split.slices(*case.shape, _OUT[m.group(2)]) is None)
 
 
 def as_bits(x: np.ndarray) -> np.ndarray:

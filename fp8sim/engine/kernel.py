@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fp8sim.engine.gemm import gemm
+from fp8sim.engine.gemm import OUT_DTYPES, gemm
 from fp8sim.engine.mma import HOPPER, MMAStep
-from fp8sim.engine.splitk import SplitK
+from fp8sim.engine.splitk import SplitK, gemm_split_k, split_bounds
 
 __all__ = ["Kernel", "KERNELS", "kernel", "cublaslt_fast_promote", "CUBLASLT_FAST_SLICES_H100",
            "CUBLASLT_FAST_SPLIT_H100"]
@@ -32,9 +32,12 @@ each at match 1.0). It is cuBLASLt's heuristic; the H200 differs at 64 x 64 x 65
 CUBLASLT_FAST_SLICES_H100_16BIT: dict[tuple[int, int, int], int] = {(256, 256, 16384): 3}
 """Shapes where bfloat16/float16 outputs were split differently from float32."""
 
-CUBLASLT_FAST_SPLIT_H100 = SplitK(device="H100", slices=CUBLASLT_FAST_SLICES_H100,
-                                  slices_16bit=CUBLASLT_FAST_SLICES_H100_16BIT)
-"""cuBLASLt fast accumulation's split of K on the H100 (none up to K = 4096)."""
+CUBLASLT_FAST_SPLIT_H100 = SplitK(
+    name="cublaslt-fast", align=128, unsplit_max_k=4096, table=CUBLASLT_FAST_SLICES_H100,
+    table_16bit=CUBLASLT_FAST_SLICES_H100_16BIT, device="H100",
+    description="cuBLASLt with fast accumulation (torch._scaled_mm, use_fast_accum=True) on "
+                "the H100: one chain up to K = 4096, the captured slice counts beyond.")
+"""cuBLASLt fast accumulation's split of K on the H100."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,67 +55,98 @@ class Kernel:
     out_dtype: str = "float32"
     verified: bool = False
     """True where H100 captures back this kernel bit for bit."""
+    split: SplitK | None = None
+    """Where the library splits K: the captured slice counts (None: it never splits)."""
     description: str = ""
-    split_k: SplitK | None = None
-    """How the library cuts long K into slices (cuBLASLt fast accumulation), None: never."""
 
     def __call__(self, a: np.ndarray, b: np.ndarray, *, slices: int | None = None,
                  problem_shape: tuple[int, int, int] | None = None, **kwargs) -> np.ndarray:
         """Runs fp8sim.gemm with this kernel's settings; keyword arguments override them.
 
-        A kernel that splits K (`split_k`) promotes every slice length: the captured slice
-        count of the GEMM's shape, or `slices` from the caller. `problem_shape` (M, N, K)
-        names the GEMM the library ran when `a` and `b` are a crop of its rows and columns
-        (the split depends on the whole shape). An unknown split raises ValueError.
+        slices: cut K into this many slices (`fp8sim.engine.splitk`); by default the count
+        captured in `split` for the GEMM's shape, 1 where the kernel never splits. Raises
+        ValueError naming `slices` where K is long and the split of the shape is unknown.
+        problem_shape: (M, N, K) of the GEMM the library ran, when `a` and `b` are a crop of
+        its rows and columns (the split depends on the whole shape).
         """
-        return gemm(a, b, **self.gemm_kwargs(a, b, slices=slices, problem_shape=problem_shape,
-                                             **kwargs))
+        settings, count = self._resolve(a, b, slices, problem_shape, kwargs)
+        if count > 1:  # a split that is no promotion: the slices one by one
+            align = self.split.align if self.split is not None else 128
+            return gemm_split_k(a, b, slices=count, align=align, **settings)
+        return gemm(a, b, **settings)
 
     def gemm_kwargs(self, a, b, *, slices: int | None = None,
                     problem_shape: tuple[int, int, int] | None = None, **kwargs) -> dict:
-        """The `fp8sim.gemm` keyword arguments this kernel runs a and b with."""
-        settings = {"promote": self.promote, "scaling": self.scaling, "preset": self.step,
-                    "out_dtype": self.out_dtype}
-        if self.split_k is None:
-            if slices is not None or problem_shape is not None:
-                arg = "slices" if slices is not None else "problem_shape"
-                raise ValueError(f"{arg}: the {self.name} kernel does not split K")
-        else:
-            if "promote" in kwargs:
-                raise ValueError(f"promote: the {self.name} kernel promotes where its split of K "
-                                 "puts the slices; pass slices= to choose the split")
-            out_dtype = kwargs.get("out_dtype", self.out_dtype)
-            settings["promote"] = self._split_promote(a, b, out_dtype, slices, problem_shape)
-        return settings | kwargs
+        """The `fp8sim.gemm` keyword arguments this kernel runs a and b with (its split of K
+        as promotion every slice length); ValueError where the split is no promotion."""
+        settings, count = self._resolve(a, b, slices, problem_shape, kwargs)
+        if count > 1:
+            raise ValueError(f"slices: {count} slices of a kernel that promotes or scales at "
+                             "each promotion are not one gemm; call the kernel")
+        return settings
 
-    def _split_promote(self, a, b, out_dtype, slices, problem_shape) -> int:
-        """The promotion interval of this kernel's split of K for a GEMM of a and b."""
+    def _resolve(self, a, b, slices, problem_shape, kwargs) -> tuple[dict, int]:
+        """(gemm settings, slices left to run one by one): a split that is promotion every
+        slice length is folded into the settings (1 slice left)."""
+        settings = {"promote": self.promote, "scaling": self.scaling, "preset": self.step,
+                    "out_dtype": self.out_dtype} | kwargs
         a_shape, b_shape = np.shape(a), np.shape(b)
         if len(a_shape) != 2 or len(b_shape) != 2:
-            return 0  # fp8sim.gemm names the malformed argument
+            return settings, 1  # fp8sim.gemm names the malformed argument
         (m, k), n = a_shape, b_shape[1]
         if problem_shape is not None:
-            shape = tuple(problem_shape) if isinstance(problem_shape, (tuple, list)) else ()
-            if len(shape) != 3 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer))
-                                      or v < 1 for v in shape):
-                raise ValueError(f"problem_shape: expected (M, N, K) positive ints, got "
-                                 f"{problem_shape!r}")
-            if shape[2] != k or shape[0] < m or shape[1] < n:
-                raise ValueError(f"problem_shape: {shape} does not contain a ({m}, {k}) x "
-                                 f"({k}, {n}) crop (K must be the same)")
-            m, n = int(shape[0]), int(shape[1])
+            m, n = _check_problem_shape(problem_shape, m, n, k)
         if slices is None:
-            slices = self.split_k.slice_count(m, n, k, out_dtype)
-            if slices is None:
-                raise ValueError(
-                    f"slices: {self.name} splits K = {k} > {self.split_k.max_unsplit_k} into a "
-                    f"number of slices that is {self.split_k.device} cuBLASLt's heuristic, and "
-                    f"({m}, {n}, {k}) was not captured; pass slices= (fp8sim.identify(..., "
-                    "search='split') finds it from outputs), or problem_shape= if a and b are "
-                    "a crop of a captured GEMM")
-        elif isinstance(slices, bool) or not isinstance(slices, (int, np.integer)) or slices < 1:
+            slices = self._captured_slices(m, n, k, settings["out_dtype"])
+        if isinstance(slices, bool) or not isinstance(slices, (int, np.integer)) or slices < 1:
             raise ValueError(f"slices: expected a positive int, got {slices!r}")
-        return self.split_k.promote(k, int(slices))
+        align = self.split.align if self.split is not None else 128
+        bounds = split_bounds(k, int(slices), align)
+        if len(bounds) > 1 and _promotes_as_split(settings):
+            settings["promote"] = bounds[0][1]  # the slices' sum in order, exactly
+            return settings, 1
+        return settings, len(bounds)
+
+    def _captured_slices(self, m: int, n: int, k: int, out_dtype) -> int:
+        """The split-K slice count of an (M, N, K) GEMM from `split`, or a ValueError."""
+        if self.split is None:
+            return 1
+        dt = np.dtype(OUT_DTYPES.get(out_dtype, out_dtype)) if isinstance(out_dtype, str) \
+            else np.dtype(out_dtype)
+        count = self.split.slices(m, n, k, "float32" if dt == np.float32 else str(dt))
+        if count is None:
+            raise ValueError(
+                f"slices: {self.name} splits K = {k} > {self.split.unsplit_max_k} by a "
+                f"heuristic of the library, and no capture has the split for (M, N, K) = "
+                f"({m}, {n}, {k}) ({self.split.device}); pass slices= (fp8sim.identify(..., "
+                "search='split') finds it from outputs), or problem_shape= if a and b are a "
+                "crop of a captured GEMM")
+        return count
+
+
+def _promotes_as_split(settings: dict) -> bool:
+    """True where adding the slices in order is promotion every slice length: the kernel
+    never promotes inside a slice and applies no scales at promotion (a fused MMA step never
+    returns -0, so not even a zero's sign differs)."""
+    scaling = settings.get("scaling")
+    at_promotion = getattr(scaling, "when", None) == "promotion" or scaling in _AT_PROMOTION
+    return settings.get("promote", 0) == 0 and not at_promotion
+
+
+_AT_PROMOTION = {"group"}
+"""Scaling names applied at each promotion: their split-K restarts the scaled sum per slice."""
+
+
+def _check_problem_shape(shape, m: int, n: int, k: int) -> tuple[int, int]:
+    """(M, N) of a problem_shape that contains an (m, k) x (k, n) crop, or ValueError."""
+    full = tuple(shape) if isinstance(shape, (tuple, list)) else ()
+    if len(full) != 3 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1
+                             for v in full):
+        raise ValueError(f"problem_shape: expected (M, N, K) positive ints, got {shape!r}")
+    if full[2] != k or full[0] < m or full[1] < n:
+        raise ValueError(f"problem_shape: {full} does not contain a ({m}, {k}) x ({k}, {n}) "
+                         "crop (K must be the same)")
+    return int(full[0]), int(full[1])
 
 
 KERNELS: dict[str, Kernel] = {k.name: k for k in (
@@ -125,7 +159,7 @@ KERNELS: dict[str, Kernel] = {k.name: k for k in (
            description="DeepGEMM-style fine-grained scaling: at each promotion acc = fma(part, "
                        "float32(scale_a[i, g] * scale_b[g, j // 128]), acc)."),
     Kernel(name="cublaslt-fast", scaling="tensor", verified=True,
-           split_k=CUBLASLT_FAST_SPLIT_H100,
+           split=CUBLASLT_FAST_SPLIT_H100,
            description="cuBLASLt (torch._scaled_mm) with use_fast_accum=True: no promotion, "
                        "then acc * float32(scale_a * scale_b). Past K = 4096 cuBLASLt splits K "
                        "into slices whose FP32 sum is promotion every slice length: the H100's "
@@ -149,8 +183,11 @@ def cublaslt_fast_promote(m: int, n: int, k: int, out_dtype: str = "float32") ->
     0 (one chain through K) for K <= 4096, as every capture there shows; the slice
     length for the captured shapes; None where the slice count is not known.
     """
-    slices = CUBLASLT_FAST_SPLIT_H100.slice_count(m, n, k, out_dtype)
-    return None if slices is None else CUBLASLT_FAST_SPLIT_H100.promote(k, slices)
+    slices = CUBLASLT_FAST_SPLIT_H100.slices(m, n, k, out_dtype)
+    if slices is None:
+        return None
+    bounds = split_bounds(k, slices, CUBLASLT_FAST_SPLIT_H100.align)
+    return 0 if len(bounds) == 1 else bounds[0][1]
 
 
 def kernel(name: str | Kernel) -> Kernel:

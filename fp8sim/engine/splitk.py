@@ -48,43 +48,36 @@ def split_bounds(k: int, slices: int, align: int = 128) -> list[tuple[int, int]]
 
 @dataclass(frozen=True, kw_only=True)
 class SplitK:
-    """How a library cuts K into slices, as data: the slice counts captured per shape.
+    """How a library splits K for a shape: the captured slice counts, as data.
 
-    The slice count is the library's heuristic (it depends on M, N, K, the output type and
-    the GPU), so only captured shapes are known; `slice_count` says None elsewhere.
+    `slices` answers 1 at K <= `unsplit_max_k` (no capture there was ever split), the
+    captured count for a shape in `table` (by (M, N, K); `table_16bit` where bfloat16 or
+    float16 outputs were split differently), and None (unknown) otherwise.
     """
 
-    device: str
-    """The GPU the counts were captured on ("H100")."""
-    slices: Mapping[tuple[int, int, int], int] = field(compare=False)
-    """Slice count by (M, N, K) for float32 outputs."""
-    slices_16bit: Mapping[tuple[int, int, int], int] = field(default_factory=dict,
-                                                             compare=False)
-    """Counts for bfloat16/float16 outputs where they differ from float32's."""
-    max_unsplit_k: int = 4096
-    """K up to which the library never splits (every capture there is one chain)."""
+    name: str
     align: int = 128
-    """Slice lengths are ceil(K / slices) rounded up to a multiple of this."""
+    """Slice lengths are ceil(K / slices) rounded up to a multiple of this (`split_bounds`)."""
+    unsplit_max_k: int = 4096
+    """K at or below which the library does not split."""
+    table: Mapping[tuple[int, int, int], int] = field(default_factory=dict, hash=False)
+    """Captured slice counts by (M, N, K), float32 output."""
+    table_16bit: Mapping[tuple[int, int, int], int] = field(default_factory=dict, hash=False)
+    """Shapes whose bfloat16/float16 outputs were split differently from float32."""
+    device: str = ""
+    """The GPU the counts were captured on (the heuristic depends on it)."""
+    description: str = ""
 
-    def slice_count(self, m: int, n: int, k: int, out_dtype: str = "float32") -> int | None:
-        """The captured slice count of an (M, N, K) GEMM: 1 up to max_unsplit_k, None if unknown."""
-        if k <= self.max_unsplit_k:
+    def slices(self, m: int, n: int, k: int, out_dtype: str = "float32") -> int | None:
+        """The slice count for this shape, or None where it was never captured."""
+        if k <= self.unsplit_max_k:
             return 1
         key = (int(m), int(n), int(k))
-        count = self.slices.get(key)
-        if np.dtype(OUT_DTYPES.get(out_dtype, out_dtype)) != np.float32:
-            count = self.slices_16bit.get(key, count)
+        count = self.table.get(key)
+        if out_dtype != "float32":
+            count = self.table_16bit.get(key, count)
         return count
 
-    def promote(self, k: int, slices: int) -> int:
-        """The promotion interval that adds the same slices in the same order: the first
-        slice's length, 0 (one chain) when there is a single slice.
-
-        The slices' float32 sum in order is promotion every slice length; only the sign of
-        a zero result could differ, and a fused MMA step never returns -0.
-        """
-        bounds = split_bounds(k, slices, self.align)
-        return 0 if len(bounds) == 1 else bounds[0][1]
 
 
 def gemm_split_k(a, b, *, slices: int, align: int = 128, out_dtype: str = "float32",
