@@ -6,8 +6,9 @@ For each mutant:
 
 1. the checkout's files (tracked and untracked, minus git-ignored ones) are copied into a
    new temporary directory, so nothing built or cached in the checkout leaks in;
-2. the original snippet must occur exactly once in its file (else the list is stale and
-   the run fails) and is replaced by the mutated one, which must still compile;
+2. the original snippet (or one of its alternatives, for versions of the file on branches
+   being merged) must occur exactly once in its file, else the list is stale and the run
+   fails; it is replaced by the mutated one, which must still compile;
 3. the mutant's suite (a named list of test files of `make test`, see the toml) runs with
    `pytest -x -m "not slow"`, NUMBA_CACHE_DIR in the temporary directory (numba caches by
    file name and time stamp and does not track what one jitted module inlined from
@@ -53,6 +54,9 @@ class Mutant:
     bug_class: str
     why: str
     suite: str
+    alternatives: list[tuple[str, str, str]]
+    """(file, original, mutated) for other versions of the code, tried in order after the
+    first (the same bug where a branch being merged rewrote or moved the line)."""
 
 
 @dataclass
@@ -74,10 +78,12 @@ def load(path: Path = LIST) -> tuple[list[Mutant], dict[str, list[str]]]:
     for entry in data["mutant"]:
         m = Mutant(id=entry["id"], file=entry["file"], original=entry["original"],
                    mutated=entry["mutated"], bug_class=entry["class"], why=entry["why"],
-                   suite=entry["suite"])
+                   suite=entry["suite"],
+                   alternatives=[(alt.get("file", entry["file"]), alt["original"], alt["mutated"])
+                                 for alt in entry.get("alt", [])])
         if m.suite not in suites:
             raise SystemExit(f"{path}: mutant {m.id}: unknown suite {m.suite!r}")
-        if m.original == m.mutated:
+        if any(o == mu for _, o, mu in [(m.file, m.original, m.mutated), *m.alternatives]):
             raise SystemExit(f"{path}: mutant {m.id}: mutated snippet equals the original")
         mutants.append(m)
     ids = [m.id for m in mutants]
@@ -103,19 +109,19 @@ def copy_repo(root: Path, files: list[str], dest: Path) -> None:
 
 def apply(m: Mutant, repo: Path) -> str | None:
     """Plants the mutant in the copy; returns why it cannot be planted, or None."""
-    path = repo / m.file
-    if not path.is_file():
-        return f"{m.file} does not exist"
-    text = path.read_text()
-    count = text.count(m.original)
-    if count != 1:
-        return f"original snippet found {count} times in {m.file} (expected once)"
-    path.write_text(text.replace(m.original, m.mutated))
-    try:
-        compile(path.read_text(), str(path), "exec")
-    except SyntaxError as e:
-        return f"mutated file does not compile: {e}"
-    return None
+    found = []
+    for rel, original, mutated in [(m.file, m.original, m.mutated), *m.alternatives]:
+        path = repo / rel
+        text = path.read_text() if path.is_file() else ""
+        found.append(f"{text.count(original)} in {rel}")
+        if text.count(original) == 1:
+            path.write_text(text.replace(original, mutated))
+            try:
+                compile(path.read_text(), str(path), "exec")
+            except SyntaxError as e:
+                return f"mutated file does not compile: {e}"
+            return None
+    return f"original snippet found {', '.join(found)} (expected once)"
 
 
 def run_tests(repo: Path, tests: list[str], timeout: float) -> tuple[int | None, str, float]:
@@ -223,9 +229,10 @@ def main(argv: list[str] | None = None) -> int:
         for m in mutants:
             tmp = Path(tempfile.mkdtemp(prefix="fp8sim-mutant-check-"))
             try:
-                (tmp / m.file).parent.mkdir(parents=True, exist_ok=True)
-                if (ROOT / m.file).is_file():
-                    shutil.copy2(ROOT / m.file, tmp / m.file)
+                for rel in {m.file, *(alt[0] for alt in m.alternatives)}:
+                    (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                    if (ROOT / rel).is_file():
+                        shutil.copy2(ROOT / rel, tmp / rel)
                 problem = apply(m, tmp)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
