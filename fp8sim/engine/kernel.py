@@ -163,7 +163,9 @@ KERNELS: dict[str, Kernel] = {k.name: k for k in (
            description="cuBLASLt (torch._scaled_mm) with use_fast_accum=True: no promotion, "
                        "then acc * float32(scale_a * scale_b). Past K = 4096 cuBLASLt splits K "
                        "into slices whose FP32 sum is promotion every slice length: the H100's "
-                       "captured slice counts apply, other shapes need slices=."),
+                       "captured slice counts apply, other shapes need slices=. (The long-K "
+                       "captures have unit scales: alpha applied once to the slices' sum is "
+                       "unverified there.)"),
     Kernel(name="cublaslt", promote=128, scaling="tensor", verified=True,
            description="cuBLASLt (torch._scaled_mm) with use_fast_accum=False: promotion "
                        "every 128, then acc * float32(scale_a * scale_b)."),
@@ -174,7 +176,6 @@ KERNELS: dict[str, Kernel] = {k.name: k for k in (
            description="torch._scaled_mm with row-wise scales, promotion every 128, bf16 out."),
 )}
 """Every named kernel."""
-
 
 
 def cublaslt_fast_promote(m: int, n: int, k: int, out_dtype: str = "float32") -> int | None:

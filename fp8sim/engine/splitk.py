@@ -79,7 +79,6 @@ class SplitK:
         return count
 
 
-
 def gemm_split_k(a, b, *, slices: int, align: int = 128, out_dtype: str = "float32",
                  **gemm_kwargs) -> np.ndarray:
     """`fp8sim.gemm` with K split into slices whose float32 results are added in order.
