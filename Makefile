@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-all bench lint experiments notebooks clean
+.PHONY: install run test test-all mutation bench lint experiments notebooks clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ test: $(STAMP)  ## fast tests (< 5 min), golden files included when ../shared/go
 
 test-all: $(STAMP)  ## everything, the exhaustive checks too
 	FP8SIM_EXAMPLES_SCALE=10 $(PY) -m pytest -q
+
+mutation: $(STAMP)  ## plant each bug of tests/mutants.toml in a copy and check a test fails (slow)
+	$(PY) scripts/mutation.py
 
 bench: $(STAMP)  ## speed figures (CPU engine, Dask sweeps, GPU engine where CuPy finds a GPU) -> bench/results.csv
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) scripts/bench.py --csv bench/results.csv

@@ -6,6 +6,13 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import Phase, settings
+
+# `make mutation` (scripts/mutation.py) only needs to know that a test fails: no shrinking,
+# which can take minutes on the slow reference
+settings.register_profile("mutation", phases=[Phase.explicit, Phase.reuse, Phase.generate])
+if os.environ.get("FP8SIM_HYPOTHESIS_PROFILE"):
+    settings.load_profile(os.environ["FP8SIM_HYPOTHESIS_PROFILE"])
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"

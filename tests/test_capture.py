@@ -26,7 +26,7 @@ from click.testing import CliRunner
 
 import fp8sim
 from fp8sim.capture import run as cap
-from fp8sim.capture.golden import as_bits, load_cases, output_spec
+from fp8sim.capture.golden import as_bits, load_cases, output_kernel, output_spec
 from fp8sim.cli.capture import capture_cmd, verify_cmd
 from fp8sim.engine.kernel import KERNELS
 
@@ -48,9 +48,10 @@ def _h100_outputs() -> list:
 
 @pytest.mark.parametrize("case,name", _h100_outputs())
 def test_h100_capture_replays_bit_exact(case, name):
-    kw = output_spec(case, name)
+    """Each output through the public kernel of its library (KERNELS["cublaslt-fast"], ...)."""
+    kern, kw = output_kernel(case, name)
     with np.errstate(over="ignore", invalid="ignore"):  # overflowing scales on purpose
-        got = as_bits(fp8sim.gemm(case.a, case.b, **kw))
+        got = as_bits(kern(case.a, case.b, **kw))
     want = as_bits(case.arrays[name])
     bad = np.argwhere(got != want)
     assert bad.size == 0, (f"{len(bad)} of {want.size} differ, first at {tuple(bad[0])}: "

@@ -139,3 +139,106 @@ def test_runs_reference_matches_float64_reference(fmt):
                     naive = encode_naive(x, info, rounding=mode, saturate=saturate,
                                          random_bits=words)
                 assert np.array_equal(naive, want), (mode, saturate, _mismatch(x, naive, want))
+
+
+# ---------------------------------------------------------------------------- reduced (CI)
+# What `make test` runs of the above (not marked slow; about 15 s here): every float16 and
+# bfloat16 value, and float32 and float64 patterns built to hit every rounding decision:
+# exponent fields x mantissas at the boundaries of every possible number of dropped bits x
+# both signs, 1.8 million inputs x 5 modes x 2 saturations x 4 formats.
+
+
+def _structured(mant_bits: int, exp_bits: int, exponents: np.ndarray) -> np.ndarray:
+    """Bit patterns (uint64): the exponent fields x boundary mantissas x both signs.
+
+    For each count d of dropped mantissa bits (1..mant_bits: normal targets drop
+    mant_bits - m, subnormal ones more), the low d bits are 0, 1, 2, half - 2 .. half + 2,
+    all ones but one and all ones, the bit above them (the kept last bit: ties to even) is
+    0 or 1, and the bits above that are all zeros, all ones or one of four fixed random
+    patterns.
+    """
+    rng = np.random.default_rng(23)
+    full = (1 << mant_bits) - 1
+    highs = [0, full, *(int(v) for v in rng.integers(0, 1 << min(mant_bits, 62), 4))]
+    mants = set()
+    for d in range(1, mant_bits + 1):
+        half = 1 << (d - 1)
+        above = full >> (d + 1) << (d + 1)
+        for low in (0, 1, 2, half - 2, half - 1, half, half + 1, half + 2, (1 << d) - 2,
+                    (1 << d) - 1):
+            for last in (0, 1):
+                for high in highs:
+                    mants.add((high & above | (last << d) | low % (1 << d)) & full)
+    mant = np.array(sorted(mants), np.uint64)
+    sign = np.uint64(1) << np.uint64(mant_bits + exp_bits)
+    pos = ((exponents.astype(np.uint64)[:, None] << np.uint64(mant_bits)) | mant[None, :]).ravel()
+    return np.concatenate([pos, pos | sign])
+
+
+def _structured_float32() -> np.ndarray:
+    """Every float32 exponent field x boundary mantissas x both signs (535,552 values)."""
+    return _structured(23, 8, np.arange(256)).astype(np.uint32).view(np.float32)
+
+
+def _structured_float64() -> np.ndarray:
+    """float64 exponent fields from far below to far above the FP8 range (2**-160 ..
+    2**40, and 0, 1, 2046, 2047) x boundary mantissas x both signs: rounded once."""
+    fields = np.concatenate([[0, 1, 2046], np.arange(1023 - 160, 1023 + 41), [2047]])
+    return _structured(52, 11, fields).view(np.float64)
+
+
+def _reduced_inputs() -> np.ndarray:
+    """float16 and bfloat16 values (widened exactly) and the structured float32 patterns."""
+    f16 = np.arange(2**16, dtype=np.uint16).view(np.float16).astype(np.float32)
+    bf16 = (np.arange(2**16, dtype=np.uint32) << 16).view(np.float32)
+    return np.concatenate([f16, bf16, _structured_float32()])
+
+
+def _threshold_words(x: np.ndarray, info, rng: np.random.Generator) -> np.ndarray:
+    """Random words for stochastic rounding, most at a value's threshold T or T - 1 (the
+    first 32 bits of its dropped fraction), so that the strict `<` is tested everywhere."""
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # signalling NaNs
+        ax = np.abs(x.astype(np.float64))
+        _, e = np.frexp(np.where(np.isfinite(ax), ax, 0.0))
+        q = np.maximum(e - 1, info.emin) - info.mantissa_bits
+        n = np.ldexp(np.where(np.isfinite(ax), ax, 0.0), -q)
+        t = np.floor(np.ldexp(n - np.floor(n), 32))
+    t = np.clip(t, 0, 2**32 - 1).astype(np.uint64)
+    pick = rng.integers(0, 3, x.size)
+    uniform = rng.integers(0, 2**32, x.size, dtype=np.uint64)
+    words = np.where(pick == 0, uniform, np.where(pick == 1, t, np.maximum(t, 1) - 1))
+    return words.astype(np.uint32)
+
+
+@pytest.mark.parametrize("source", ["float32", "float64"])
+@pytest.mark.parametrize("fmt", ["e4m3", "e5m2", "e4m3fnuz", "e5m2fnuz"])
+def test_reduced_exhaustive(fmt, source):
+    """The kernel equals the naive float64 reference on every reduced input, every rounding
+    mode, with and without saturation; and ml_dtypes for nearest-even without saturation
+    (float32 inputs: ml_dtypes rounds float64 through float32, twice)."""
+    info = format_info(fmt)
+    x = _reduced_inputs() if source == "float32" else _structured_float64()
+    rng = np.random.default_rng(17)
+    for mode in RoundMode:
+        words = _threshold_words(x, info, rng) if mode == RoundMode.Stochastic else None
+        for saturate in (False, True):
+            got = encode(x, info, rounding=mode, saturate=saturate, random_bits=words)
+            with np.errstate(invalid="ignore"):
+                want = encode_naive(x, info, rounding=mode, saturate=saturate,
+                                    random_bits=words)
+            assert np.array_equal(got, want), (mode.name, saturate, _mismatch(x, got, want))
+            if (mode == RoundMode.TiesToEven and not saturate and source == "float32"
+                    and info.name in ("e4m3", "e5m2")):
+                _check_ml_dtypes(x, got, info)
+
+
+def test_reduced_inputs_cover_every_exponent_and_tie():
+    """The structured patterns include, for every exponent field, exact ties at every
+    dropped-bit count with an even and an odd kept bit."""
+    bits = _structured_float32().view(np.uint32)
+    assert bits.size > 500_000
+    assert np.unique(bits >> 23 & 0xFF).size == 256
+    mant = bits & 0x7FFFFF
+    for d in range(1, 23):  # (at d = 23 the kept bit is the exponent's)
+        ties = (mant & ((1 << d) - 1)) == (1 << (d - 1))
+        assert (ties & ((mant >> d) & 1 == 0)).any() and (ties & ((mant >> d) & 1 == 1)).any()

@@ -1,5 +1,5 @@
-"""Named kernels are gemm with their settings; the blockwise ones pick their epilogue by the
-scale layout and refuse a long K whose split is not captured."""
+"""Named kernels are gemm with their settings, the blockwise ones pick their epilogue by
+the scale layout, and the kernels that split K apply their split (or refuse an unknown one)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,12 @@ import pytest
 import fp8sim
 from fp8sim import gemm
 from fp8sim.engine.epilogue import as_candidates
-from fp8sim.engine.kernel import CUBLASLT_BLOCKWISE_SPLIT, KERNELS, kernel
+from fp8sim.engine.kernel import (
+    CUBLASLT_BLOCKWISE_SPLIT,
+    CUBLASLT_BLOCKWISE_WGRAD_SPLIT,
+    KERNELS,
+    kernel,
+)
 from fp8sim.engine.splitk import gemm_split_k
 
 
@@ -89,7 +94,7 @@ def test_cublaslt_blockwise_refuses_a_long_k_of_unknown_split():
     a, b, sa, sb = _blockwise(m=4, k=4224, n=8)
     if CUBLASLT_BLOCKWISE_SPLIT.slices(4, 8, 4224) is not None:
         pytest.skip("this shape's split has been captured")
-    with pytest.raises(ValueError, match="^slices: cublaslt-blockwise .* splits K"):
+    with pytest.raises(ValueError, match="^slices: cublaslt-blockwise splits K"):
         KERNELS["cublaslt-blockwise"](a, b, scale_a=sa, scale_b=sb)
     # the caller can say how many slices; Triton never splits
     got = KERNELS["cublaslt-blockwise"](a, b, scale_a=sa, scale_b=sb, slices=3)
@@ -112,3 +117,73 @@ def test_bad_slices(bad):
     a, b, sa, sb = _blockwise()
     with pytest.raises(ValueError, match="^slices:"):
         KERNELS["cublaslt-blockwise"](a, b, scale_a=sa, scale_b=sb, slices=bad)
+
+
+def test_blockwise_outputs_of_many_tiles_are_not_split():
+    """cuBLASLt split K only for outputs of few 128 x 128 tiles; the DeepSeek-V3 layer shapes
+    (and every capture of 9+ tiles forward, 16+ Wgrad) ran one chain: shapes not captured
+    follow that rule, shapes between the evidence are refused."""
+    assert CUBLASLT_BLOCKWISE_SPLIT.slices(2048, 7168, 18432) == 1
+    assert CUBLASLT_BLOCKWISE_SPLIT.slices(64, 2112, 7168) == 1
+    assert CUBLASLT_BLOCKWISE_SPLIT.slices(384, 512, 65536) == 1
+    assert CUBLASLT_BLOCKWISE_SPLIT.slices(256, 384, 8192) is None  # 6 tiles: no evidence
+    assert CUBLASLT_BLOCKWISE_SPLIT.slices(128, 128, 8192) == 3      # captured
+    assert CUBLASLT_BLOCKWISE_WGRAD_SPLIT.slices(7168, 2048, 8192) == 1
+    assert CUBLASLT_BLOCKWISE_WGRAD_SPLIT.slices(384, 384, 8192) is None
+
+
+def _long_k(m, n, k, seed=0):
+    rng = np.random.default_rng(seed)
+    a = fp8sim.encode(rng.standard_normal((m, k)).astype(np.float32), "e4m3")
+    b = fp8sim.encode(rng.standard_normal((k, n)).astype(np.float32), "e4m3")
+    return a, b
+
+
+def test_cublaslt_fast_applies_the_captured_split():
+    """64 x 64 x 16384: cuBLASLt's 6 slices of 2816, not one chain (issue 13: every output
+    was wrong before the kernel applied its split)."""
+    a, b = _long_k(64, 64, 16384)
+    fast = KERNELS["cublaslt-fast"]
+    got = fast(a, b, scale_a=np.float32(1), scale_b=np.float32(1))
+    want = gemm_split_k(a, b, slices=6)
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+    one_chain = gemm(a, b)
+    assert np.count_nonzero(got.view(np.uint32) != one_chain.view(np.uint32)) > 0.9 * got.size
+    assert fast.gemm_kwargs(a, b)["promote"] == 2816
+
+
+def test_cublaslt_fast_split_depends_on_output_type():
+    """(256, 256, 16384): 2 slices for float32 outputs, 3 for bfloat16 (captured)."""
+    a, b = _long_k(2, 3, 16384)
+    fast = KERNELS["cublaslt-fast"]
+    shape = (256, 256, 16384)
+    assert fast.gemm_kwargs(a, b, problem_shape=shape)["promote"] == 8192
+    kw16 = fast.gemm_kwargs(a, b, problem_shape=shape, out_dtype="bfloat16")
+    assert kw16["promote"] == 5504  # ceil(16384 / 3) = 5462, rounded up to 128
+    got = fast(a, b, problem_shape=shape, out_dtype="bfloat16", scaling=None)
+    want = gemm_split_k(a, b, slices=3, out_dtype="bfloat16")
+    assert np.array_equal(got.view(np.uint16), want.view(np.uint16))
+
+
+def test_cublaslt_fast_short_k_is_one_chain():
+    a, b = _long_k(5, 7, 4096)
+    assert KERNELS["cublaslt-fast"].gemm_kwargs(a, b)["promote"] == 0
+    assert KERNELS["cublaslt-fast"].gemm_kwargs(a, b, slices=2)["promote"] == 2048
+
+
+@pytest.mark.parametrize(("name", "kwargs", "start"), [
+    ("cublaslt-fast", {}, "slices: cublaslt-fast splits K = 8192 > 4096"),  # (5, 7) unknown
+    ("cublaslt-fast", {"promote": 128}, "slices: cublaslt-fast splits K = 8192"),
+    ("cublaslt-fast", {"slices": 0}, "slices: expected a positive int"),
+    ("cublaslt-fast", {"slices": 2.0}, "slices: expected a positive int"),
+    ("cublaslt-fast", {"problem_shape": (64, 64)}, "problem_shape: expected (M, N, K)"),
+    ("cublaslt-fast", {"problem_shape": (64, 64, 4096)}, "problem_shape: (64, 64, 4096) does"),
+    ("cublaslt-fast", {"problem_shape": (4, 64, 8192)}, "problem_shape: (4, 64, 8192) does"),
+    ("triton", {"slices": -1}, "slices: expected a positive int"),
+    ("cublaslt", {"problem_shape": (1, 1, 8192)}, "problem_shape: (1, 1, 8192) does"),
+])
+def test_split_arguments_are_checked(name, kwargs, start):
+    a, b = _long_k(5, 7, 8192)
+    with pytest.raises(ValueError) as info:
+        KERNELS[name](a, b, scale_a=np.float32(1), scale_b=np.float32(1), **kwargs)
+    assert str(info.value).startswith(start), str(info.value)

@@ -34,10 +34,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fp8sim.engine.kernel import KERNELS, cublaslt_fast_promote
+from fp8sim.engine.kernel import KERNELS, Kernel
 
-__all__ = ["Case", "load_cases", "output_spec", "replay", "ReplayResult", "known_unexplained",
-           "STACK_ARRAYS", "CAST_OPS", "stack_array_doc", "check_stack_file"]
+__all__ = ["Case", "load_cases", "output_kernel", "output_spec", "replay", "ReplayResult",
+           "known_unexplained", "STACK_ARRAYS", "CAST_OPS", "stack_array_doc",
+           "check_stack_file"]
 
 _INPUTS = {"A", "B", "C", "scale_a", "scale_b", "tensor_scale_a", "tensor_scale_b",
            "row_scale_a", "row_scale_b", "meta", "orig_shape", "rows", "cols", "x", "w", "y",
@@ -193,52 +194,67 @@ _SCALED = re.compile(r"^triton_scaled_p(\d+)$")
 _OUT = {"f32": "float32", "bf16": "bfloat16", "f16": "float16"}
 
 
-def output_spec(case: Case, name: str) -> dict | None:
-    """The `fp8sim.gemm` keyword arguments that should reproduce output `name`, or None.
+def output_kernel(case: Case, name: str) -> tuple[Kernel, dict] | None:
+    """The named kernel (`fp8sim.engine.kernel.KERNELS`) that should reproduce output `name`,
+    and the keyword arguments to call it with on the case's A and B; None for outputs that
+    are not GEMMs.
 
-    Each output family maps to a named kernel of `fp8sim.engine.kernel.KERNELS` (cuBLASLt
-    "fast" accumulation never promotes, "slow" promotes every 128, as verified on the
-    H100), plus the case's own inputs (C, scales) and output type.
+    cuBLASLt "fast" accumulation is "cublaslt-fast" (never promotes, splits long K by its
+    own table), "slow" is "cublaslt" (promotes every 128), as verified on the H100; Triton
+    outputs are "triton" with the captured promotion. The arguments carry the case's C,
+    scales and output type, and for a cropped copy the shape of the captured GEMM.
     """
     kw: dict = {"a_format": case.a_format, "b_format": case.b_format}
     if "C" in case.arrays:
         kw["c"] = case.arrays["C"]
     if m := _TRITON.match(name):
-        return kw | _settings("triton") | {"promote": int(m.group(1))}
+        return KERNELS["triton"], kw | {"promote": int(m.group(1))}
     if m := _SCALED.match(name):
         # captured with scale_b as (ceil(N/128), K/128); the contract's is its transpose
-        return kw | _settings("deepgemm") | {
+        return KERNELS["deepgemm"], kw | {
             "promote": int(m.group(1)), "scale_a": case.arrays["scale_a"],
             "scale_b": np.ascontiguousarray(case.arrays["scale_b"].T)}
     if m := _CUBLAS.match(name):
-        kw |= _settings("cublaslt-fast" if m.group(1) == "fast" else "cublaslt")
-        if m.group(1) == "fast":  # split-K at long K: promotion every slice length
-            kw["promote"] = cublaslt_fast_promote(*case.shape, _OUT[m.group(2)]) or 0
+        fast = m.group(1) == "fast"
+        kern = KERNELS["cublaslt-fast" if fast else "cublaslt"]
         kw["out_dtype"] = _OUT[m.group(2)]
+        if fast and "orig_shape" in case.arrays:  # a crop: the split follows the whole GEMM
+            kw["problem_shape"] = case.shape
         if m.group(3):
-            return kw | {"scale_a": case.arrays["tensor_scale_a"],
-                         "scale_b": case.arrays["tensor_scale_b"]}
-        return kw | {"scaling": None}  # unit scales: alpha = 1 changes nothing
+            return kern, kw | {"scale_a": case.arrays["tensor_scale_a"],
+                               "scale_b": case.arrays["tensor_scale_b"]}
+        return kern, kw | {"scaling": None}  # unit scales: alpha = 1 changes nothing
     if m := _ROWWISE.match(name):
-        kw |= _settings("torch-rowwise-fast" if m.group(1) == "fast" else "torch-rowwise")
-        return kw | {"out_dtype": _OUT[m.group(2)], "scale_a": case.arrays["row_scale_a"],
-                     "scale_b": case.arrays["row_scale_b"]}
+        kern = KERNELS["torch-rowwise-fast" if m.group(1) == "fast" else "torch-rowwise"]
+        return kern, kw | {"out_dtype": _OUT[m.group(2)], "scale_a": case.arrays["row_scale_a"],
+                           "scale_b": case.arrays["row_scale_b"]}
     return None
 
 
-def _settings(kernel_name: str) -> dict:
-    """promote, scaling, out_dtype and preset of a named kernel, as gemm keywords."""
-    k = KERNELS[kernel_name]
-    return {"promote": k.promote, "scaling": k.scaling, "out_dtype": k.out_dtype,
-            "preset": k.step}
+def output_spec(case: Case, name: str) -> dict | None:
+    """The `fp8sim.gemm` keyword arguments that should reproduce output `name`, or None.
+
+    These are the settings of the kernel `output_kernel` names, resolved for this case (a
+    splitting kernel's promotion included). For an output no model explains
+    (`known_unexplained`) the promotion is 0, one chain through K.
+    """
+    found = output_kernel(case, name)
+    if found is None:
+        return None
+    kern, kw = found
+    if known_unexplained(case, name):
+        kw = {k: v for k, v in kw.items() if k != "problem_shape"}
+        return kern.gemm_kwargs(case.a, case.b, slices=1, **kw)
+    return kern.gemm_kwargs(case.a, case.b, **kw)
 
 
 def known_unexplained(case: Case, name: str) -> bool:
     """True for outputs no model explains: cuBLASLt fast accumulation at long K for a
-    shape whose split-K slice count has not been captured."""
+    shape whose split-K slice count has not been captured (the kernel refuses them)."""
     m = _CUBLAS.match(name)
+    split = KERNELS["cublaslt-fast"].split
     return bool(m and m.group(1) == "fast"
-                and cublaslt_fast_promote(*case.shape, _OUT[m.group(2)]) is None)
+                and split.slices(*case.shape, _OUT[m.group(2)]) is None)
 
 
 def as_bits(x: np.ndarray) -> np.ndarray:

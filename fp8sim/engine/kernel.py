@@ -15,17 +15,38 @@ from dataclasses import dataclass
 import numpy as np
 
 from fp8sim.engine.epilogue import GROUP, GROUP_A_FIRST, GROUP_COLUMN, Epilogue
-from fp8sim.engine.gemm import gemm, resolve_scaling
+from fp8sim.engine.gemm import OUT_DTYPES, gemm, resolve_scaling
 from fp8sim.engine.mma import HOPPER, MMAStep
-from fp8sim.engine.splitk import SplitK, gemm_split_k
+from fp8sim.engine.splitk import SplitK, gemm_split_k, split_bounds
 
 __all__ = ["Kernel", "KERNELS", "kernel", "cublaslt_fast_promote", "CUBLASLT_FAST_SLICES_H100",
-           "CUBLASLT_BLOCKWISE_SPLIT", "CUBLASLT_BLOCKWISE_WGRAD_SPLIT"]
+           "CUBLASLT_FAST_SPLIT_H100", "CUBLASLT_BLOCKWISE_SPLIT",
+           "CUBLASLT_BLOCKWISE_WGRAD_SPLIT"]
+
+CUBLASLT_FAST_SLICES_H100: dict[tuple[int, int, int], int] = {
+    (64, 64, 8192): 3, (64, 64, 16384): 6, (64, 64, 24576): 9, (64, 64, 32768): 12,
+    (64, 64, 65536): 22, (128, 128, 16384): 6, (128, 128, 32768): 9, (128, 256, 16384): 5,
+    (256, 256, 8192): 2, (256, 256, 16384): 2, (256, 256, 32768): 3,
+    (512, 512, 16384): 1, (1024, 1024, 16384): 1,
+}
+"""Split-K slice counts cuBLASLt chose with fast accumulation on the H100, by (M, N, K),
+for float32 outputs: every case captured so far (fp8sim.identify(search="split") found
+each at match 1.0). It is cuBLASLt's heuristic; the H200 differs at 64 x 64 x 65536."""
+
+CUBLASLT_FAST_SLICES_H100_16BIT: dict[tuple[int, int, int], int] = {(256, 256, 16384): 3}
+"""Shapes where bfloat16/float16 outputs were split differently from float32."""
+
+CUBLASLT_FAST_SPLIT_H100 = SplitK(
+    name="cublaslt-fast", align=128, unsplit_max_k=4096, table=CUBLASLT_FAST_SLICES_H100,
+    table_16bit=CUBLASLT_FAST_SLICES_H100_16BIT, device="H100",
+    description="cuBLASLt with fast accumulation (torch._scaled_mm, use_fast_accum=True) on "
+                "the H100: one chain up to K = 4096, the captured slice counts beyond.")
+"""cuBLASLt fast accumulation's split of K on the H100."""
 
 
 CUBLASLT_BLOCKWISE_SPLIT = SplitK(
     name="cublaslt-blockwise 1x128 x 128x128", epilogue="group", align=512, unsplit_max_k=4096,
-    device="H200", table={
+    unsplit_min_tiles=9, device="H200", table={
         (64, 128, 8192): 3, (64, 128, 16384): 6, (64, 128, 32768): 11,
         (128, 128, 5120): 1, (128, 128, 6144): 2, (128, 128, 7168): 2, (128, 128, 8192): 3,
         (128, 128, 10240): 3, (128, 128, 12288): 4, (128, 128, 14336): 5,
@@ -46,20 +67,25 @@ CUBLASLT_BLOCKWISE_SPLIT = SplitK(
                 "(cuBLASLt 13.1, H200): at long K for few output tiles, S slices of ceil(K/S) "
                 "rounded up to 512, each the group epilogue over its own K groups from +0, the "
                 "slice results added in FP32 in order; bf16 out rounds that sum. Every capture "
-                "with K <= 5120 was unsplit.")
+                "with K <= 5120 was unsplit, and so was every output of 9 or more 128 x 128 "
+                "tiles (384 x 384 up to K = 32768, 512 x 512, the DeepSeek-V3 layer shapes up "
+                "to K = 18432); 256 x 256 (4 tiles) and smaller were split.")
 """Split-K of cuBLASLt's forward blockwise kernel: slice counts captured, by (M, N, K)."""
 
 CUBLASLT_BLOCKWISE_WGRAD_SPLIT = SplitK(
     name="cublaslt-blockwise 1x128 x 128x1", epilogue="group-column", align=128,
-    unsplit_max_k=4096, device="H200", table={
+    unsplit_max_k=4096, unsplit_min_tiles=16, device="H200", table={
         (128, 128, 8192): 3, (128, 128, 12288): 4, (128, 128, 16384): 6,
         (128, 128, 24576): 9, (128, 128, 32768): 11, (128, 128, 65536): 15,
         (256, 256, 16384): 3, (256, 256, 32768): 3, (512, 512, 16384): 1,
         (2048, 7168, 4096): 1, (7168, 2048, 4096): 1, (7168, 18432, 1024): 1},
     description="torch._scaled_mm / F.scaled_mm with BlockWise1x128 on both operands (the "
                 "Wgrad GEMM; cuBLASLt 13.1, H200): S slices of ceil(K/S) rounded up to 128, "
-                "each the group-column epilogue over its own K groups, added in FP32 in order.")
+                "each the group-column epilogue over its own K groups, added in FP32 in order; "
+                "outputs of 16 or more 128 x 128 tiles (512 x 512 up, the layer shapes) were "
+                "never split.")
 """Split-K of cuBLASLt's 1x128 x 128x1 (Wgrad) kernel: slice counts captured, by (M, N, K)."""
+
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,8 +107,8 @@ class Kernel:
     device: str = "H100"
     """The GPU whose captures verify it."""
     split: tuple[SplitK, ...] = ()
-    """Where the library splits K, one `SplitK` per scale layout (its `epilogue`): the rule
-    and the captured slice counts. Empty: the kernel never splits."""
+    """Where the library splits K, one `SplitK` per scale layout (its `epilogue`; None:
+    any): the rule and the captured slice counts. Empty: the kernel never splits."""
     description: str = ""
 
     @property
@@ -95,60 +121,105 @@ class Kernel:
         return " | ".join(getattr(e, "name", e) for e in self.scaling)
 
     def __call__(self, a: np.ndarray, b: np.ndarray, *, slices: int | None = None,
-                 **kwargs) -> np.ndarray:
+                 problem_shape: tuple[int, int, int] | None = None, **kwargs) -> np.ndarray:
         """Runs fp8sim.gemm with this kernel's settings; keyword arguments override them.
 
         slices: cut K into this many slices (`fp8sim.engine.splitk`); by default the count
-        captured for this shape in `split`, 1 where the kernel never splits. Raises
-        ValueError naming `slices` where K is long and the split for the shape is unknown.
+        `split` gives for the GEMM's shape, 1 where the kernel never splits. Raises
+        ValueError naming `slices` where K is long and the split of the shape is unknown.
+        problem_shape: (M, N, K) of the GEMM the library ran, when `a` and `b` are a crop of
+        its rows and columns (the split depends on the whole shape).
         """
+        settings, count, split = self._resolve(a, b, slices, problem_shape, kwargs)
+        if count > 1:  # a split that is no promotion: the slices one by one
+            align = split.align if split is not None else 128
+            return gemm_split_k(a, b, slices=count, align=align, **settings)
+        return gemm(a, b, **settings)
+
+    def gemm_kwargs(self, a, b, *, slices: int | None = None,
+                    problem_shape: tuple[int, int, int] | None = None, **kwargs) -> dict:
+        """The `fp8sim.gemm` keyword arguments this kernel runs a and b with (its split of K
+        as promotion every slice length); ValueError where the split is no promotion."""
+        settings, count, _ = self._resolve(a, b, slices, problem_shape, kwargs)
+        if count > 1:
+            raise ValueError(f"slices: {count} slices of a kernel that promotes or scales at "
+                             "each promotion are not one gemm; call the kernel")
+        return settings
+
+    def _resolve(self, a, b, slices, problem_shape, kwargs) -> tuple[dict, int, SplitK | None]:
+        """(gemm settings, slices left to run one by one, the split used): a split that is
+        promotion every slice length is folded into the settings (1 slice left)."""
         settings = {"promote": self.promote, "scaling": self.scaling, "preset": self.step,
                     "out_dtype": self.out_dtype} | kwargs
-        split = self._split_for(a, b, settings)
+        a_shape, b_shape = _shape(a), _shape(b)
+        if len(a_shape) != 2 or len(b_shape) != 2 or a_shape[1] != b_shape[0]:
+            return settings, 1, None  # fp8sim.gemm names the malformed argument
+        (m, k), n = a_shape, b_shape[1]
+        ep = self._epilogue(settings, m, k, n)
+        split = self._split_for(ep)
+        if problem_shape is not None:
+            m, n = _check_problem_shape(problem_shape, m, n, k)
         if slices is None:
-            slices = self._captured_slices(a, b, split)
+            slices = self._captured_slices(split, m, n, k, settings["out_dtype"])
         if isinstance(slices, bool) or not isinstance(slices, (int, np.integer)) or slices < 1:
             raise ValueError(f"slices: expected a positive int, got {slices!r}")
-        if slices == 1:
-            return gemm(a, b, **settings)
         align = split.align if split is not None else 128
-        return gemm_split_k(a, b, slices=int(slices), align=align, **settings)
+        bounds = split_bounds(k, int(slices), align)
+        if len(bounds) > 1 and settings.get("promote", 0) == 0 and \
+                (ep is None or ep.when != "promotion"):
+            # adding the slices in order is promotion every slice length (a fused MMA step
+            # never returns -0, so not even a zero's sign differs); end scales stay at the end
+            settings["promote"] = bounds[0][1]
+            return settings, 1, split
+        return settings, len(bounds), split
 
-    def _split_for(self, a, b, settings: dict) -> SplitK | None:
-        """The `SplitK` of the scale layout these arguments select, None if none applies."""
-        if not self.split:
-            return None
-        m, k = _shape(a)
-        n = _shape(b)[-1]
-        promote = settings["promote"]
-        ep = resolve_scaling(settings["scaling"], settings.get("scale_a"),
-                             settings.get("scale_b"), m, k, n,
-                             promote if isinstance(promote, (int, np.integer)) else 0)
+    @staticmethod
+    def _epilogue(settings: dict, m: int, k: int, n: int) -> Epilogue | None:
+        """The epilogue these settings select for an (m, k) x (k, n) GEMM (None: plain)."""
+        promote = settings.get("promote", 0)
+        return resolve_scaling(settings.get("scaling"), settings.get("scale_a"),
+                               settings.get("scale_b"), m, k, n,
+                               promote if isinstance(promote, (int, np.integer)) else 0)
+
+    def _split_for(self, ep: Epilogue | None) -> SplitK | None:
+        """The `SplitK` of the scale layout the epilogue `ep` is, None if none applies."""
         for sp in self.split:
             if sp.epilogue is None or (ep is not None and sp.epilogue == ep.name):
                 return sp
         return None
 
-    def _captured_slices(self, a, b, split: SplitK | None) -> int:
-        """The split-K slice count for this shape from `split`, or a ValueError."""
+    def _captured_slices(self, split: SplitK | None, m: int, n: int, k: int, out_dtype) -> int:
+        """The split-K slice count of an (M, N, K) GEMM from `split`, or a ValueError."""
         if split is None:
             return 1
-        m, k = _shape(a)
-        n = _shape(b)[-1]
-        count = split.slices(m, n, k)
+        dt = np.dtype(OUT_DTYPES.get(out_dtype, out_dtype)) if isinstance(out_dtype, str) \
+            else np.dtype(out_dtype)
+        count = split.slices(m, n, k, "float32" if dt == np.float32 else str(dt))
         if count is None:
             raise ValueError(
-                f"slices: {self.name} ({split.name}) splits K at long K by a heuristic of the "
-                f"library, and no capture has the split for (M, N, K) = ({m}, {n}, {k}) "
-                f"(K <= {split.unsplit_max_k} is not split; {len(split.table)} shapes "
-                f"captured, see {self.name}.split); pass slices= (1: no split), or find it "
-                "with fp8sim.identify(..., search='split')")
+                f"slices: {self.name} splits K = {k} > {split.unsplit_max_k} by a heuristic "
+                f"of the library for small outputs ({split.name}), and no capture has the "
+                f"split for (M, N, K) = ({m}, {n}, {k}) ({split.device}); pass slices= (1: no "
+                "split; fp8sim.identify(..., search='split') finds it from outputs), or "
+                "problem_shape= if a and b are a crop of a larger GEMM")
         return count
 
 
 def _shape(x) -> tuple[int, ...]:
     """The shape of an array or torch tensor, without converting it."""
     return tuple(int(v) for v in getattr(x, "shape", np.shape(x)))
+
+
+def _check_problem_shape(shape, m: int, n: int, k: int) -> tuple[int, int]:
+    """(M, N) of a problem_shape that contains an (m, k) x (k, n) crop, or ValueError."""
+    full = tuple(shape) if isinstance(shape, (tuple, list)) else ()
+    if len(full) != 3 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1
+                             for v in full):
+        raise ValueError(f"problem_shape: expected (M, N, K) positive ints, got {shape!r}")
+    if full[2] != k or full[0] < m or full[1] < n:
+        raise ValueError(f"problem_shape: {full} does not contain a ({m}, {k}) x ({k}, {n}) "
+                         "crop (K must be the same)")
+    return int(full[0]), int(full[1])
 
 
 KERNELS: dict[str, Kernel] = {k.name: k for k in (
@@ -161,10 +232,13 @@ KERNELS: dict[str, Kernel] = {k.name: k for k in (
            description="DeepGEMM-style fine-grained scaling: at each promotion acc = fma(part, "
                        "float32(scale_a[i, g] * scale_b[g, j // 128]), acc)."),
     Kernel(name="cublaslt-fast", scaling="tensor", verified=True,
+           split=(CUBLASLT_FAST_SPLIT_H100,),
            description="cuBLASLt (torch._scaled_mm) with use_fast_accum=True: no promotion, "
-                       "then acc * float32(scale_a * scale_b). At long K cuBLASLt splits K "
-                       "(see cublaslt_fast_promote): the slices' FP32 sum is promotion every "
-                       "slice length."),
+                       "then acc * float32(scale_a * scale_b). Past K = 4096 cuBLASLt splits K "
+                       "into slices whose FP32 sum is promotion every slice length: the H100's "
+                       "captured slice counts apply, other shapes need slices=. (The long-K "
+                       "captures have unit scales: alpha applied once to the slices' sum is "
+                       "unverified there.)"),
     Kernel(name="cublaslt", promote=128, scaling="tensor", verified=True,
            description="cuBLASLt (torch._scaled_mm) with use_fast_accum=False: promotion "
                        "every 128, then acc * float32(scale_a * scale_b)."),
@@ -192,39 +266,17 @@ KERNELS: dict[str, Kernel] = {k.name: k for k in (
 """Every named kernel."""
 
 
-CUBLASLT_FAST_SLICES_H100: dict[tuple[int, int, int], int] = {
-    (64, 64, 8192): 3, (64, 64, 16384): 6, (64, 64, 24576): 9, (64, 64, 32768): 12,
-    (64, 64, 65536): 22, (128, 128, 16384): 6, (128, 128, 32768): 9, (128, 256, 16384): 5,
-    (256, 256, 8192): 2, (256, 256, 16384): 2, (256, 256, 32768): 3,
-    (512, 512, 16384): 1, (1024, 1024, 16384): 1,
-}
-"""Split-K slice counts cuBLASLt chose with fast accumulation on the H100, by (M, N, K),
-for float32 outputs: every case captured so far (fp8sim.identify(search="split") found
-each at match 1.0). It is cuBLASLt's heuristic; the H200 differs at 64 x 64 x 65536."""
-
-CUBLASLT_FAST_SLICES_H100_16BIT: dict[tuple[int, int, int], int] = {(256, 256, 16384): 3}
-"""Shapes where bfloat16/float16 outputs were split differently from float32."""
-
-
 def cublaslt_fast_promote(m: int, n: int, k: int, out_dtype: str = "float32") -> int | None:
     """The promotion interval equal to cuBLASLt fast accumulation's split-K, or None.
 
     0 (one chain through K) for K <= 4096, as every capture there shows; the slice
     length for the captured shapes; None where the slice count is not known.
     """
-    if k <= 4096:
-        return 0
-    key = (m, n, k)
-    slices = CUBLASLT_FAST_SLICES_H100.get(key)
-    if out_dtype != "float32":
-        slices = CUBLASLT_FAST_SLICES_H100_16BIT.get(key, slices)
+    slices = CUBLASLT_FAST_SPLIT_H100.slices(m, n, k, out_dtype)
     if slices is None:
         return None
-    if slices == 1:
-        return 0
-    from fp8sim.engine.splitk import split_bounds
-    start, stop = split_bounds(k, slices)[0]
-    return stop - start
+    bounds = split_bounds(k, slices, CUBLASLT_FAST_SPLIT_H100.align)
+    return 0 if len(bounds) == 1 else bounds[0][1]
 
 
 def kernel(name: str | Kernel) -> Kernel:

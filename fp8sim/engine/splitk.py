@@ -62,29 +62,46 @@ class SplitK:
     """How a library splits K for one scale layout: the rule and the captured slice counts.
 
     K is cut into `slices(m, n, k)` slices of ceil(K / slices) rounded up to `align`
-    (`split_bounds`). `slices` answers 1 at K <= `unsplit_max_k` (no capture there was
-    split), the captured count for a shape in `table` (by (M, N, K); 1 where a capture
-    showed no split), and None (unknown) otherwise: the count is the library's heuristic.
+    (`split_bounds`). `slices` answers 1 at K <= `unsplit_max_k` and for outputs of at
+    least `unsplit_min_tiles` 128 x 128 tiles (no capture there was ever split), the
+    captured count for a shape in `table` (by (M, N, K); `table_16bit` where bfloat16 or
+    float16 outputs were split differently; 1 where a capture showed no split), and None
+    (unknown) otherwise: the count is the library's heuristic.
     """
 
     name: str
     epilogue: str | None = None
     """The epilogue (scale layout) this split belongs to, e.g. "group"; None: any."""
     align: int = 128
-    """Slice lengths are ceil(K / slices) rounded up to a multiple of this."""
+    """Slice lengths are ceil(K / slices) rounded up to a multiple of this (`split_bounds`)."""
     unsplit_max_k: int = 4096
     """K at or below which the library does not split."""
+    unsplit_min_tiles: int | None = None
+    """Outputs of at least this many 128 x 128 tiles are not split at any K (the library
+    splits K only to fill the GPU when there are few output tiles); None: no such rule
+    was established, every long-K shape must be in `table`."""
     table: Mapping[tuple[int, int, int], int] = field(default_factory=dict, hash=False)
-    """Captured slice counts by (M, N, K) (1: captured, not split)."""
+    """Captured slice counts by (M, N, K), float32 output (1: captured, not split)."""
+    table_16bit: Mapping[tuple[int, int, int], int] = field(default_factory=dict, hash=False)
+    """Shapes whose bfloat16/float16 outputs were split differently from float32."""
     device: str = ""
     """The GPU the counts were captured on (the heuristic depends on it)."""
     description: str = ""
 
-    def slices(self, m: int, n: int, k: int) -> int | None:
-        """The slice count for this shape, or None where it was never captured."""
+    def slices(self, m: int, n: int, k: int, out_dtype: str = "float32") -> int | None:
+        """The slice count for this shape, or None where it is not known."""
+        key = (int(m), int(n), int(k))
+        count = self.table.get(key)
+        if out_dtype != "float32":
+            count = self.table_16bit.get(key, count)
+        if count is not None:
+            return count
         if k <= self.unsplit_max_k:
             return 1
-        return self.table.get((int(m), int(n), int(k)))
+        tiles = -(-int(m) // 128) * -(-int(n) // 128)
+        if self.unsplit_min_tiles is not None and tiles >= self.unsplit_min_tiles:
+            return 1
+        return None
 
 
 def gemm_split_k(a, b, *, slices: int, align: int = 128, out_dtype: str = "float32",
