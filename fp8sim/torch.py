@@ -23,7 +23,7 @@ row-wise: scale_a (M, 1), scale_b (1, N)      "torch-rowwise" / "torch-rowwise-f
 ============================================  ==========================================
 
 (K/128 is ceil(K / 128).) `use_fast_accum` picks the "-fast" kernels (no promotion);
-blockwise scaling ignores it, as torch allows backends to. `bias` (N,) is added in the
+with blockwise scales it is refused, as cuBLASLt refuses it on an H200. `bias` (N,) is added in the
 epilogue: ``out = to_out(float32(float32(scaled accumulator) + float32(bias[j])))``, one
 float32 rounding for the scaled product (as without bias) and one for the sum, then the
 output rounding. The captures hold no GEMM with a bias, so that order is an assumption
@@ -227,16 +227,14 @@ def _run(a8, b8, sa, sb, kind: str, m: int, n: int, k: int, out_name: str, compu
 
     if kind == "tensor":
         kern = KERNELS["cublaslt-fast" if fast else "cublaslt"]
-        promote = kern.promote
-        if fast:
-            promote = cublaslt_fast_promote(m, n, k, out_name)
-            if promote is None:
-                warnings.warn(f"use_fast_accum: cuBLASLt splits K at long K by a heuristic; "
-                              f"the split for (M, N, K) = ({m}, {n}, {k}) was never captured, "
-                              "so one unpromoted chain is assumed", stacklevel=3)
-                promote = 0
+        slices = None  # the kernel's own split of K (cublaslt-fast at long K)
+        if fast and cublaslt_fast_promote(m, n, k, out_name) is None:
+            warnings.warn(f"use_fast_accum: cuBLASLt splits K at long K by a heuristic; "
+                          f"the split for (M, N, K) = ({m}, {n}, {k}) was never captured, "
+                          "so one unpromoted chain is assumed", stacklevel=3)
+            slices = 1
         return kern(a8, b8, scale_a=np.float32(sa.reshape(-1)[0]),
-                    scale_b=np.float32(sb.reshape(-1)[0]), promote=promote, out_dtype=compute)
+                    scale_b=np.float32(sb.reshape(-1)[0]), out_dtype=compute, slices=slices)
     if kind == "row":
         kern = KERNELS["torch-rowwise-fast" if fast else "torch-rowwise"]
         if fast and k > _UNSPLIT_MAX_K:
@@ -249,9 +247,9 @@ def _run(a8, b8, sa, sb, kind: str, m: int, n: int, k: int, out_name: str, compu
     if kern is None:  # pragma: no cover - every release with fp8sim.torch has it
         raise NotImplementedError("scale_a: blockwise scaling needs "
                                   "fp8sim.KERNELS['cublaslt-blockwise']")
-    if fast:
-        warnings.warn("use_fast_accum: ignored with blockwise scales (captured without it; "
-                      "torch lets backends ignore it)", stacklevel=3)
+    if fast:  # as torch 2.11 + cuBLASLt 13.1 on an H200 answers it
+        raise ValueError("use_fast_accum: cuBLASLt's scaled GEMM does not support fast "
+                         "accumulation with blockwise scaling (torch raises RuntimeError)")
     try:
         return kern(a8, b8, scale_a=np.ascontiguousarray(sa, np.float32),
                     scale_b=np.ascontiguousarray(sb, np.float32), out_dtype=compute)

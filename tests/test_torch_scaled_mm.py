@@ -206,3 +206,13 @@ def test_returns_a_torch_tensor_for_every_output_type():
     # the 16-bit outputs are the float32 result rounded to nearest even
     assert torch.equal(outs[torch.float32].to(torch.bfloat16), outs[torch.bfloat16])
     assert torch.equal(outs[torch.float32].to(torch.float16), outs[torch.float16])
+
+
+def test_blockwise_scales_refuse_fast_accumulation():
+    """torch 2.11 + cuBLASLt 13.1 on an H200 raise for use_fast_accum with blockwise scales."""
+    a, b = _operands(32, 256, 32)
+    sa = torch.ones(32, 2)
+    sb = torch.ones(2, 1)
+    fp8torch.scaled_mm(a, b, sa, sb, out_dtype=torch.float32)
+    with pytest.raises(ValueError, match="^use_fast_accum: .*blockwise"):
+        fp8torch.scaled_mm(a, b, sa, sb, out_dtype=torch.float32, use_fast_accum=True)

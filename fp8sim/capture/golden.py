@@ -252,7 +252,7 @@ def known_unexplained(case: Case, name: str) -> bool:
     """True for outputs no model explains: cuBLASLt fast accumulation at long K for a
     shape whose split-K slice count has not been captured (the kernel refuses them)."""
     m = _CUBLAS.match(name)
-    split = KERNELS["cublaslt-fast"].split
+    (split,) = KERNELS["cublaslt-fast"].split
     return bool(m and m.group(1) == "fast"
                 and split.slices(*case.shape, _OUT[m.group(2)]) is None)
 

@@ -177,9 +177,12 @@ class Kernel:
     def _epilogue(settings: dict, m: int, k: int, n: int) -> Epilogue | None:
         """The epilogue these settings select for an (m, k) x (k, n) GEMM (None: plain)."""
         promote = settings.get("promote", 0)
-        return resolve_scaling(settings.get("scaling"), settings.get("scale_a"),
-                               settings.get("scale_b"), m, k, n,
-                               promote if isinstance(promote, (int, np.integer)) else 0)
+        try:
+            return resolve_scaling(settings.get("scaling"), settings.get("scale_a"),
+                                   settings.get("scale_b"), m, k, n,
+                                   promote if isinstance(promote, (int, np.integer)) else 0)
+        except (ValueError, TypeError):
+            return None  # fp8sim.gemm names the argument when the kernel runs
 
     def _split_for(self, ep: Epilogue | None) -> SplitK | None:
         """The `SplitK` of the scale layout the epilogue `ep` is, None if none applies."""
