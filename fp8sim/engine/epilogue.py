@@ -39,6 +39,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fp8sim._lookup import lookup
+
 __all__ = ["Epilogue", "EPILOGUES", "epilogue", "variants", "fitting", "A_GRANULARITIES",
            "B_GRANULARITIES", "ORDERS", "WHEN", "kernel_args", "GROUP", "GROUP_A_FIRST",
            "GROUP_COLUMN", "TENSOR", "ROW"]
@@ -177,12 +179,7 @@ INFERRED = (TENSOR, ROW, GROUP, GROUP_COLUMN)
 
 def epilogue(name: str | Epilogue, *, arg: str = "scaling") -> Epilogue:
     """Looks an epilogue up by name; an Epilogue passes through."""
-    if isinstance(name, Epilogue):
-        return name
-    if isinstance(name, str) and name in EPILOGUES:
-        return EPILOGUES[name]
-    raise ValueError(f"{arg}: expected an Epilogue or one of {', '.join(EPILOGUES)}, "
-                     f"got {name!r}")
+    return lookup(name, EPILOGUES, Epilogue, arg=arg, what="epilogue")
 
 
 def variants(base: Epilogue) -> list[Epilogue]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fp8sim._lookup import lookup
 from fp8sim.engine.epilogue import GROUP, GROUP_A_FIRST, GROUP_COLUMN, Epilogue
 from fp8sim.engine.gemm import OUT_DTYPES, gemm, resolve_scaling
 from fp8sim.engine.mma import HOPPER, MMAStep
@@ -284,8 +285,4 @@ def cublaslt_fast_promote(m: int, n: int, k: int, out_dtype: str = "float32") ->
 
 def kernel(name: str | Kernel) -> Kernel:
     """Looks a kernel up by name; a Kernel passes through."""
-    if isinstance(name, Kernel):
-        return name
-    if name in KERNELS:
-        return KERNELS[name]
-    raise ValueError(f"kernel: unknown kernel {name!r}; expected one of {', '.join(KERNELS)}")
+    return lookup(name, KERNELS, Kernel, arg="kernel", what="kernel")

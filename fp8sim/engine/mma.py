@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from fp8sim._lookup import lookup
 from fp8sim.formats.rounding import RoundMode
 
 __all__ = ["MMAStep", "PRESETS", "preset", "HOPPER", "IDEAL", "EXACT"]
@@ -135,9 +136,5 @@ PRESETS: dict[str, MMAStep] = {p.name: p for p in (HOPPER, IDEAL, EXACT, ADA, BL
 
 
 def preset(name: str | MMAStep, *, arg: str = "preset") -> MMAStep:
-    """Looks a preset up by name; an MMAStep passes through."""
-    if isinstance(name, MMAStep):
-        return name
-    if isinstance(name, str) and name.lower() in PRESETS:
-        return PRESETS[name.lower()]
-    raise ValueError(f"{arg}: unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
+    """Looks a preset up by name (any case); an MMAStep passes through."""
+    return lookup(name, PRESETS, MMAStep, arg=arg, what="preset", fold_case=True)

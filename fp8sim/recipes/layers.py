@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import ml_dtypes
 import numpy as np
 
+from fp8sim._lookup import lookup
 from fp8sim.engine.bf16 import _as_bf16, gemm_bf16
 from fp8sim.engine.epilogue import Epilogue
 from fp8sim.engine.kernel import Kernel
@@ -289,12 +290,7 @@ LINEAR_RECIPES: dict[str, LinearRecipe] = {r.name: r for r in (
 
 def get_linear_recipe(name: str | LinearRecipe, *, arg: str = "recipe") -> LinearRecipe:
     """Looks a Linear recipe up by name; a LinearRecipe passes through."""
-    if isinstance(name, LinearRecipe):
-        return name
-    if isinstance(name, str) and name in LINEAR_RECIPES:
-        return LINEAR_RECIPES[name]
-    raise ValueError(f"{arg}: unknown recipe {name!r}; expected one of "
-                     f"{', '.join(LINEAR_RECIPES)}")
+    return lookup(name, LINEAR_RECIPES, LinearRecipe, arg=arg, what="recipe")
 
 
 def linear(

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fp8sim._lookup import lookup
 from fp8sim.formats.convert import _float_input, as_codes, decode, encode, encode_e8m0
 from fp8sim.formats.info import E8M0, FormatInfo, decode_table, format_info
 
@@ -466,12 +467,8 @@ def _check_block(block) -> tuple[int, int]:
 
 def _convention(convention) -> CastConvention:
     """Looks a cast convention up by name; a CastConvention passes through."""
-    if isinstance(convention, CastConvention):
-        return convention
-    if isinstance(convention, str) and convention in CONVENTIONS:
-        return CONVENTIONS[convention]
-    raise ValueError(f"convention: expected one of {', '.join(CONVENTIONS)} or a "
-                     f"CastConvention, got {convention!r}")
+    return lookup(convention, CONVENTIONS, CastConvention, arg="convention",
+                  what="convention")
 
 
 def _check_choice(value, choices: tuple[str, ...], arg: str) -> None:
