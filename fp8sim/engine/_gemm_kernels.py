@@ -21,7 +21,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-IB = 64  # rows of a tile
+IB = 128  # rows of a tile
 JB = 128  # columns of a tile
 FUSED, IDEAL, EXACT = 0, 1, 2  # step models of gemm_tiles
 NONE, PROMOTION, END = 0, 1, 2  # when an epilogue applies its scales (fp8sim.engine.epilogue)
