@@ -122,11 +122,11 @@ def _fused_step(arow_v, arow_e, bblk_v, bblk_e, nk, nj, part, me, m, scale, inv,
     for j in range(nj):
         me[j] = np.int8(-128)
         ssum[j] = np.float32(0.0)
-    # pass 1: emax = max(ea + eb) over the nonzero finite products, in int8 lanes (64 a
-    # zmm register): exponents lie in [-16, 15], zero and non-finite codes are NO_EXP =
-    # -64, so a sum with one of them is <= -49 and below every real sum (>= -32), and no
-    # sum wraps (>= -128). Four rows of the block at a time: the running max is loaded and
-    # stored once per four.
+    # pass 1: emax = max(ea + eb) over the nonzero finite products, in int8 lanes (LLVM
+    # vectorizes it to 16-byte vpaddb/vpmaxsb): exponents lie in [-16, 15], zero and
+    # non-finite codes are NO_EXP = -64, so a sum with one of them is <= -49, below every
+    # real sum (>= -32), and no sum wraps (>= -128). Four rows of the block at a time: the
+    # running max is loaded and stored once per four.
     for kk in range(0, nk, 4):
         a0, a1, a2, a3 = arow_e[kk], arow_e[kk + 1], arow_e[kk + 2], arow_e[kk + 3]
         for j in range(nj):
