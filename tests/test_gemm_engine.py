@@ -245,3 +245,19 @@ def test_row_scales_apply_scale_b_first():
     acc = gemm(a, b)
     want = (acc * sb) * sa
     assert np.array_equal(bits(gemm(a, b, scale_a=sa, scale_b=sb)), bits(want))
+
+
+def test_int8_exponent_tables_exact():
+    """Pass 1's int8 exponents are log2 of the 2**e tables of every wgmma format; others refused."""
+    from fp8sim.engine import _gemm_kernels as kern
+    from fp8sim.engine.gemm import _tables
+    from fp8sim.formats.info import FORMATS
+
+    for name in ("e4m3", "e5m2"):
+        _, pow2 = _tables(FORMATS[name])
+        e = kern._exponents(pow2)
+        real = pow2 != 0
+        assert np.array_equal(np.ldexp(np.float32(1), e[real].astype(np.int32)), pow2[real])
+        assert (e[~real] == kern.NO_EXP).all() and e[real].min() >= -16 and e[real].max() <= 15
+    with pytest.raises(ValueError, match="exponent"):
+        kern._exponents(np.array([2.0**16], np.float32))

@@ -1,8 +1,8 @@
 """Numba kernels of the GEMM engine (private; `fp8sim.gemm` validates and calls them).
 
 The fused MMA step is computed in float32 lanes, exactly:
-  * pass 1 finds 2**emax per output column as max(2**ea * 2**eb) (powers of two,
-    zero for zero values) and the exponent of C;
+  * pass 1 finds emax per output column as max(ea + eb) in int8 lanes (zero and
+    non-finite values far below every real exponent), then the exponent of C joins;
   * pass 2 adds int32(a * b * 2**(F - emax)) over the step: each product is exact
     in float32, the scaling by a power of two is exact, and float->int conversion
     truncates toward zero, which is the alignment the hardware does;
@@ -21,11 +21,28 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-IB = 64  # rows of a tile
-JB = 64  # columns of a tile
+IB = 128  # rows of a tile
+JB = 128  # columns of a tile
 FUSED, IDEAL, EXACT = 0, 1, 2  # step models of gemm_tiles
 NONE, PROMOTION, END = 0, 1, 2  # when an epilogue applies its scales (fp8sim.engine.epilogue)
 PRODUCT, A_FIRST, B_FIRST = 0, 1, 2  # the order of its multiplications
+NO_EXP = np.int8(-64)  # int8 exponent of zero and non-finite codes: below every real one
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _exponents(pow2):
+    """int8 log2 of a 2**exponent table (FP8 exponents lie in [-16, 15]), NO_EXP where 0."""
+    out = np.empty(pow2.size, dtype=np.int8)
+    for i in range(pow2.size):
+        bits = np.float32(pow2[i]).view(np.uint32)
+        e = np.int32(bits >> np.uint32(23)) - 127
+        if pow2[i] == 0:
+            out[i] = NO_EXP
+        elif e < -16 or e > 15:  # pass 1's int8 sums would no longer be exact
+            raise ValueError("exponent table: FP8 exponents in [-16, 15] expected")
+        else:
+            out[i] = np.int8(e)
+    return out
 
 
 @intrinsic
@@ -89,11 +106,11 @@ def _scale_end(res, sa, sbv, order, nj):
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
-def _fused_step(arow_v, arow_g, bblk_v, bblk_g, nk, nj, part, m, scale, inv, isum, isum64, ssum,
-                frac, mask, mask64, special):
+def _fused_step(arow_v, arow_e, bblk_v, bblk_e, nk, nj, part, me, m, scale, inv, isum, isum64,
+                ssum, frac, mask, mask64, special):
     """One fused MMA step for one row of a tile: part <- step(part, nk products per column).
 
-    arow_*: (nk,) values and 2**exponent of A's row; bblk_*: (nk, JB) of B's block, nk a
+    arow_*: (nk,) values and int8 exponents of A's row; bblk_*: (nk, JB) of B's block, nk a
     multiple of 4 (the block is zero-padded). The loops over j are branch-free
     (selects) so that LLVM vectorizes them.
     """
@@ -103,21 +120,29 @@ def _fused_step(arow_v, arow_g, bblk_v, bblk_g, nk, nj, part, m, scale, inv, isu
     inf = np.float32(np.inf)
     pbits = part.view(np.uint32)
     for j in range(nj):
-        m[j] = np.float32(0.0)
+        me[j] = np.int8(-128)
         ssum[j] = np.float32(0.0)
-    # pass 1: 2**emax over the nonzero products (zero values have 2**e = 0), four
-    # rows of the block at a time so the running max is loaded and stored once per four
+    # pass 1: emax = max(ea + eb) over the nonzero finite products, in int8 lanes (LLVM
+    # vectorizes it to 16-byte vpaddb/vpmaxsb): exponents lie in [-16, 15], zero and
+    # non-finite codes are NO_EXP = -64, so a sum with one of them is <= -49, below every
+    # real sum (>= -32), and no sum wraps (>= -128). Four rows of the block at a time: the
+    # running max is loaded and stored once per four.
     for kk in range(0, nk, 4):
-        a0, a1, a2, a3 = arow_g[kk], arow_g[kk + 1], arow_g[kk + 2], arow_g[kk + 3]
+        a0, a1, a2, a3 = arow_e[kk], arow_e[kk + 1], arow_e[kk + 2], arow_e[kk + 3]
         for j in range(nj):
-            p0 = a0 * bblk_g[kk, j]
-            p1 = a1 * bblk_g[kk + 1, j]
-            p2 = a2 * bblk_g[kk + 2, j]
-            p3 = a3 * bblk_g[kk + 3, j]
+            p0 = np.int8(a0 + bblk_e[kk, j])
+            p1 = np.int8(a1 + bblk_e[kk + 1, j])
+            p2 = np.int8(a2 + bblk_e[kk + 2, j])
+            p3 = np.int8(a3 + bblk_e[kk + 3, j])
             p0 = p0 if p0 > p1 else p1
             p2 = p2 if p2 > p3 else p3
             p0 = p0 if p0 > p2 else p2
-            m[j] = p0 if p0 > m[j] else m[j]
+            me[j] = p0 if p0 > me[j] else me[j]
+    # back to 2**emax as float32 (built from its exponent field, exact), 0 without a product
+    for j in range(nj):
+        ej = np.int32(me[j])
+        pw = np.uint32((ej + 127) << 23).view(np.float32) if ej >= -32 else np.float32(0.0)
+        m[j] = pw
     # C joins emax through its exponent field (0 for zero and subnormal C); the C term
     # is C * 2**(F - emax) truncated. Without nonzero products, or with Inf/NaN C, the
     # epilogue below does not use the sum, so any finite scale does.
@@ -231,6 +256,7 @@ def gemm_tiles(a, b, tav, tag, tbv, tbg, c, has_c, mode, terms, frac, chunk, pro
     kept = min(frac, 23)  # fractional bits that reach the float32 result
     mask = np.uint32((0xFFFFFFFF << (23 - kept)) & 0xFFFFFFFF)
     mask64 = np.uint64(((1 << 64) - 1) ^ ((1 << (52 - kept)) - 1))
+    tae, tbe = _exponents(tag), _exponents(tbg)
     for t in nb.prange(ni * nj):
         i0 = (t // nj) * IB
         j0 = (t % nj) * JB
@@ -241,10 +267,11 @@ def gemm_tiles(a, b, tav, tag, tbv, tbg, c, has_c, mode, terms, frac, chunk, pro
         acc = np.zeros((IB, JB), dtype=np.float32)
         tpad = (terms + 3) // 4 * 4
         ablk_v = np.zeros((IB, tpad), dtype=np.float32)
-        ablk_g = np.zeros((IB, tpad), dtype=np.float32)
+        ablk_e = np.full((IB, tpad), NO_EXP, dtype=np.int8)
         bblk_v = np.zeros((tpad, JB), dtype=np.float32)
-        bblk_g = np.zeros((tpad, JB), dtype=np.float32)
+        bblk_e = np.full((tpad, JB), NO_EXP, dtype=np.int8)
         m = np.empty(JB, dtype=np.float32)
+        me = np.empty(JB, dtype=np.int8)
         scale = np.empty(JB, dtype=np.float32)
         inv = np.empty(JB, dtype=np.float32)
         isum = np.empty(JB, dtype=np.int32)
@@ -269,27 +296,27 @@ def gemm_tiles(a, b, tav, tag, tbv, tbg, c, has_c, mode, terms, frac, chunk, pro
                     for j in range(mj):
                         code = b[k0 + kk, j0 + j]
                         bblk_v[kk, j] = tbv[code]
-                        bblk_g[kk, j] = tbg[code]
+                        bblk_e[kk, j] = tbe[code]
                     for j in range(mj):
                         special = special or not abs(bblk_v[kk, j]) < np.float32(np.inf)
                 for ii in range(mi):
                     for kk in range(nk):
                         code = a[i0 + ii, k0 + kk]
                         ablk_v[ii, kk] = tav[code]
-                        ablk_g[ii, kk] = tag[code]
+                        ablk_e[ii, kk] = tae[code]
                         special = special or not abs(ablk_v[ii, kk]) < np.float32(np.inf)
                 npad = (nk + 3) // 4 * 4  # zero rows up to a multiple of 4: no products
                 for kk in range(nk, npad):
                     for j in range(JB):
                         bblk_v[kk, j] = np.float32(0.0)
-                        bblk_g[kk, j] = np.float32(0.0)
+                        bblk_e[kk, j] = NO_EXP
                     for ii in range(IB):
                         ablk_v[ii, kk] = np.float32(0.0)
-                        ablk_g[ii, kk] = np.float32(0.0)
+                        ablk_e[ii, kk] = NO_EXP
                 for ii in range(mi):
                     if mode == FUSED:
-                        _fused_step(ablk_v[ii], ablk_g[ii], bblk_v, bblk_g, npad, mj, part[ii],
-                                    m, scale, inv, isum, isum64, ssum, frac, mask, mask64,
+                        _fused_step(ablk_v[ii], ablk_e[ii], bblk_v, bblk_e, npad, mj, part[ii],
+                                    me, m, scale, inv, isum, isum64, ssum, frac, mask, mask64,
                                     special)
                     else:  # padding rows excluded: -0 + 0 would be +0
                         _sequential_step(ablk_v[ii], bblk_v, nk, mj, part[ii], part64[ii],

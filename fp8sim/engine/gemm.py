@@ -162,7 +162,7 @@ def _run(a, b, af: FormatInfo, bf: FormatInfo, step: MMAStep, promote: int, c32,
     m, n = out.shape
     kind = "fused" if step.fused else "exact" if step.exact else "sequential"
     when, order, fused, sa, sb, bdiv = epi
-    chunks = budget.row_chunks(m, n, k, kind=kind, threads=numba.get_num_threads())
+    chunks = budget.row_chunks(m, n, k, kind=kind, threads=numba.get_num_threads(), tile=_k.IB)
     if sa.shape[0] not in (1, m):  # scales by blocks of rows: not cut (none such yet)
         chunks = [(0, m)]
     with _threads_for(m, n), budget.tracking(m, "fp8sim.gemm") as tick:
