@@ -224,9 +224,12 @@ def _blockwise(name: str, kernel: str, description: str) -> LinearRecipe:
         verified=GEMMS, description=description)
 
 
-def _rowwise_forward() -> LinearGemm:
-    return LinearGemm(a=_ao(_ROW, pow2=True), b=_ao(_COL, pow2=True),
-                      kernel="torch-rowwise-fast")
+_ROWWISE_FORWARD = LinearGemm(a=_ao(_ROW, pow2=True), b=_ao(_COL, pow2=True),
+                              kernel="torch-rowwise-fast")
+"""torchao rowwise forward: power-of-two row x column scales, torch's fast row-wise kernel."""
+_ROWWISE_GRAD = LinearGemm(a=_ao(_ROW, pow2=True), b=_ao(_COL, pow2=True), kernel="cublaslt",
+                           scales="after")
+"""torchao rowwise gradients: cuBLASLt with unit scales to bf16, then x fl32(sa * sb)."""
 
 
 LINEAR_RECIPES: dict[str, LinearRecipe] = {r.name: r for r in (
@@ -250,11 +253,9 @@ LINEAR_RECIPES: dict[str, LinearRecipe] = {r.name: r for r in (
                     "GEMM, promotion every 128 for both gradients."),
     LinearRecipe(
         name="torchao-rowwise",
-        forward=_rowwise_forward(),
-        grad_input=LinearGemm(a=_ao(_ROW, pow2=True), b=_ao(_COL, pow2=True),
-                              kernel="cublaslt", scales="after"),
-        grad_weight=LinearGemm(a=_ao(_ROW, pow2=True), b=_ao(_COL, pow2=True),
-                               kernel="cublaslt", scales="after"),
+        forward=_ROWWISE_FORWARD,
+        grad_input=_ROWWISE_GRAD,
+        grad_weight=_ROWWISE_GRAD,
         verified=GEMMS,
         description="torchao Float8LinearConfig recipe 'rowwise': E4M3 everywhere, one "
                     "power-of-two scale per row of A and per column of B (multipliers rounded "
@@ -263,7 +264,7 @@ LINEAR_RECIPES: dict[str, LinearRecipe] = {r.name: r for r in (
                     "then times fl32(scale_a * scale_b)."),
     LinearRecipe(
         name="torchao-rowwise-gw-hp",
-        forward=_rowwise_forward(),
+        forward=_ROWWISE_FORWARD,
         grad_input=LinearGemm(a=_ao(_ROW, pow2=True), b=_ao(_TENSOR, pow2=True),
                               kernel="cublaslt", scales="after"),
         grad_weight=LinearGemm(a=None, b=None, kernel="hopper-bf16"),
