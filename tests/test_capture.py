@@ -25,7 +25,8 @@ import pytest
 from click.testing import CliRunner
 
 import fp8sim
-from fp8sim.capture import run as cap
+from fp8sim.capture import run, verify
+from fp8sim.capture.cases import build_cases, conversion_inputs
 from fp8sim.capture.golden import as_bits, load_cases, output_kernel, output_spec
 from fp8sim.cli.capture import capture_cmd, verify_cmd
 from fp8sim.engine.kernel import KERNELS
@@ -98,16 +99,16 @@ def test_h100_rowwise_scales_apply_scale_b_first():
 
 
 def test_h100_conversions_match():
-    stats, _ = cap.verify(H100)
+    stats, _ = verify.verify(H100)
     for fam in ("convert_torch", "convert_cuda"):
         assert stats[fam].outputs > 0 and stats[fam].matched == stats[fam].total, fam
 
 
 def test_capture_without_gpu_says_so_and_exits_0(tmp_path, monkeypatch):
-    monkeypatch.setattr(cap, "gpu_available", lambda: False)
+    monkeypatch.setattr(run, "gpu_available", lambda: False)
     res = CliRunner().invoke(capture_cmd, ["--out", str(tmp_path / "cap")])
     assert res.exit_code == 0
-    assert res.output == cap.NO_GPU_MESSAGE + "\n"
+    assert res.output == run.NO_GPU_MESSAGE + "\n"
     assert not (tmp_path / "cap").exists()
 
 
@@ -161,11 +162,11 @@ def test_capture_unknown_group_exits_2():
 def test_cases_are_deterministic_and_match_the_h100_inputs():
     """The committed capture's inputs are what build_cases makes for seed 7."""
     want = {c.key: c for c in load_cases(H100)}
-    for spec in cap.build_cases("ragged") + cap.build_cases("special"):
+    for spec in build_cases("ragged") + build_cases("special"):
         if spec.key in want:
             np.testing.assert_array_equal(spec.a, want[spec.key].a)
             np.testing.assert_array_equal(spec.b, want[spec.key].b)
-    np.testing.assert_array_equal(cap.conversion_inputs().view(np.uint32),
+    np.testing.assert_array_equal(conversion_inputs().view(np.uint32),
                                   np.load(H100)["x"].view(np.uint32))
 
 
@@ -175,7 +176,7 @@ def test_cases_are_deterministic_and_match_the_h100_inputs():
                                       ("cublas_slow_bf16", "cublas_slow_bf16"),
                                       ("rowwise_fast_bf16", "rowwise_fast_bf16")])
 def test_family(name, fam):
-    assert cap.family(name) == fam
+    assert verify.family(name) == fam
 
 
 class _SimulatedGPU:
@@ -216,23 +217,23 @@ class _SimulatedGPU:
 def test_capture_plumbing_with_a_simulated_gpu(tmp_path):
     """_run_case and the file layout, end to end, with fp8sim standing in for the GPU."""
     arrays = {}
-    specs = [s for s in cap.build_cases("special") if s.key.startswith("e4m3_e5m2/")]
+    specs = [s for s in build_cases("special") if s.key.startswith("e4m3_e5m2/")]
     for spec in specs[:4]:
-        res, errors = cap._run_case(spec, _SimulatedGPU)
+        res, errors = run._run_case(spec, _SimulatedGPU)
         assert errors == []
         assert json.loads(str(res["meta"])) == {"errors": []}
         arrays.update({f"{spec.key}/{n}": v for n, v in res.items()})
-    spec = cap.build_cases("ragged")[1]
+    spec = build_cases("ragged")[1]
     assert spec.key == "e4m3_e4m3/normal/K100"
-    res, errors = cap._run_case(spec, _SimulatedGPU)
+    res, errors = run._run_case(spec, _SimulatedGPU)
     assert len(errors) == 14 and all("divisible by 16" in e for e in errors)  # 12 + row-wise
     arrays.update({f"{spec.key}/{n}": v for n, v in res.items()})
-    conv, errors = cap._conversions(_SimulatedGPU)
+    conv, errors = run._conversions(_SimulatedGPU)
     assert errors == []
     arrays.update(conv)
     path = tmp_path / "sim.npz"
     np.savez_compressed(path, **arrays)
-    stats, results = cap.verify(path)
+    stats, results = verify.verify(path)
     assert results and all(r.exact for r in results)
     assert {"triton_p0", "triton_p32", "cublas_fast_f16", "rowwise_slow_bf16",
             "convert_cuda"} <= set(stats)

@@ -23,6 +23,7 @@ import pytest
 from click.testing import CliRunner
 
 from fp8sim.capture import run as cap
+from fp8sim.capture.cases import GROUPS, build_cases
 from fp8sim.capture.golden import (
     CAST_OPS,
     STACK_ARRAYS,
@@ -30,6 +31,7 @@ from fp8sim.capture.golden import (
     load_cases,
     stack_array_doc,
 )
+from fp8sim.capture.stacks import STACK_GROUPS
 from fp8sim.cli.capture import capture_cmd
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -112,12 +114,12 @@ def test_every_documented_cast_name_resolves():
 
 
 def test_stack_groups_are_capture_groups_without_numpy_inputs():
-    assert set(cap.STACK_GROUPS) == {"blockwise", "blockwise-long", "blockwise-ds", "casts",
-                                     "layers", "deepgemm"}
-    for name, fam in cap.STACK_GROUPS.items():
-        assert cap.GROUPS[name] is fam and cap.build_cases(name) == []
+    assert set(STACK_GROUPS) == {"blockwise", "blockwise-long", "blockwise-ds", "casts",
+                                 "layers", "deepgemm"}
+    for name, fam in STACK_GROUPS.items():
+        assert name in GROUPS and build_cases(name) == []
         assert fam.limit_mib <= 15.5
-    assert sum(f.limit_mib for f in cap.STACK_GROUPS.values()) < 64  # what the device returns
+    assert sum(f.limit_mib for f in STACK_GROUPS.values()) < 64  # what the device returns
 
 
 def test_stacks_available_names_what_is_missing(monkeypatch):

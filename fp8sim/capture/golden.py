@@ -6,7 +6,7 @@ one array per kernel output. `output_spec` says, for each output name, which
 `fp8sim.gemm` call should reproduce it; `replay` runs them all and counts the bits that
 agree. The same format is written by `fp8sim.capture` and read by `fp8sim verify`.
 
-Files of real FP8 training stacks (the `fp8sim.capture.run.STACK_GROUPS` groups; on an
+Files of real FP8 training stacks (the `fp8sim.capture.stacks.STACK_GROUPS` groups; on an
 H200 with torch 2.11+cu130, Triton 3.6, torchao 0.18, cuBLASLt 13.1, DeepGEMM fcd1dcd:
 ``h200_*.npz``) follow the public ``thirdparty_public_a.npz`` and ``deepgemm_public.npz``:
 

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import click
 
-from fp8sim.capture.run import GROUPS, capture, verify
+from fp8sim.capture.cases import GROUPS
+from fp8sim.capture.run import capture
+from fp8sim.capture.verify import verify
 from fp8sim.cli.errors import OneLineErrors, fail
 
 __all__ = ["capture_cmd", "verify_cmd"]
