@@ -180,7 +180,7 @@ def test_family(name, fam):
 
 
 class _SimulatedGPU:
-    """Stands in for fp8sim._capture_kernels: every kernel computed by fp8sim itself."""
+    """Stands in for fp8sim.capture.kernels: every kernel computed by fp8sim itself."""
 
     @staticmethod
     def device_name():
@@ -237,3 +237,33 @@ def test_capture_plumbing_with_a_simulated_gpu(tmp_path):
     assert results and all(r.exact for r in results)
     assert {"triton_p0", "triton_p32", "cublas_fast_f16", "rowwise_slow_bf16",
             "convert_cuda"} <= set(stats)
+
+
+def test_capture_modules_keep_their_rooms():
+    """fp8sim/capture/: modules of at most 450 lines, each with a docstring; no private name
+    imported from another module; no import from the CLI; torch, triton and cupy imported
+    at module level only by the GPU-side modules (kernels.py, the stack modules)."""
+    import ast
+    root = Path(fp8sim.__file__).parent / "capture"
+    gpu_side = {Path("kernels.py")} | {p.relative_to(root) for p in (root / "stacks").glob("*.py")
+                                      if p.name != "__init__.py"}
+    for path in sorted(root.rglob("*.py")):
+        text = path.read_text()
+        rel = path.relative_to(root)
+        assert len(text.splitlines()) <= 450, rel
+        tree = ast.parse(text)
+        assert ast.get_docstring(tree), rel
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert not node.module.startswith("fp8sim.cli"), rel
+                names = [node.module.split(".")[-1]] + [a.name for a in node.names]
+                private = [n for n in names if n.startswith("_") and n != "__future__"]
+                assert not private, (rel, node.module, private)
+            elif isinstance(node, ast.Import):
+                assert not any(a.name.split(".")[-1].startswith("_") for a in node.names), rel
+        top = {a.name.split(".")[0] for n in tree.body if isinstance(n, ast.Import)
+               for a in n.names}
+        top |= {n.module.split(".")[0] for n in tree.body
+                if isinstance(n, ast.ImportFrom) and n.module}
+        if rel not in gpu_side:
+            assert not top & {"torch", "triton", "cupy"}, rel

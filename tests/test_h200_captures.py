@@ -31,6 +31,7 @@ from fp8sim.capture.golden import (
     load_cases,
     stack_array_doc,
 )
+from fp8sim.capture.saver import Saver  # no torch needed
 from fp8sim.capture.stacks import STACK_GROUPS
 from fp8sim.cli.capture import capture_cmd
 
@@ -122,6 +123,20 @@ def test_stack_groups_are_capture_groups_without_numpy_inputs():
     assert sum(f.limit_mib for f in STACK_GROUPS.values()) < 64  # what the device returns
 
 
+def test_every_stack_group_names_a_runner_that_exists():
+    """The registry's ``module.function`` of each group is defined there (read without
+    importing: the stack modules need torch)."""
+    import ast
+
+    import fp8sim.capture.stacks as stacks
+    folder = Path(stacks.__file__).parent
+    for name, fam in STACK_GROUPS.items():
+        module, function = fam.runner.split(".")
+        tree = ast.parse((folder / f"{module}.py").read_text())
+        defined = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+        assert function in defined, (name, fam.runner)
+
+
 def test_stacks_available_names_what_is_missing(monkeypatch):
     import importlib.util
     real = importlib.util.find_spec
@@ -180,16 +195,16 @@ def test_stack_capture_plumbing_on_a_cpu(tmp_path, monkeypatch):
     """gemm_case and Saver end to end (whole, cropped, Wgrad) with CPU stand-ins: the file
     passes the structure check the H200 files pass."""
     tao = _fake_tao()
-    from fp8sim.capture import _stacks
-    monkeypatch.setattr(_stacks, "DEVICE", "cpu")
+    from fp8sim.capture.stacks import common, torchao_blockwise
+    monkeypatch.setattr(common, "DEVICE", "cpu")
     lines: list[str] = []
-    saver = _stacks.Saver(tmp_path / "f.npz", {"torch": "x", "cuda": "y", "gpu": "cpu"},
-                          2**24, lines.append)
-    _stacks._cases(saver, tao, [("fwd", 128, 256, 512, "normal", 1, True),
-                                ("wgrad", 128, 256, 512, "outlier", 2, True)])
-    _stacks._cases(saver, tao, [("fwd", 300, 384, 1024, "wide", 3),
-                                ("wgrad", 256, 384, 512, "normal", 4)], crop=True, nrows=8,
-                   step=4)
+    saver = Saver(tmp_path / "f.npz", {"torch": "x", "cuda": "y", "gpu": "cpu"}, 2**24,
+                  lines.append)
+    torchao_blockwise._cases(saver, tao, [("fwd", 128, 256, 512, "normal", 1, True),
+                                          ("wgrad", 128, 256, 512, "outlier", 2, True)])
+    torchao_blockwise._cases(saver, tao, [("fwd", 300, 384, 1024, "wide", 3),
+                                          ("wgrad", 256, 384, 512, "normal", 4)], crop=True,
+                             nrows=8, step=4)
     path = saver.write()
     assert not any(line.startswith("FAILED") for line in lines), lines
     assert check_stack_file(path) == []
@@ -201,7 +216,6 @@ def test_stack_capture_plumbing_on_a_cpu(tmp_path, monkeypatch):
 
 
 def test_saver_drops_the_last_cases_to_stay_under_its_limit(tmp_path):
-    from fp8sim.capture._saver import Saver  # no torch needed
     rng = np.random.default_rng(0)
     saver = Saver(tmp_path / "f.npz", {}, 300_000, lambda s: None)
     for i in range(6):

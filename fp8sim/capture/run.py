@@ -22,11 +22,11 @@ Conversions sit at the top level as in ``convert_public.npz``: ``x`` (float32) a
 ``meta`` string (JSON) names the device, torch/triton/CUDA versions, group and seed.
 
 The inputs come from `fp8sim.capture.cases.build_cases` (numpy only, deterministic); only
-running them needs torch, triton, cupy and a GPU (`fp8sim.capture._kernels`).
+running them needs torch, triton, cupy and a GPU (`fp8sim.capture.kernels`).
 
 Groups of real FP8 training stacks (`fp8sim.capture.stacks.STACK_GROUPS`: torchao's
 blockwise GEMMs through cuBLASLt and Triton, torchao's casts and Linear recipes, DeepGEMM)
-draw and cast their inputs on the GPU with the stack's own code (`fp8sim.capture._stacks`);
+draw and cast their inputs on the GPU with the stack's own code (`fp8sim.capture.stacks`);
 their files are described in `fp8sim.capture.golden` (`STACK_ARRAYS`). They need torchao
 there (carry its wheel) and, for ``deepgemm``, DeepGEMM's source tree (commit fcd1dcd, the
 JIT era, with CUTLASS's ``include/cute`` and ``include/cutlass`` copied into
@@ -165,7 +165,7 @@ def capture(out_dir: str | Path, groups: list[str] | None = None, *, seed: int =
     if not gpu_available():
         log(NO_GPU_MESSAGE)
         return []
-    from fp8sim.capture import _kernels as kern
+    from fp8sim.capture import kernels as kern
     groups = list(GROUPS) if groups is None else groups
     for g in groups:
         if g not in GROUPS:
@@ -182,9 +182,9 @@ def capture(out_dir: str | Path, groups: list[str] | None = None, *, seed: int =
             if why:
                 log(why)
                 continue
-            from fp8sim.capture import _stacks
+            from fp8sim.capture.stacks.runner import run_family
             try:
-                written.append(_stacks.run_family(
+                written.append(run_family(
                     g, out_dir / f"capture_{g}.npz", log=log,
                     limit_mib=STACK_GROUPS[g].limit_mib, deepgemm_src=deepgemm_src))
             except Exception:  # noqa: BLE001 - one family failing keeps the others

@@ -1,6 +1,6 @@
 """Writing capture files without torch: the size-capped .npz saver and the crop rule.
 
-Kept apart from `_stacks` (which needs torch, triton and a GPU) so they are tested
+Kept apart from `fp8sim.capture.stacks` (whose modules need torch and a GPU) so they are tested
 everywhere.
 """
 
