@@ -215,6 +215,21 @@ def test_stack_capture_plumbing_on_a_cpu(tmp_path, monkeypatch):
     assert set(cases["quant/128x256x512/wgrad_outlier"].arrays) == {"gy", "x"}
 
 
+def test_run_family_dispatches_through_the_registry(tmp_path, monkeypatch):
+    """run_family runs the function STACK_GROUPS names and keeps what a failure leaves: the
+    deepgemm group without DeepGEMM writes a file with its build error and failure."""
+    pytest.importorskip("torch")
+    from fp8sim.capture.stacks import runner
+    monkeypatch.setattr(runner, "env_info", lambda: {"gpu": "none"})
+    lines: list[str] = []
+    path = runner.run_family("deepgemm", tmp_path / "dg.npz", log=lines.append)
+    with np.load(path) as z:
+        assert json.loads(str(z["failures"]))[0].startswith("import deep_gemm: ")
+        assert "build_error" in z.files and json.loads(str(z["env"])) == {"gpu": "none"}
+    with pytest.raises(ValueError, match="name: expected one of blockwise"):
+        runner.run_family("nonsense", tmp_path / "x.npz")
+
+
 def test_saver_drops_the_last_cases_to_stay_under_its_limit(tmp_path):
     rng = np.random.default_rng(0)
     saver = Saver(tmp_path / "f.npz", {}, 300_000, lambda s: None)
