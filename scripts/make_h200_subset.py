@@ -12,7 +12,7 @@ Run from the repo root: python3 scripts/make_h200_subset.py [CAPTURE_DIR]
 (CAPTURE_DIR holds h200_blockwise.npz, h200_blockwise_long.npz, h200_blockwise_ds.npz,
 h200_blockwise_sweep.npz, h200_casts.npz and h200_deepgemm.npz; default ../captures.
 h200_blockwise_sweep.npz is a wider split-K sweep made with the same code,
-fp8sim.capture._stacks._cases(..., crop=True, nrows=4, step=8).)
+fp8sim.capture.stacks.torchao_blockwise._cases(..., crop=True, nrows=4, step=8).)
 """
 
 from __future__ import annotations
