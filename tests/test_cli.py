@@ -321,7 +321,7 @@ def test_tensor_scale_maps_amax_to_the_format_max(fmt, dist):
 
 
 def test_gemm_json_is_strict_json_when_a_statistic_is_not_finite(monkeypatch):
-    import fp8sim.cli.app as cli
+    import fp8sim.cli.gemm as cli
 
     def stats_with_nan(*args, **kwargs):
         s = gemm_stats(*args, **kwargs)
@@ -335,7 +335,7 @@ def test_gemm_json_is_strict_json_when_a_statistic_is_not_finite(monkeypatch):
 
 
 def test_out_of_memory_is_one_line_with_status_2(monkeypatch):
-    import fp8sim.cli.app as cli
+    import fp8sim.cli.gemm as cli
 
     def no_memory(*args, **kwargs):
         raise MemoryError
@@ -349,7 +349,7 @@ def test_out_of_memory_is_one_line_with_status_2(monkeypatch):
 @pytest.mark.parametrize("x_axis, label", [("k", "K (elements summed)"),
                                            ("promote", "promotion interval")])
 def test_sweep_plot_axes(x_axis, label):
-    from fp8sim.cli.app import _plot_sweep
+    from fp8sim.cli.sweep import plot_sweep as _plot_sweep
     rows = [{"m": 4, "n": 4, "k": k, "promote": p, "dist": "positive", "formats": "e4m3 x e4m3",
              "preset": "hopper", "max_rel_error": 1e-3 * (1 + p + k)}
             for k in (64, 128) for p in (0, 32)]
