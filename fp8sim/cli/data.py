@@ -186,6 +186,10 @@ def parse_scale(text: str | None, option: str, names: tuple[str, ...]
     try:
         value = float(text)
     except ValueError:
+        path = _split(text)[0]
+        if not path.is_file() and path.suffix.lower() not in (".npy", ".npz"):
+            raise DataError(f"{option}: expected a number (e.g. 0.5, nan, inf) or an array file "
+                            f"(.npy, .npz[:NAME]), got {text!r}") from None
         return peek(text, option, names), None
     if math.isfinite(value) and abs(value) > float(np.finfo(np.float32).max):
         raise DataError(f"{option}: {text} is beyond float32's range (largest "

@@ -16,6 +16,7 @@ import click
 from fp8sim.analysis.studies import DISTS, SCALES, stage_weights
 from fp8sim.analysis.sweep import sweep as run_sweep
 from fp8sim.analysis.sweep import sweep_grid, sweep_point
+from fp8sim.cli.data import check_writable
 from fp8sim.cli.errors import one_line, usage_errors
 from fp8sim.cli.options import DIST_HELP, FORMATS, FRAC_BITS, SIZE, check_request
 from fp8sim.cli.options import step as step_of
@@ -111,10 +112,11 @@ def sweep(k_values, m, n, promotes, dists, a_formats, b_formats, seed, scale, pr
             from fp8sim.engine import _gpu
 
             _gpu.check()
-    try:
-        prefix.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise click.FileError(str(prefix.parent), hint=e.strerror) from None
+    csv_path = prefix.parent / f"{prefix.name}.csv"
+    png_path = prefix.parent / f"{prefix.name}.png"
+    with usage_errors():  # before anything is computed
+        for path in (csv_path, png_path):
+            check_writable(path, "--out")
     weights = {_grid_label(point): sum(stage_weights(m, n, point.k, step).values())
                for point in grid}
     t0 = time.perf_counter()
@@ -127,8 +129,6 @@ def sweep(k_values, m, n, promotes, dists, a_formats, b_formats, seed, scale, pr
                     rows.append(sweep_point(point))
         else:  # each finished task closes its stage of the bar
             rows = run_sweep(grid, client=client, on_done=_stage_done)
-    csv_path = prefix.parent / f"{prefix.name}.csv"
-    png_path = prefix.parent / f"{prefix.name}.png"
     try:
         with open(csv_path, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
@@ -164,14 +164,35 @@ def _dask_client(scheduler: str | None):
     if scheduler is None:
         yield None
         return
-    from fp8sim.analysis.distributed import connect
+    from fp8sim.analysis.distributed import connect, parse_scheduler
 
+    kind = where = None
     with contextlib.ExitStack() as stack:
         try:
+            kind, where = parse_scheduler(scheduler)
+            click.echo(f"fp8sim sweep: {_connecting(kind, where)}", err=True)
             client = stack.enter_context(connect(scheduler))
         except (ImportError, ValueError, OSError, RuntimeError) as e:  # incl. timeouts
-            raise click.BadParameter(one_line(str(e)), param_hint="'--scheduler'") from None
+            text = one_line(str(e)) or type(e).__name__
+            if kind in ("address", "file") and "scheduler" not in text.lower():
+                text = f"cannot reach the Dask scheduler {where} ({text})"
+            raise click.BadParameter(text, param_hint="'--scheduler'") from None
         yield client
+
+
+def _connecting(kind: str, where) -> str:
+    """What --scheduler is about to do, said before the wait (a connection can take 30 s)."""
+    if kind == "local":
+        return f"starting {where} local Dask worker processes ..."
+    try:
+        import dask
+
+        timeout = dask.config.get("distributed.comm.timeouts.connect")
+    except (ImportError, KeyError):
+        timeout = "30s"
+    what = f"scheduler file {where}" if kind == "file" else f"Dask scheduler {where}"
+    return (f"connecting to the {what} (gives up after {timeout}; "
+            "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT changes it) ...")
 
 
 def plot_sweep(rows: list[dict], metric: str = "fro_rel_error", x_axis: str = "k"):
