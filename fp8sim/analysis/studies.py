@@ -160,16 +160,18 @@ def gemm_stats(a: np.ndarray, b: np.ndarray, *, a_format: str | None = None,
                b_format: str | None = None, promote: int = 0, preset: str = "hopper",
                ideal: bool = True, keep: dict | None = None,
                engine: str = "cpu") -> dict[str, float]:
-    """Simulates `gemm(a, b)` and measures it against the exact product of the FP8 inputs.
+    """Simulates `gemm(a, b)` and measures it against the exact product of the FP8 inputs
+    (`fp8sim.analysis.measure.measure`, the one measurement the CLI shares).
 
     Returns `analysis.error_stats` (max/mean/median_rel_error, max_abs_error,
     mean/max_ulp_error, ...) plus `fro_rel_error` (normwise ||out - exact||_F /
     ||exact||_F over finite outputs: unlike the elementwise relative errors it is not
     driven by outputs that cancel to near zero on signed data), `seconds` (wall time
     of the simulated GEMM) and, when
-    `ideal`, `share_differs_from_ideal` (fraction of outputs whose float32 bits differ
-    from sequential FP32 accumulation, preset "ideal") and `ideal_max_rel_error`. A
-    `keep` dict receives the simulated output under "out" (the CLI's --out writes it).
+    `ideal`, `share_differs_from_ideal` (fraction of outputs whose float32 bits differ,
+    -0 from +0 included, NaN equal to NaN, from sequential FP32 accumulation, preset
+    "ideal") and `ideal_max_rel_error`. A `keep` dict receives the simulated output
+    under "out" (the CLI's --out writes it).
     `engine` ("cpu" or "gpu", see `fp8sim.gemm`) runs the simulated GEMMs: the same bits.
 
     Raises:
