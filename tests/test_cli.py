@@ -492,6 +492,7 @@ def files(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("args, option", [
     (TINY + ["--kernel", "nosuch"], "--kernel"),
+    (TINY + ["--kernel", "deepgemm"], "--scale-a"),  # a scaled kernel without scales
     (TINY + ["--a-format", "e3m4"], "--a-format"),
     (TINY + ["--promote", "48"], "--promote"),
     (TINY + ["--promote", "-32"], "--promote"),

@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from fp8sim.analysis.measure import measure_kernel, measure_recipe
+from fp8sim.analysis.measure import kernel_scaling, measure_kernel, measure_recipe
 from fp8sim.analysis.studies import DISTS, gemm_stats, random_case, stage_weights
 from fp8sim.cli import data as _data
 from fp8sim.cli import gemm_inputs as _inputs
@@ -130,6 +130,11 @@ def gemm(m, n, k, dist, a_format, b_format, seed, scale, promote, preset, frac_b
                                "leave --scale unit with --recipe")
     promote = _promote(promote)
     kern = find_kernel(kernel) if kernel is not None else None
+    scaling = kernel_scaling(kern) if kern is not None else None
+    if scaling not in (None, "tensor") and scale_a is None and scale != "tensor":
+        raise click.BadParameter(f"kernel {kern.name} applies {scaling!r} scales; pass "
+                                 "--scale-a and --scale-b (numbers or array files)",
+                                 param_hint="'--scale-a'")
     with usage_errors():
         if out_path is not None:
             if Path(out_path).suffix.lower() not in (".npy", ".npz"):
