@@ -25,7 +25,7 @@ from fp8sim.engine.gemm import gemm
 from fp8sim.formats.info import format_of_dtype
 
 __all__ = ["Measurement", "GemmRow", "compare", "share_differs", "measure", "measure_kernel",
-           "measure_recipe", "defaults", "kernel_scaling", "out_dtype_name"]
+           "measure_recipe", "defaults", "kernel_scaling", "out_dtype_name", "format_name"]
 
 
 @dataclass(frozen=True)
