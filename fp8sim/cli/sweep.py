@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import importlib.util
+import sys
 import time
 from pathlib import Path
 
@@ -170,7 +172,9 @@ def _dask_client(scheduler: str | None):
     with contextlib.ExitStack() as stack:
         try:
             kind, where = parse_scheduler(scheduler)
-            click.echo(f"fp8sim sweep: {_connecting(kind, where)}", err=True)
+            if sys.modules.get("distributed", True) is not None and \
+                    importlib.util.find_spec("distributed") is not None:  # else connect says
+                click.echo(f"fp8sim sweep: {_connecting(kind, where)}", err=True)
             client = stack.enter_context(connect(scheduler))
         except (ImportError, ValueError, OSError, RuntimeError) as e:  # incl. timeouts
             text = one_line(str(e)) or type(e).__name__
