@@ -17,7 +17,13 @@ from pathlib import Path
 import click
 import numpy as np
 
-from fp8sim.analysis.measure import kernel_scaling, measure_kernel, measure_recipe
+from fp8sim.analysis.measure import (
+    GemmRow,
+    defaults,
+    kernel_scaling,
+    measure_kernel,
+    measure_recipe,
+)
 from fp8sim.analysis.studies import DISTS, gemm_stats, random_case, stage_weights
 from fp8sim.cli import data as _data
 from fp8sim.cli import gemm_inputs as _inputs
@@ -215,8 +221,6 @@ def _measure(m, n, k, dist, a_format, b_format, seed, scale, promote, preset, re
 
 def _headline(m, n, k, dist, a_format, b_format, seed, scale, promote, preset):
     """The default run: a random case measured by `gemm_stats`, as the studies measure it."""
-    from fp8sim.analysis.measure import GemmRow, defaults
-
     fa, fb = a_format or "e4m3", b_format or "e4m3"
     p, s = defaults(promote, preset)
     a, b = random_case(m, n, k, dist=dist, a_format=fa, b_format=fb, seed=seed, scale=scale)
