@@ -18,6 +18,7 @@ install: $(STAMP)  ## create .venv and install fp8sim with its test tools
 
 run: $(STAMP)  ## install, then simulate the headline GEMM
 	$(VENV)/bin/fp8sim gemm --k 4096 --promote 128
+	@echo "next: run '. $(VENV)/bin/activate' to get fp8sim on your PATH (then: fp8sim --help)"
 
 test: $(STAMP)  ## fast tests (< 5 min), golden files included when ../shared/golden exists
 	$(PY) -m pytest -q -m "not slow"

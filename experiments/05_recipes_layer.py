@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import GOLDEN, results_path, study_cli, write_csv  # noqa: E402
 
 import fp8sim  # noqa: E402
+from fp8sim.analysis.stats import normwise_error  # noqa: E402
 from fp8sim.recipes.layers import GEMMS, LINEAR_RECIPES  # noqa: E402
 
 STUDY = "05_recipes_layer"
@@ -75,7 +76,7 @@ def _operands(name: str, x, w, gy):
 
 def _rel(approx: np.ndarray, ref: np.ndarray, exact: np.ndarray) -> float:
     """||approx - ref||_F / ||exact||_F (every part measured against the exact product's norm)."""
-    return float(np.linalg.norm(np.asarray(approx, np.float64) - ref) / np.linalg.norm(exact))
+    return normwise_error(approx, ref, relative_to=exact)
 
 
 def run(small: bool = False) -> list[dict]:

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 import fp8sim
-from fp8sim.analysis.stats import error_stats, exact_product
+from fp8sim.analysis.scales import scaled_exact as _scaled_exact
+from fp8sim.analysis.stats import error_stats, normwise_error
 from fp8sim.capture.golden import load_cases, output_spec
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -55,12 +56,7 @@ def write_csv(rows: Sequence[Mapping], path: Path) -> None:
 
 def stats(out: np.ndarray, exact: np.ndarray) -> dict[str, float]:
     """error_stats plus fro_rel_error = ||out - exact||_F / ||exact||_F (finite outputs)."""
-    s = dict(error_stats(out, exact))
-    o, e = np.asarray(out, np.float64), np.asarray(exact, np.float64)
-    ok = np.isfinite(o) & np.isfinite(e)
-    den = np.linalg.norm(e[ok])
-    s["fro_rel_error"] = float(np.linalg.norm((o - e)[ok]) / den) if den else 0.0
-    return s
+    return dict(error_stats(out, exact)) | {"fro_rel_error": normwise_error(out, exact)}
 
 
 def rel_errors(out: np.ndarray, exact: np.ndarray) -> np.ndarray:
@@ -72,26 +68,10 @@ def rel_errors(out: np.ndarray, exact: np.ndarray) -> np.ndarray:
 
 def scaled_exact(a: np.ndarray, b: np.ndarray, a_format: str, b_format: str, kw: dict,
                  c: np.ndarray | None = None) -> np.ndarray:
-    """The exact (float64) value of a scaled GEMM given its fp8sim.gemm keywords `kw`.
-
-    Group scales multiply each K-chunk of `promote` elements (and 128-column block of B)
-    before the sum; tensor and row scales multiply the result.
-    """
-    av = fp8sim.decode(a, a_format).astype(np.float64)
-    bv = fp8sim.decode(b, b_format).astype(np.float64)
-    m, k = av.shape
-    n = bv.shape[1]
-    sa, sb = kw.get("scale_a"), kw.get("scale_b")
-    if kw.get("scaling") == "group":
-        p = kw["promote"]
-        av = av * np.repeat(np.asarray(sa, np.float64), p, axis=1)[:, :k]
-        sbk = np.repeat(np.asarray(sb, np.float64), p, axis=0)[:k]
-        bv = bv * np.repeat(sbk, 128, axis=1)[:, :n]
-        return exact_product(av, bv, c)
-    out = exact_product(av, bv, c)
-    if sa is not None and kw.get("scaling") in ("tensor", "row", None):
-        out = out * np.asarray(sa, np.float64) * np.asarray(sb, np.float64)
-    return out
+    """The exact (float64) value of a scaled GEMM given its fp8sim.gemm keywords `kw`
+    (`fp8sim.analysis.scales.scaled_exact`: group scales cover `promote` elements of K)."""
+    return _scaled_exact(a, b, kw.get("scale_a"), kw.get("scale_b"), promote=kw.get("promote"),
+                         a_format=a_format, b_format=b_format, c=c)
 
 
 def golden_check(file: str, key: str, output: str, **gemm_changes) -> dict | None:

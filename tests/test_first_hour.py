@@ -594,3 +594,27 @@ def test_experiment_figures_do_not_depend_on_the_full_captures(monkeypatch, tmp_
     assert res["cropped"] and res["shape"] == (64, 64, 4096)
     assert res["h100_max_rel_error"] == pytest.approx(0.0757, abs=1e-4)
     assert "recorded from the full capture" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- 7. the checkout
+
+_REPO = Path(__file__).resolve().parents[1]
+
+
+def test_make_run_ends_by_saying_how_to_get_fp8sim_on_the_path():
+    text = (_REPO / "Makefile").read_text()
+    recipe = text.split("\nrun:", 1)[1].split("\n\n", 1)[0]
+    last = recipe.strip().splitlines()[-1]
+    assert "echo" in last and "/bin/activate" in last and "PATH" in last
+
+
+@pytest.mark.parametrize("path", ["results/sweep.csv", "results/case.npz", "sweep.csv",
+                                  "sweep.png", "captures/x.npz", "D.npy", "D.npz"])
+def test_what_the_readme_examples_write_is_ignored(path):
+    """README examples (`--out results/...`, sweep's default OUT, `--out D.npy`) leave
+    `git status` clean; the committed experiments/results stay tracked."""
+    if not (_REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    check = ["git", "-C", str(_REPO), "check-ignore", "-q", "--no-index"]
+    assert subprocess.run([*check, path]).returncode == 0, path
+    assert subprocess.run([*check, "experiments/results/x.csv"]).returncode == 1

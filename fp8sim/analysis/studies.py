@@ -15,25 +15,44 @@ finite code equally likely.
 
 from __future__ import annotations
 
-import time
+import functools
 
 import numpy as np
 
-from fp8sim.analysis.stats import error_stats, exact_product, ulp_distance
+from fp8sim.analysis.measure import measure
+from fp8sim.analysis.stats import exact_product, normwise_error
 from fp8sim.engine import budget
 from fp8sim.engine.gemm import gemm
 from fp8sim.engine.mma import preset as _preset
 from fp8sim.formats.convert import decode, encode
 from fp8sim.formats.info import FormatInfo, decode_table, format_info
 
-__all__ = ["DISTS", "SCALES", "random_codes", "random_case", "gemm_stats", "fro_rel_error",
-           "case_bytes", "stats_bytes", "request_bytes", "stage_weights"]
+__all__ = ["DISTS", "SCALES", "random_floats", "random_codes", "random_case", "gemm_stats",
+           "fro_rel_error", "case_bytes", "stats_bytes", "request_bytes", "stage_weights"]
 
 DISTS: tuple[str, ...] = ("normal", "positive", "uniform", "codes")
 """Names of the data distributions `random_codes` draws from."""
 
 SCALES: tuple[str, ...] = ("unit", "tensor")
 """How float data is brought into the FP8 range before encoding (see `random_codes`)."""
+
+
+def random_floats(shape: tuple[int, int], dist: str = "normal",
+                  rng: np.random.Generator | int | None = 0) -> np.ndarray:
+    """Draws float32 data (`shape`) from "normal" N(0, 1), "positive" |N(0, 1)| or "uniform"
+    U(-1, 1): the one draw behind `random_codes` and the CLI's recipe runs.
+
+    Raises:
+        ValueError: unknown `dist` (or "codes", which has no float draw).
+    """
+    rng = np.random.default_rng(rng)
+    if dist == "normal":
+        return rng.standard_normal(shape, dtype=np.float32)
+    if dist == "positive":
+        return np.abs(rng.standard_normal(shape, dtype=np.float32))
+    if dist == "uniform":
+        return rng.uniform(-1.0, 1.0, size=shape).astype(np.float32)
+    raise ValueError(f"dist: expected one of {', '.join(DISTS[:3])}, got {dist!r}")
 
 
 def random_codes(shape: tuple[int, int], fmt: str | FormatInfo = "e4m3",
@@ -61,14 +80,9 @@ def random_codes(shape: tuple[int, int], fmt: str | FormatInfo = "e4m3",
     if dist == "codes":
         finite = np.flatnonzero(np.isfinite(decode_table(f))).astype(np.uint8)
         return finite[rng.integers(0, finite.size, size=shape)]
-    if dist == "normal":
-        x = rng.standard_normal(shape, dtype=np.float32)
-    elif dist == "positive":
-        x = np.abs(rng.standard_normal(shape, dtype=np.float32))
-    elif dist == "uniform":
-        x = rng.uniform(-1.0, 1.0, size=shape).astype(np.float32)
-    else:
+    if dist not in DISTS:
         raise ValueError(f"dist: expected one of {', '.join(DISTS)}, got {dist!r}")
+    x = random_floats(shape, dist, rng)
     if scale == "tensor" and x.size:
         amax = np.float32(np.max(np.abs(x)))
         if amax > 0:
@@ -138,29 +152,26 @@ def stage_weights(m: int, n: int, k: int, preset: str = "hopper", *,
     return weights
 
 
-def fro_rel_error(approx: np.ndarray, exact: np.ndarray) -> float:
-    """Normwise relative error ||approx - exact||_F / ||exact||_F over the finite outputs."""
-    approx = np.asarray(approx, np.float64)
-    exact = np.asarray(exact, np.float64)
-    finite = np.isfinite(approx) & np.isfinite(exact)
-    norm = float(np.linalg.norm(exact[finite]))
-    return float(np.linalg.norm((approx - exact)[finite])) / norm if norm else 0.0
+fro_rel_error = normwise_error
+"""The normwise relative error (an alias of `fp8sim.analysis.stats.normwise_error`)."""
 
 
 def gemm_stats(a: np.ndarray, b: np.ndarray, *, a_format: str | None = None,
                b_format: str | None = None, promote: int = 0, preset: str = "hopper",
                ideal: bool = True, keep: dict | None = None,
                engine: str = "cpu") -> dict[str, float]:
-    """Simulates `gemm(a, b)` and measures it against the exact product of the FP8 inputs.
+    """Simulates `gemm(a, b)` and measures it against the exact product of the FP8 inputs
+    (`fp8sim.analysis.measure.measure`, the one measurement the CLI shares).
 
     Returns `analysis.error_stats` (max/mean/median_rel_error, max_abs_error,
     mean/max_ulp_error, ...) plus `fro_rel_error` (normwise ||out - exact||_F /
     ||exact||_F over finite outputs: unlike the elementwise relative errors it is not
     driven by outputs that cancel to near zero on signed data), `seconds` (wall time
     of the simulated GEMM) and, when
-    `ideal`, `share_differs_from_ideal` (fraction of outputs whose float32 bits differ
-    from sequential FP32 accumulation, preset "ideal") and `ideal_max_rel_error`. A
-    `keep` dict receives the simulated output under "out" (the CLI's --out writes it).
+    `ideal`, `share_differs_from_ideal` (fraction of outputs whose float32 bits differ,
+    -0 from +0 included, NaN equal to NaN, from sequential FP32 accumulation, preset
+    "ideal") and `ideal_max_rel_error`. A `keep` dict receives the simulated output
+    under "out" (the CLI's --out writes it).
     `engine` ("cpu" or "gpu", see `fp8sim.gemm`) runs the simulated GEMMs: the same bits.
 
     Raises:
@@ -170,25 +181,12 @@ def gemm_stats(a: np.ndarray, b: np.ndarray, *, a_format: str | None = None,
     n = np.shape(b)[-1]
     budget.check_memory(stats_bytes(m, n, k), f"gemm_stats: M={m} N={n} K={k}",
                         hint="choose smaller matrices")
-    with budget.stage("simulated GEMM"):
-        t0 = time.perf_counter()
-        out = gemm(a, b, a_format=a_format, b_format=b_format, promote=promote, preset=preset,
-                   engine=engine)
-        seconds = time.perf_counter() - t0
+    run = functools.partial(gemm, a, b, a_format=a_format, b_format=b_format,
+                            promote=promote, preset=preset, engine=engine)
+    twin = functools.partial(gemm, a, b, a_format=a_format, b_format=b_format, promote=0,
+                             preset="ideal", engine=engine)
+    res = measure(run, lambda: exact_product(decode(a, a_format), decode(b, b_format)),
+                  ideal=twin if ideal else None)
     if keep is not None:
-        keep["out"] = out
-    with budget.stage("exact product"):
-        exact = exact_product(decode(a, a_format), decode(b, b_format))
-    with budget.stage("statistics"):
-        stats: dict[str, float] = dict(error_stats(out, exact))
-        stats["fro_rel_error"] = fro_rel_error(out, exact)
-    stats["seconds"] = seconds
-    if ideal:
-        with budget.stage("ideal GEMM"):
-            ref = gemm(a, b, a_format=a_format, b_format=b_format, promote=0, preset="ideal",
-                       engine=engine)
-        differs = ulp_distance(out, ref) != 0
-        both_nan = np.isnan(out) & np.isnan(ref)
-        stats["share_differs_from_ideal"] = float(np.mean(differs & ~both_nan)) if out.size else 0.0
-        stats["ideal_max_rel_error"] = error_stats(ref, exact)["max_rel_error"]
-    return stats
+        keep["out"] = res.out
+    return res.stats | {"seconds": res.seconds}

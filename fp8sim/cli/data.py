@@ -10,6 +10,7 @@ loaded, so the memory check runs first.
 
 from __future__ import annotations
 
+import math
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +18,11 @@ from pathlib import Path
 import ml_dtypes
 import numpy as np
 
-from fp8sim.formats.convert import decode, encode
+from fp8sim.formats.convert import encode
 from fp8sim.formats.info import format_info
 
-__all__ = ["Source", "peek", "load", "is_codes", "quantize_operand", "save_output",
-           "scale_expand", "scaled_exact", "parse_scale"]
+__all__ = ["Source", "DataError", "peek", "load", "is_codes", "check_operand", "as_float8",
+           "quantize_operand", "parse_scale", "rounded_note", "check_writable", "save_output"]
 
 _FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64),
            np.dtype(ml_dtypes.bfloat16))
@@ -173,74 +174,67 @@ def quantize_operand(x: np.ndarray, fmt: str, scale: str, option: str
 
 def parse_scale(text: str | None, option: str, names: tuple[str, ...]
                 ) -> tuple[Source | None, np.float32 | None]:
-    """--scale-a VALUE or FILE: (file source, None) or (None, the float32 number)."""
+    """--scale-a VALUE or FILE: (file source, None) or (None, the float32 number).
+
+    A number is used as the kernel uses it, in float32: a decimal that float32 cannot
+    hold exactly (0.1) is rounded to the nearest float32 (the gemm summary says so);
+    nan and inf are taken as the API takes them; a finite number beyond float32's range
+    is refused.
+    """
     if text is None:
         return None, None
     try:
         value = float(text)
     except ValueError:
+        path = _split(text)[0]
+        if not path.is_file() and path.suffix.lower() not in (".npy", ".npz"):
+            raise DataError(f"{option}: expected a number (e.g. 0.5, nan, inf) or an array file "
+                            f"(.npy, .npz[:NAME]), got {text!r}") from None
         return peek(text, option, names), None
-    if np.float32(value) != value:
-        raise DataError(f"{option}: {text} is not exactly a float32 number")
+    if math.isfinite(value) and abs(value) > float(np.finfo(np.float32).max):
+        raise DataError(f"{option}: {text} is beyond float32's range (largest "
+                        f"{float(np.finfo(np.float32).max):.7g})")
     return None, np.float32(value)
 
 
-def _k_block(count: int, k: int, prefer: int | None) -> int:
-    """Length of each of `count` scale groups along K: `prefer` or 128 when they fit the
-    count, else the smallest multiple of 32 that does."""
-    if count == 1:
-        return k
-    per_group = -(-k // count)
-    for cand in (prefer, 128, -(-per_group // 32) * 32):
-        if cand and -(-k // cand) == count:
-            return cand
-    raise DataError(f"scales: {count} groups along K = {k} fit no group length")
+def rounded_note(text: str | None, value, option: str) -> str | None:
+    """'--scale-a 0.1 is float32 0.10000000149011612' when a typed number is not a float32."""
+    if text is None or value is None:
+        return None
+    try:
+        typed = float(text)
+    except ValueError:
+        return None
+    used = float(value)
+    if used == typed or (math.isnan(used) and math.isnan(typed)):
+        return None
+    return f"{option} {text} is not a float32 number; used float32 {used!r}"
 
 
-def scale_expand(scale, rows: int, cols: int, *, operand: str,
-                 prefer: int | None = None) -> np.ndarray:
-    """A scale array blown up to its operand's (rows, cols) in float64, for the exact product.
+def check_writable(path: str | Path, option: str = "--out") -> None:
+    """Refuses an output path that cannot be written, before anything is computed.
 
-    operand "a": scale_a of shape () (tensor), (1 or M, groups along K); "b": scale_b of
-    shape (), (groups along K, 1, ceil(N / 128) or N). Groups along K are `prefer` (the
-    kernel's promotion interval) or 128 elements long when that gives their count.
+    The nearest existing folder above it must be a folder; the missing folders are then
+    created (as `save_output` would) and the file opened for appending (and removed again
+    if it did not exist), which also catches read-only file systems.
     """
-    s = np.asarray(scale, np.float64)
-    if s.ndim == 0 or s.size == 1:
-        return np.full((rows, cols), float(s.reshape(-1)[0]))
-    if s.ndim != 2:
-        raise DataError(f"scale_{operand}: expected a scalar or a 2-D array, got shape {s.shape}")
-    if operand == "a":
-        r_blk = rows if s.shape[0] == 1 else 1
-        c_blk = _k_block(s.shape[1], cols, prefer)
-    else:
-        r_blk = _k_block(s.shape[0], rows, prefer)
-        c_blk = cols if s.shape[1] == 1 else 1 if s.shape[1] == cols else 128
-    out = np.repeat(np.repeat(s, r_blk, axis=0), c_blk, axis=1)[:rows, :cols]
-    if out.shape != (rows, cols):
-        raise DataError(f"scale_{operand}: shape {s.shape} does not cover ({rows}, {cols})")
-    return out
-
-
-def scaled_exact(a: np.ndarray, b: np.ndarray, scale_a=None, scale_b=None,
-                 promote: int | None = None) -> np.ndarray:
-    """The exact (float64) product of the decoded, scaled FP8 inputs.
-
-    Scales of any granularity (tensor, row, 1x128 groups, 128x128 blocks, 128x1 tiles)
-    multiply their blocks of A and B before the sum: FP8 values times float32 scales
-    are exact in float64.
-    """
-    from fp8sim.analysis.stats import exact_product
-
-    av = decode(a).astype(np.float64)
-    bv = decode(b).astype(np.float64)
-    m, k = av.shape
-    n = bv.shape[1]
-    if scale_a is not None:
-        av *= scale_expand(scale_a, m, k, operand="a", prefer=promote)
-    if scale_b is not None:
-        bv *= scale_expand(scale_b, k, n, operand="b", prefer=promote)
-    return exact_product(av, bv)
+    p = Path(path)
+    if p.is_dir():
+        raise DataError(f"{option}: {str(p)!r} is a folder; expected a file name")
+    parent = p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise DataError(f"{option}: cannot write {str(p)!r}: {str(parent)!r} is not a folder")
+    existed = p.exists()
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        with open(p, "ab"):
+            pass
+    except OSError as e:
+        raise DataError(f"{option}: cannot write {str(p)!r} ({e.strerror or e})") from None
+    if not existed:
+        p.unlink(missing_ok=True)
 
 
 def save_output(path: str | Path, out: np.ndarray, out_dtype: str,
