@@ -21,11 +21,11 @@ from fp8sim.formats.rounding import RoundMode
 __version__ = "0.1.0"
 
 _LAZY = {
-    "quantize": "recipes.quant",
-    "dequantize": "recipes.quant",
-    "retile": "recipes.quant",
-    "quantize_mx": "recipes.quant",
-    "delayed_scale": "recipes.quant",
+    "quantize": "casts",
+    "dequantize": "casts",
+    "retile": "casts",
+    "quantize_mx": "casts",
+    "delayed_scale": "casts",
     "identify": "analysis.identify",
     "fp8_matmul": "recipes.pipeline",
     "RECIPES": "recipes.pipeline",
@@ -36,7 +36,7 @@ _LAZY = {
     "linear": "recipes.layers",
     "LinearRecipe": "recipes.layers",
     "LINEAR_RECIPES": "recipes.layers",
-    "CONVENTIONS": "recipes.quant",
+    "CONVENTIONS": "casts",
     "Float8SimLinear": "recipes.torch_linear",
     "swap_linears": "recipes.torch_linear",
 }

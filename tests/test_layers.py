@@ -102,8 +102,8 @@ def test_rowwise_and_rowwise_gw_hp_grad_x_differ_where_w_goes_subnormal(subset):
     differ = np.argwhere(_bits(a) != _bits(b))
     assert 1 <= len(differ) <= 3
     w16 = _bf16(w)
-    col = OperandCast(block=(None, 1), pow2_scale=True)
-    ten = OperandCast(block=(None, None), pow2_scale=True)
+    col = OperandCast(block=(None, 1), convention="torchao", pow2_scale=True)
+    ten = OperandCast(block=(None, None), convention="torchao", pow2_scale=True)
     (cc, sc), (ct, st) = col.cast(w16), ten.cast(w16)
     assert st[0, 0] > sc.min()  # scales are 1 / multiplier: per tensor is the larger
     vc = fp8sim.decode(cc.view(np.uint8), "e4m3").astype(np.float64) * sc
@@ -137,7 +137,8 @@ def test_scales_after_the_kernel_is_torchaos_arithmetic():
     rng = np.random.default_rng(3)
     a = (rng.standard_normal((40, 256)) * 3).astype(ml_dtypes.bfloat16)
     b = rng.standard_normal((256, 48)).astype(ml_dtypes.bfloat16)
-    gemm = LinearGemm(a=OperandCast(block=(1, None)), b=OperandCast(block=(None, 1)),
+    gemm = LinearGemm(a=OperandCast(block=(1, None), convention="torchao"),
+                      b=OperandCast(block=(None, 1), convention="torchao"),
                       kernel="cublaslt", scales="after")
     ac, sa, bc, sb = gemm.cast(a, b)
     unit = fp8sim.KERNELS["cublaslt"](ac, bc, scale_a=np.float32(1), scale_b=np.float32(1),

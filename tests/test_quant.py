@@ -17,10 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fp8sim.engine.reference import encode_scalar, to_float32
-from fp8sim.formats.convert import decode, encode, encode_e8m0
-from fp8sim.formats.info import E8M0, format_info
-from fp8sim.recipes.quant import (
+from fp8sim.casts import (
     cast_scaled,
     delayed_scale,
     dequantize,
@@ -28,6 +25,9 @@ from fp8sim.recipes.quant import (
     quantize_mx,
     retile,
 )
+from fp8sim.engine.reference import encode_scalar, to_float32
+from fp8sim.formats.convert import decode, encode, encode_e8m0
+from fp8sim.formats.info import E8M0, format_info
 
 FMTS = ("e4m3", "e5m2")
 SCALE = int(os.environ.get("FP8SIM_EXAMPLES_SCALE", "1"))  # make test-all: 10x examples
@@ -476,3 +476,19 @@ def test_top_level_exports():
     import fp8sim
 
     assert fp8sim.quantize is quantize and fp8sim.dequantize is dequantize
+
+
+@pytest.mark.parametrize("convention", ["deepgemm", "torchao"])
+def test_blocks_longer_than_the_array_are_the_whole_axis(convention):
+    """block=(2**20, 2**20) on (4, 256) is the per-tensor cast (it once padded to 4 TiB)."""
+    x = np.random.default_rng(5).standard_normal((4, 256)).astype(np.float32)
+    for huge, exact in (((2**20, 2**20), (4, 256)), ((1, 2**40), (1, 256)),
+                        ((2**40, 1), (4, 1))):
+        c1, s1 = quantize(x, block=huge, convention=convention)
+        c2, s2 = quantize(x, block=exact, convention=convention)
+        np.testing.assert_array_equal(c1, c2)
+        np.testing.assert_array_equal(_bits32(s1), _bits32(s2))
+        np.testing.assert_array_equal(_bits32(dequantize(c1, s1, block=huge)),
+                                      _bits32(dequantize(c2, s2, block=exact)))
+    c, s = quantize_mx(x, block=(2**20, 2**20))
+    assert s.shape == (1, 1) and c.shape == x.shape

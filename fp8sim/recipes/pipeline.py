@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fp8sim.analysis.stats import error_stats, exact_product
+from fp8sim.casts import BlockCast, dequantize
+from fp8sim.casts.checks import check_x
 from fp8sim.engine.gemm import gemm
 from fp8sim.engine.mma import MMAStep
 from fp8sim.formats.info import format_info
-from fp8sim.recipes.quant import _check_x, _quantize, _quantize_mx, dequantize
 
 __all__ = ["Recipe", "RECIPES", "MatmulResult", "fp8_matmul", "get_recipe"]
 
@@ -195,7 +196,7 @@ def fp8_matmul(
     if changes:
         r = r.replace(**changes)
     _check_recipe(r)
-    x32, w32 = _check_x(x, "x"), _check_x(w, "w")
+    x32, w32 = check_x(x, "x"), check_x(w, "w")
     m, k = x32.shape
     if w32.shape[0] != k:
         raise ValueError(f"w: expected shape ({k}, N) to match x's K = {k}, got {w32.shape}")
@@ -256,10 +257,9 @@ def _resolve(block, shape) -> tuple[int, int]:
 
 
 def _quantize_by(v, fmt, block, rule, arg):
-    if rule in ("mx", "mx-up"):
-        return _quantize_mx(v, fmt, block=block, scale_format="float32", arg=arg,
-                           scale_rounding="floor" if rule == "mx" else "up")
-    return _quantize(v, fmt, block=block, pow2_scale=rule == "pow2", arg=arg)
+    convention = rule if rule in ("mx", "mx-up") else "deepgemm"
+    cast = BlockCast(fmt=fmt, block=block, convention=convention, pow2_scale=rule == "pow2")
+    return cast.cast(v, arg=arg)
 
 
 def _scaled_gemm(xc, xs, xb, wc, ws, wb, r: Recipe) -> np.ndarray:
