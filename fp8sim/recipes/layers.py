@@ -21,9 +21,12 @@ The torchao recipes were checked against torchao 0.18 on an H200
 
 from __future__ import annotations
 
+import math
+
 import ml_dtypes
 import numpy as np
 
+from fp8sim.engine import budget
 from fp8sim.engine.bf16 import _as_bf16
 from fp8sim.recipes.catalog import DEEPGEMM_WGRAD, LINEAR_RECIPES, get_linear_recipe
 from fp8sim.recipes.recipe import (
@@ -35,9 +38,11 @@ from fp8sim.recipes.recipe import (
 )
 
 __all__ = ["OperandCast", "LinearGemm", "LinearRecipe", "LINEAR_RECIPES", "GEMMS", "linear",
-           "get_linear_recipe", "HP_KERNELS", "DEEPGEMM_WGRAD"]
+           "get_linear_recipe", "HP_KERNELS", "DEEPGEMM_WGRAD", "linear_shapes", "linear_bytes"]
 
 _BF16 = np.dtype(ml_dtypes.bfloat16)
+_SMALL_BYTES = 1 << 28
+"""Layers estimated below this (256 MB) skip the free-memory query (/proc reads)."""
 
 
 def linear(
@@ -68,33 +73,87 @@ def linear(
         ValueError, TypeError: malformed arguments, naming the argument.
     """
     r = get_linear_recipe(recipe)
-    x16, w16 = _as_bf16(x, "x"), _as_bf16(w, "w")
-    if x16.ndim < 1 or w16.ndim != 2:
-        raise ValueError(f"x, w: expected x (..., IN) and w (OUT, IN), got shapes "
-                         f"{x16.shape} and {w16.shape}")
-    out_f, in_f = w16.shape
-    if x16.shape[-1] != in_f:
-        raise ValueError(f"x: last dimension {x16.shape[-1]} differs from w's IN = {in_f}")
-    lead = x16.shape[:-1]
-    x2 = x16.reshape(-1, in_f)
+    _check_float(x, "x")
+    _check_float(w, "w")
+    if grad_output is not None:
+        _check_float(grad_output, "grad_output")
+    lead, in_f, out_f = linear_shapes(np.shape(x), np.shape(w),
+                                      None if grad_output is None else np.shape(grad_output))
+    x2 = _as_bf16(x, "x").reshape(-1, in_f)
+    w16 = _as_bf16(w, "w")
     y = _linear_forward(r, x2, w16).reshape(*lead, out_f)
     if grad_output is None:
         return y, None, None
-    g16 = _as_bf16(grad_output, "grad_output")
-    if g16.shape != (*lead, out_f):
-        raise ValueError(f"grad_output: expected shape {(*lead, out_f)}, got {g16.shape}")
-    grad_x, grad_w = _linear_backward(r, x2, w16, g16.reshape(-1, out_f))
+    g2 = _as_bf16(grad_output, "grad_output").reshape(-1, out_f)
+    grad_x, grad_w = _linear_backward(r, x2, w16, g2)
     return y, grad_x.reshape(*lead, in_f), grad_w
 
 
+def linear_shapes(x_shape: tuple, w_shape: tuple, g_shape: tuple | None = None, *,
+                  w_arg: str = "w") -> tuple[tuple[int, ...], int, int]:
+    """(leading dims of x, IN, OUT) of a Linear layer's shapes, checked before any copy.
+
+    Refuses, naming the argument: w not (OUT, IN) with OUT, IN >= 1 (each GEMM of the
+    layer reduces over one of them, so there is no FP8 GEMM to simulate), x not
+    (..., IN), grad_output not (..., OUT); and, as `fp8sim.gemm` does, a layer whose
+    arrays cannot fit in the available memory (`InsufficientMemory`, a MemoryError),
+    before allocating them. Zero tokens (x of shape (0, IN)) are fine.
+    """
+    w_shape, x_shape = tuple(w_shape), tuple(x_shape)
+    if len(w_shape) != 2:
+        raise ValueError(f"{w_arg}: expected a 2-D (OUT, IN) weight, got shape {w_shape}")
+    out_f, in_f = (int(v) for v in w_shape)
+    if out_f < 1 or in_f < 1:
+        raise ValueError(f"{w_arg}: expected shape (OUT, IN) with OUT >= 1 and IN >= 1 (the "
+                         f"layer's GEMMs reduce over IN and OUT), got {w_shape}")
+    if len(x_shape) < 1 or x_shape[-1] != in_f:
+        got = "a 0-D value" if not x_shape else f"shape {x_shape}"
+        raise ValueError(f"x: expected shape (..., {in_f}) (IN of {w_arg} {w_shape}), got {got}")
+    lead = x_shape[:-1]
+    if g_shape is not None and tuple(g_shape) != (*lead, out_f):
+        raise ValueError(f"grad_output: expected shape {(*lead, out_f)}, got {tuple(g_shape)}")
+    m = math.prod(lead)
+    need = linear_bytes(m, in_f, out_f, backward=g_shape is not None)
+    if need > _SMALL_BYTES:
+        budget.check_memory(need, f"linear: x ({m}, {in_f}) and {w_arg} ({out_f}, {in_f})",
+                            hint="run the tokens in smaller batches")
+    return lead, in_f, out_f
+
+
+def linear_bytes(m: int, in_f: int, out_f: int, *, backward: bool) -> int:
+    """A generous estimate of the bytes `linear` allocates for M tokens, IN -> OUT.
+
+    Per GEMM (M x K x N): the casts of A and B (a bfloat16 copy, float32 values, padded
+    blocks and the scaled values, uint8 codes: 15 bytes an element) and the engine's
+    output (`budget.gemm_bytes`, 8 bytes an output, plus the bfloat16 result). The
+    GEMMs run one after another, so the largest counts, plus the bfloat16 results kept.
+    """
+    def one(rows: int, k: int, n: int) -> int:
+        return 15 * (rows * k + k * n) + budget.gemm_bytes(rows, n, k) + 2 * rows * n
+
+    gemms = [one(m, in_f, out_f)]
+    if backward:
+        gemms += [one(m, out_f, in_f), one(out_f, m, in_f)]
+    kept = 2 * (m * in_f + m * out_f + (out_f * in_f if backward else 0))
+    return max(gemms) + kept
+
+
 def _linear_forward(r: LinearRecipe, x2: np.ndarray, w16: np.ndarray) -> np.ndarray:
-    """y (M, OUT) bfloat16 of 2-D bfloat16 x (M, IN) and w (OUT, IN)."""
+    """y (M, OUT) bfloat16 of 2-D bfloat16 x (M, IN) and w (OUT, IN); M = 0 gives (0, OUT)."""
+    if x2.shape[0] == 0:
+        return np.zeros((0, w16.shape[0]), _BF16)
     return _bf16_out(r.forward.run(x2, np.ascontiguousarray(w16.T)))
 
 
 def _linear_backward(r: LinearRecipe, x2: np.ndarray, w16: np.ndarray, g2: np.ndarray, *,
                      need_x: bool = True, need_w: bool = True):
-    """(grad_x (M, IN), grad_w (OUT, IN)) bfloat16 of 2-D operands; None where not needed."""
+    """(grad_x (M, IN), grad_w (OUT, IN)) bfloat16 of 2-D operands; None where not needed.
+
+    With M = 0 tokens grad_x is (0, IN) and grad_w zeros, as nn.Linear's backward gives.
+    """
+    if x2.shape[0] == 0:
+        return (np.zeros(x2.shape, _BF16) if need_x else None,
+                np.zeros(w16.shape, _BF16) if need_w else None)
     grad_x = _bf16_out(r.grad_input.run(g2, w16)) if need_x else None
     grad_w = _bf16_out(r.grad_weight.run(np.ascontiguousarray(g2.T), x2)) if need_w else None
     return grad_x, grad_w
@@ -104,6 +163,19 @@ def _linear_backward(r: LinearRecipe, x2: np.ndarray, w16: np.ndarray, g2: np.nd
 
 
 # --- helpers -------------------------------------------------------------------------
+
+
+def _check_float(v, arg: str) -> None:
+    """Refuses anything but a float array or tensor, naming the argument (no copy made)."""
+    dtype = getattr(v, "dtype", None)
+    if type(v).__module__.startswith("torch"):
+        if not getattr(v, "is_floating_point", lambda: False)():
+            raise TypeError(f"{arg}: expected a floating-point tensor, got {dtype}")
+        return
+    if dtype is None:
+        dtype = np.asarray(v).dtype
+    if np.dtype(dtype) != _BF16 and np.dtype(dtype).kind != "f":
+        raise TypeError(f"{arg}: expected a bfloat16 (or float) array, got dtype {dtype}")
 
 
 def _bf16_out(v: np.ndarray) -> np.ndarray:
