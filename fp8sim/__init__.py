@@ -37,8 +37,8 @@ _LAZY = {
     "LinearRecipe": "recipes.layers",
     "LINEAR_RECIPES": "recipes.layers",
     "CONVENTIONS": "casts",
-    "Float8SimLinear": "recipes.torch_linear",
-    "swap_linears": "recipes.torch_linear",
+    "Float8SimLinear": "torch.linear",
+    "swap_linears": "torch.linear",
 }
 
 __all__ = [

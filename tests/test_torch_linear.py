@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 
 import fp8sim  # noqa: E402
 from fp8sim.recipes.layers import linear  # noqa: E402
-from fp8sim.recipes.torch_linear import (  # noqa: E402
+from fp8sim.torch import (  # noqa: E402
     Float8SimLinear,
     Float8SimLinearFunction,
     swap_linears,

@@ -20,8 +20,13 @@ from collections.abc import Callable
 
 import ml_dtypes
 import numpy as np
-import torch
-from torch import nn
+
+try:
+    import torch
+    from torch import nn
+except ImportError:  # pragma: no cover - tested where torch is missing
+    raise ImportError("fp8sim.torch.linear needs torch: pip install 'fp8sim[torch]' "
+                      "(a CPU build is enough)") from None
 
 from fp8sim.recipes.layers import (
     LinearRecipe,
