@@ -24,6 +24,7 @@ import numpy as np
 from fp8sim.analysis.stats import error_stats, exact_product
 from fp8sim.casts import BlockCast, dequantize
 from fp8sim.casts.checks import check_x
+from fp8sim.engine.epilogue import GROUP, GROUP_COLUMN, epilogue
 from fp8sim.engine.gemm import gemm
 from fp8sim.engine.mma import MMAStep
 from fp8sim.formats.info import format_info
@@ -263,35 +264,27 @@ def _quantize_by(v, fmt, block, rule, arg):
 
 
 def _scaled_gemm(xc, xs, xb, wc, ws, wb, r: Recipe) -> np.ndarray:
-    """Runs `fp8sim.gemm` with the epilogue the recipe names, scales laid out as it expects."""
+    """Runs `fp8sim.gemm` with the recipe's epilogue, the cast scales laid out by it."""
     kw = dict(a_format=r.x_format, b_format=r.w_format, promote=r.promote, preset=r.preset,
               out_dtype=r.out_dtype)
     m, k = xc.shape
     n = wc.shape[1]
-    if r.scaling == "tensor":
-        if xs.size != 1 or ws.size != 1:
-            raise ValueError(f"x_block: tensor scaling needs one scale per tensor, got "
-                             f"{xs.shape} and {ws.shape} scales (use blocks (None, None))")
-        return gemm(xc, wc, scale_a=xs.reshape(()), scale_b=ws.reshape(()), scaling="tensor",
-                    **kw)
-    if r.scaling == "row":
-        if xb[1] < k or wb[0] < k or wb[1] != 1:
-            raise ValueError("x_block: row scaling needs blocks (bm, K) for x and (K, 1) for w")
-        return gemm(xc, wc, scale_a=np.repeat(xs, xb[0], axis=0)[:m], scale_b=ws,
-                    scaling="row", **kw)
+    ep = epilogue(r.scaling)
     p = r.promote
-    if p <= 0 or xb[1] % p or wb[0] % p:
+    if ep.k_grouped and (p <= 0 or xb[1] % p or wb[0] % p):
         raise ValueError(f"promote: group scaling applies the scales at each promotion, so "
                          f"it must divide the blocks' K extents ({xb[1]} and {wb[0]}); "
                          f"got {p}")
-    g = np.arange(-(-k // p)) * p  # first K index of each promotion group
-    sa = np.repeat(xs, xb[0], axis=0)[:m][:, g // xb[1]]
-    sw = ws[g // wb[0]]  # (groups, N blocks)
-    bn = wb[1]
-    if bn % 128 == 0 or n <= bn:  # every 128-column group of N lies in one block
-        sb = sw[:, (np.arange(-(-n // 128)) * 128) // bn]
-        return gemm(xc, wc, scale_a=sa, scale_b=sb, scaling="group", **kw)
-    return _gemm_by_scale_columns(xc, wc, sa, sw, bn, kw)
+    try:
+        sa, sb = ep.scales_from_blocks(xs, xb, ws, wb, m, k, n, p)
+    except ValueError as err:
+        if ep is not GROUP or not str(err).startswith("b_block"):
+            msg = str(err).replace("a_block", "x_block", 1).replace("b_block", "w_block", 1)
+            raise ValueError(msg) from None
+        # w's scale blocks are narrower than the engine's 128 columns: one GEMM per scale column
+        sa, sw = GROUP_COLUMN.scales_from_blocks(xs, xb, ws, wb, m, k, n, p)
+        return _gemm_by_scale_columns(xc, wc, sa, sw, 1, kw)
+    return gemm(xc, wc, scale_a=sa, scale_b=sb, scaling=ep, **kw)
 
 
 def _gemm_by_scale_columns(xc, wc, sa, sw, bn, kw) -> np.ndarray:

@@ -17,7 +17,9 @@ import numpy as np
 
 from fp8sim.casts import BlockCast
 from fp8sim.engine.bf16 import _as_bf16, gemm_bf16
+from fp8sim.engine.epilogue import ROW, as_candidates
 from fp8sim.engine.kernel import Kernel
+from fp8sim.engine.kernel import kernel as lookup_kernel
 
 __all__ = ["OperandCast", "LinearGemm", "LinearRecipe", "GEMMS", "HP_KERNELS", "SCALE_PATHS"]
 
@@ -95,19 +97,35 @@ class LinearGemm:
             return HP_KERNELS[self.kernel](a, b, out_dtype=self.out_dtype)
         kern = _kernel(self.kernel)
         ac, sa, bc, sb = self.cast(a, b)
-        m, n = ac.shape[0], bc.shape[1]
+        (m, k), n = ac.shape, bc.shape[1]
+        blocks = (self.a.resolve(ac.shape), self.b.resolve(bc.shape))
         if self.scales == "after":
             one = np.float32(1)
             out = kern(ac, bc, scale_a=one, scale_b=one, out_dtype=self.out_dtype)
-            post = _broadcast(sa, (m, 1), "scale_a") * _broadcast(sb, (1, n), "scale_b")
+            ra, rb = ROW.scales_from_blocks(sa, blocks[0], sb, blocks[1], m, k, n, 0)
             with np.errstate(over="ignore", invalid="ignore"):
-                return (out.astype(np.float32) * post).astype(out.dtype)
-        scaling = getattr(kern, "scaling", None)
-        if scaling == "tensor":
-            sa, sb = _scalar(sa, "scale_a"), _scalar(sb, "scale_b")
-        elif scaling == "row":
-            sa, sb = _broadcast(sa, (m, 1), "scale_a"), _broadcast(sb, (1, n), "scale_b")
+                return (out.astype(np.float32) * (ra * rb)).astype(out.dtype)
+        sa, sb = kernel_scales(kern, sa, blocks[0], sb, blocks[1], m, k, n)
         return kern(ac, bc, scale_a=sa, scale_b=sb, out_dtype=self.out_dtype)
+
+
+def kernel_scales(kern: Kernel, sa, a_block, sb, b_block, m: int, k: int, n: int):
+    """Cast scales laid out for the kernel's epilogue: the first of its candidates they fit.
+
+    The kernel picks its epilogue from the scale shapes in the same order, so the layout
+    chosen here is the epilogue it runs (`Epilogue.scales_from_blocks`).
+    """
+    candidates = as_candidates(kern.scaling)
+    if candidates is None:
+        raise ValueError(f"kernel: {kern.name} applies no scales; cast operands need a "
+                         "kernel with a scaling epilogue")
+    first = None
+    for ep in candidates:
+        try:
+            return ep.scales_from_blocks(sa, a_block, sb, b_block, m, k, n, kern.promote)
+        except ValueError as err:
+            first = first or err
+    raise first
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -146,29 +164,6 @@ class LinearRecipe:
 # --- helpers -------------------------------------------------------------------------
 
 
-def _kernel(name: str | Kernel):
-    """The FP8 kernel of that name in fp8sim.KERNELS, with a clear error when it is missing."""
-    from fp8sim.engine.kernel import KERNELS
-
-    if isinstance(name, Kernel):
-        return name
-    if name not in KERNELS:
-        raise ValueError(f"kernel: {name!r} is not in fp8sim.KERNELS "
-                         f"(known: {', '.join(KERNELS)})")
-    return KERNELS[name]
-
-
-def _scalar(s: np.ndarray, arg: str) -> np.float32:
-    """A (1, 1) per-tensor scale as a float32 scalar."""
-    if s.size != 1:
-        raise ValueError(f"{arg}: the kernel takes one scale per tensor, the cast gave "
-                         f"shape {s.shape}")
-    return np.float32(s.reshape(()))
-
-
-def _broadcast(s: np.ndarray, shape: tuple[int, int], arg: str) -> np.ndarray:
-    """Row (M, 1) or column (1, N) scales; a per-tensor scale is repeated, as torchao does."""
-    try:
-        return np.ascontiguousarray(np.broadcast_to(s, shape), dtype=np.float32)
-    except ValueError:
-        raise ValueError(f"{arg}: scales of shape {s.shape} do not fit {shape}") from None
+def _kernel(name: str | Kernel) -> Kernel:
+    """The FP8 kernel of that name in fp8sim.KERNELS (a Kernel passes through)."""
+    return lookup_kernel(name)
