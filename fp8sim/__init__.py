@@ -27,7 +27,7 @@ _LAZY = {
     "quantize_mx": "casts",
     "delayed_scale": "casts",
     "identify": "analysis.identify",
-    "fp8_matmul": "recipes.pipeline",
+    "fp8_matmul": "analysis.matmul",
     "RECIPES": "recipes.pipeline",
     "Recipe": "recipes.pipeline",
     "assert_matches": "analysis.oracle",

@@ -9,9 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fp8sim
+from fp8sim.analysis.matmul import MatmulResult, fp8_matmul
 from fp8sim.analysis.stats import error_stats, exact_product
 from fp8sim.casts import dequantize, quantize, quantize_mx
-from fp8sim.recipes.pipeline import RECIPES, MatmulResult, Recipe, fp8_matmul, get_recipe
+from fp8sim.recipes.pipeline import RECIPES, Recipe, get_recipe
 
 
 def _bits(x) -> np.ndarray:

@@ -124,7 +124,8 @@ class BlockCast:
 
     def dequantize(self, codes, scales, *, dtype: type | np.dtype = np.float32) -> np.ndarray:
         """decode(code) * scale of its block: float32 (each product rounded) or float64 (exact)."""
-        return dequantize(codes, scales, self.fmt, block=self.block, dtype=dtype)
+        return dequantize(codes, scales, self.fmt, block=self.resolve(np.shape(codes)),
+                          dtype=dtype)
 
 
 def quantize(

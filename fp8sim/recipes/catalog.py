@@ -1,4 +1,4 @@
-"""The named FP8 recipes: each stack's Linear layer as a `LinearRecipe`, and their lookup.
+"""The named FP8 recipes: Linear layers (`LinearRecipe`), single GEMMs (`LinearGemm`), lookups.
 
 The torchao recipes were checked against torchao 0.18 on an H200
 (golden/thirdparty_public_a.npz, one 256 x 512 -> 384 layer); see each recipe's
@@ -11,9 +11,9 @@ from fp8sim._lookup import lookup
 from fp8sim.casts import BlockCast
 from fp8sim.engine.epilogue import Epilogue
 from fp8sim.engine.kernel import Kernel
-from fp8sim.recipes.recipe import GEMMS, LinearGemm, LinearRecipe
+from fp8sim.recipes.recipe import GEMMS, LinearGemm, LinearRecipe, gemm_recipe
 
-__all__ = ["LINEAR_RECIPES", "DEEPGEMM_WGRAD", "get_linear_recipe"]
+__all__ = ["LINEAR_RECIPES", "DEEPGEMM_WGRAD", "get_linear_recipe", "GEMM_RECIPES", "get_recipe"]
 
 
 def _ao(block, fmt="e4m3", pow2=False) -> BlockCast:
@@ -118,3 +118,49 @@ def get_linear_recipe(name: str | LinearRecipe, *, arg: str = "recipe") -> Linea
     return lookup(name, LINEAR_RECIPES, LinearRecipe, arg=arg, what="recipe")
 
 
+GEMM_RECIPES: dict[str, LinearGemm] = {r.name: r for r in (
+    gemm_recipe(
+        name="deepseek-v3",
+        description="DeepSeek-V3 / DeepGEMM: E4M3 everywhere, 1x128 activation tiles, "
+                    "128x128 weight blocks, float32 scales applied with an fma at each "
+                    "promotion every 128 elements of K (DeepGEMM writes bfloat16: set "
+                    "out_dtype='bfloat16' for its output type).",
+    ),
+    gemm_recipe(
+        name="deepseek-v3-ue8m0", scale_rule="pow2",
+        description="deepseek-v3 with power-of-two (UE8M0) scales, as DeepGEMM's use_ue8m0.",
+    ),
+    gemm_recipe(
+        name="per-tensor", x_block=(None, None), w_block=(None, None), scaling="tensor",
+        description="cuBLASLt-style: one float32 scale per tensor (current amax), alpha = "
+                    "scale_a * scale_b applied at the end, promotion every 128 (no fast "
+                    "accumulation).",
+    ),
+    gemm_recipe(
+        name="fast-accum", x_block=(None, None), w_block=(None, None), scaling="tensor",
+        promote=0,
+        description="per-tensor with cuBLASLt's CUBLASLT_MATMUL_DESC_FAST_ACCUM: the "
+                    "partial sum is never promoted (one wgmma chain along K).",
+    ),
+    gemm_recipe(
+        name="mx", x_block=(1, 32), w_block=(32, 1), scale_rule="mx", promote=32,
+        description="OCP MX (MXFP8 E4M3): 32-element blocks along K with E8M0 shared "
+                    "exponents. Hopper has no block-scaled MMA, so this is its emulation: "
+                    "a promotion every wgmma step (32) with the two power-of-two scales in "
+                    "the promotion fma. Blackwell applies the scales inside the MMA, which "
+                    "fp8sim does not model. Per-column weight scales cost one engine call "
+                    "per distinct scale column (about 50x slower than deepseek-v3).",
+    ),
+    gemm_recipe(
+        name="mx-te", x_block=(1, 32), w_block=(32, 1), scale_rule="mx-up", promote=32,
+        description="mx with Transformer Engine's MXFP8 scale rule: the E8M0 scale is "
+                    "rounded up from amax / fmt_max, so no element is clamped (the OCP "
+                    "rule's floor clamps a block's largest values past fmt_max).",
+    ),
+)}
+"""Named single-GEMM recipes from float inputs (`fp8sim.RECIPES`, `fp8sim.fp8_matmul`)."""
+
+
+def get_recipe(name: str | LinearGemm, *, arg: str = "recipe") -> LinearGemm:
+    """Looks a GEMM recipe up by name; a LinearGemm passes through."""
+    return lookup(name, GEMM_RECIPES, LinearGemm, arg=arg, what="recipe")
