@@ -492,3 +492,29 @@ def test_blocks_longer_than_the_array_are_the_whole_axis(convention):
                                       _bits32(dequantize(c2, s2, block=exact)))
     c, s = quantize_mx(x, block=(2**20, 2**20))
     assert s.shape == (1, 1) and c.shape == x.shape
+
+
+def test_quantize_and_quantize_mx_are_thin_calls_on_blockcast():
+    """One description of a block cast: the public functions equal BlockCast(...).cast."""
+    from fp8sim.casts import BlockCast
+
+    x = np.random.default_rng(9).standard_normal((40, 300)).astype(np.float32)
+    for conv, pow2 in (("deepgemm", False), ("deepgemm", True), ("torchao", True)):
+        c1, s1 = quantize(x, "e5m2", block=(8, 64), pow2_scale=pow2, convention=conv)
+        c2, s2 = BlockCast(fmt="e5m2", block=(8, 64), convention=conv,
+                           pow2_scale=pow2).cast(x)
+        np.testing.assert_array_equal(c1, c2)
+        np.testing.assert_array_equal(_bits32(s1), _bits32(s2))
+    for rounding, rule in (("floor", "mx"), ("up", "mx-up")):
+        c1, s1 = quantize_mx(x, block=(1, 32), scale_rounding=rounding)
+        c2, s2 = BlockCast(block=(1, 32), convention=rule).cast(x, scale_format="e8m0")
+        np.testing.assert_array_equal(c1, c2)
+        np.testing.assert_array_equal(s1, s2)
+    cast = BlockCast(block=(None, 1))
+    assert cast.resolve((40, 300)) == (40, 1) and cast.scale_shape((40, 300)) == (1, 300)
+    with pytest.raises(ValueError, match="^convention:"):
+        BlockCast(convention="te")
+    with pytest.raises(ValueError, match="^block:"):
+        BlockCast(block=(0, 1))
+    with pytest.raises(ValueError, match="^fmt:"):
+        BlockCast(fmt="e8m0")
