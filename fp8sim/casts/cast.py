@@ -145,7 +145,8 @@ def quantize(
             rounded to float32 first, since the reference casts work in float32).
         fmt: the element format, "e4m3" or "e5m2" (ml_dtypes names accepted).
         block: (bm, bk), positive: (1, 128) per-token tiles, (128, 128) weight blocks,
-            (1, K) per row, (M, K) per tensor. Edge blocks may be partial.
+            (1, K) per row, (M, K) per tensor. Edge blocks may be partial; an extent
+            longer than its axis spans the axis (no padding is allocated).
         pow2_scale: power-of-two scales, as the convention rounds them. "deepgemm":
             the scale fl32(amax * fl32(1 / fmt_max)) rounded up to a power of two,
             exactly from its float32 bits; codes are then encode(x / scale) (dividing by a
