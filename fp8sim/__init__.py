@@ -21,13 +21,13 @@ from fp8sim.formats.rounding import RoundMode
 __version__ = "0.1.0"
 
 _LAZY = {
-    "quantize": "recipes.quant",
-    "dequantize": "recipes.quant",
-    "retile": "recipes.quant",
-    "quantize_mx": "recipes.quant",
-    "delayed_scale": "recipes.quant",
+    "quantize": "casts",
+    "dequantize": "casts",
+    "retile": "casts",
+    "quantize_mx": "casts",
+    "delayed_scale": "casts",
     "identify": "analysis.identify",
-    "fp8_matmul": "recipes.pipeline",
+    "fp8_matmul": "analysis.matmul",
     "RECIPES": "recipes.pipeline",
     "Recipe": "recipes.pipeline",
     "assert_matches": "analysis.oracle",
@@ -36,9 +36,9 @@ _LAZY = {
     "linear": "recipes.layers",
     "LinearRecipe": "recipes.layers",
     "LINEAR_RECIPES": "recipes.layers",
-    "CONVENTIONS": "recipes.quant",
-    "Float8SimLinear": "recipes.torch_linear",
-    "swap_linears": "recipes.torch_linear",
+    "CONVENTIONS": "casts",
+    "Float8SimLinear": "torch.linear",
+    "swap_linears": "torch.linear",
 }
 
 __all__ = [

@@ -102,8 +102,8 @@ def test_rowwise_and_rowwise_gw_hp_grad_x_differ_where_w_goes_subnormal(subset):
     differ = np.argwhere(_bits(a) != _bits(b))
     assert 1 <= len(differ) <= 3
     w16 = _bf16(w)
-    col = OperandCast(block=(None, 1), pow2_scale=True)
-    ten = OperandCast(block=(None, None), pow2_scale=True)
+    col = OperandCast(block=(None, 1), convention="torchao", pow2_scale=True)
+    ten = OperandCast(block=(None, None), convention="torchao", pow2_scale=True)
     (cc, sc), (ct, st) = col.cast(w16), ten.cast(w16)
     assert st[0, 0] > sc.min()  # scales are 1 / multiplier: per tensor is the larger
     vc = fp8sim.decode(cc.view(np.uint8), "e4m3").astype(np.float64) * sc
@@ -137,7 +137,8 @@ def test_scales_after_the_kernel_is_torchaos_arithmetic():
     rng = np.random.default_rng(3)
     a = (rng.standard_normal((40, 256)) * 3).astype(ml_dtypes.bfloat16)
     b = rng.standard_normal((256, 48)).astype(ml_dtypes.bfloat16)
-    gemm = LinearGemm(a=OperandCast(block=(1, None)), b=OperandCast(block=(None, 1)),
+    gemm = LinearGemm(a=OperandCast(block=(1, None), convention="torchao"),
+                      b=OperandCast(block=(None, 1), convention="torchao"),
                       kernel="cublaslt", scales="after")
     ac, sa, bc, sb = gemm.cast(a, b)
     unit = fp8sim.KERNELS["cublaslt"](ac, bc, scale_a=np.float32(1), scale_b=np.float32(1),
@@ -217,8 +218,10 @@ def test_linear_bad_input():
         linear(x, w, np.ones((4, 5), ml_dtypes.bfloat16), recipe="torchao-tensorwise")
     with pytest.raises(TypeError, match="^x:"):
         linear(np.ones((4, 8), np.int32), w, recipe="torchao-tensorwise")
-    with pytest.raises(ValueError, match="^x, w:"):
+    with pytest.raises(ValueError, match=r"^w: expected a 2-D \(OUT, IN\)"):
         linear(x, np.ones(8, ml_dtypes.bfloat16), recipe="torchao-tensorwise")
+    with pytest.raises(ValueError, match=r"^x: expected shape \(\.\.\., 8\).*0-D"):
+        linear(np.ones((), ml_dtypes.bfloat16), w, recipe="torchao-tensorwise")
     with pytest.raises(ValueError, match="^block:"):
         OperandCast(block=(0, 128))
     with pytest.raises(ValueError, match="^convention:"):
@@ -296,3 +299,48 @@ def test_bf16_gemm_bad_input():
         gemm_bf16(a, a.T, step=fp8sim.PRESETS["ideal"])
     with pytest.raises(TypeError, match="^a:"):
         gemm_bf16(np.ones((2, 3), np.int8), a.T)
+
+
+@pytest.mark.parametrize("recipe", list(LINEAR_RECIPES))
+def test_linear_with_zero_tokens_gives_nn_linears_empty_shapes(recipe):
+    """x (0, IN) gives y (0, OUT), grad_x (0, IN) and grad_w zeros, as nn.Linear does
+    (once: "k: expected a positive int" from the grad_weight GEMM)."""
+    w = np.ones((6, 8), ml_dtypes.bfloat16)
+    for lead in ((0,), (3, 0)):
+        x = np.ones((*lead, 8), ml_dtypes.bfloat16)
+        gy = np.ones((*lead, 6), ml_dtypes.bfloat16)
+        y, gx, gw = linear(x, w, gy, recipe=recipe)
+        assert (y.shape, gx.shape, gw.shape) == ((*lead, 6), (*lead, 8), (6, 8))
+        assert y.dtype == gx.dtype == gw.dtype == ml_dtypes.bfloat16
+        assert not np.any(gw.view(np.uint16))  # +0.0 everywhere
+        assert linear(x, w, recipe=recipe)[0].shape == (*lead, 6)
+
+
+def test_linear_with_empty_in_or_out_names_w():
+    """IN = 0 or OUT = 0 leaves a GEMM with nothing to reduce: refused naming w (once a
+    numpy reshape error)."""
+    for w_shape, x_shape, g_shape in (((6, 0), (4, 0), (4, 6)), ((0, 8), (4, 8), (4, 0))):
+        w = np.ones(w_shape, ml_dtypes.bfloat16)
+        x = np.ones(x_shape, ml_dtypes.bfloat16)
+        g = np.ones(g_shape, ml_dtypes.bfloat16)
+        with pytest.raises(ValueError, match=r"^w: expected shape \(OUT, IN\) with OUT >= 1"):
+            linear(x, w, g, recipe="torchao-tensorwise")
+
+
+def test_linear_refuses_what_cannot_fit_before_allocating(monkeypatch):
+    """Broadcast views cost nothing until the casts copy them: the layer's estimate is
+    checked first (once: fp8sim.gemm refused only after the casts had allocated, or the OS
+    killed the process)."""
+    from fp8sim.engine import budget
+
+    monkeypatch.setattr(budget, "available_memory", lambda: 10**9)
+    one = np.ones((1, 256), ml_dtypes.bfloat16)
+    x = np.broadcast_to(one, (20000, 256))
+    w = np.broadcast_to(one, (20000, 256))
+    with pytest.raises(MemoryError, match=r"^linear: x \(20000, 256\) and w \(20000, 256\)"):
+        linear(x, w, recipe="deepseek-v3")
+    monkeypatch.setattr(budget, "available_memory", lambda: 64 * 10**9)
+    big = np.ones((1, 4096), ml_dtypes.bfloat16)
+    with pytest.raises(MemoryError, match="run the tokens in smaller batches"):
+        linear(np.broadcast_to(big, (10**6, 4096)), np.broadcast_to(big, (10**5, 4096)),
+               recipe="torchao-tensorwise")

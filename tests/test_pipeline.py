@@ -9,9 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fp8sim
+from fp8sim.analysis.matmul import MatmulResult, fp8_matmul
 from fp8sim.analysis.stats import error_stats, exact_product
-from fp8sim.recipes.pipeline import RECIPES, MatmulResult, Recipe, fp8_matmul, get_recipe
-from fp8sim.recipes.quant import dequantize, quantize, quantize_mx
+from fp8sim.casts import dequantize, quantize, quantize_mx
+from fp8sim.recipes.pipeline import RECIPES, Recipe, get_recipe
 
 
 def _bits(x) -> np.ndarray:
@@ -240,3 +241,24 @@ def test_error_split_experiment_runs(tmp_path):
     assert fig.axes[0].get_ylabel() and fig.axes[0].get_title()
     assert mod.main(["--m", "4", "--k", "64", "--n", "8", "--recipes", "mx",
                      "--json", str(tmp_path / "r.json")]) == 0
+
+
+def test_a_gemm_recipe_is_the_layer_recipes_gemm():
+    """One description: named GEMM recipes and Recipe(...) are LinearGemm values whose casts
+    are BlockCast values; flat fields read back and replace() takes them."""
+    from fp8sim.casts import BlockCast
+    from fp8sim.recipes import pipeline
+    from fp8sim.recipes.recipe import LinearGemm
+
+    for r in RECIPES.values():
+        assert isinstance(r, LinearGemm) and isinstance(r.a, BlockCast)
+    r = RECIPES["mx-te"]
+    assert (r.x_block, r.w_block, r.scale_rule, r.promote, r.scaling) == (
+        (1, 32), (32, 1), "mx-up", 32, "group")
+    assert r.a == BlockCast(block=(1, 32), convention="mx-up") and r.pow2_scale
+    rec = Recipe(name="rw", x_block=(1, None), w_block=(None, 1), scaling="row", promote=0)
+    assert isinstance(rec, LinearGemm) and get_recipe(rec) is rec
+    same = RECIPES["deepseek-v3"].replace(promote=0, preset="ideal")
+    assert (same.promote, same.preset, same.name) == (
+        0, "ideal", "deepseek-v3[promote=0][preset=ideal]")
+    assert pipeline.fp8_matmul is fp8_matmul  # the former import path still works

@@ -17,10 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fp8sim.engine.reference import encode_scalar, to_float32
-from fp8sim.formats.convert import decode, encode, encode_e8m0
-from fp8sim.formats.info import E8M0, format_info
-from fp8sim.recipes.quant import (
+from fp8sim.casts import (
     cast_scaled,
     delayed_scale,
     dequantize,
@@ -28,6 +25,9 @@ from fp8sim.recipes.quant import (
     quantize_mx,
     retile,
 )
+from fp8sim.engine.reference import encode_scalar, to_float32
+from fp8sim.formats.convert import decode, encode, encode_e8m0
+from fp8sim.formats.info import E8M0, format_info
 
 FMTS = ("e4m3", "e5m2")
 SCALE = int(os.environ.get("FP8SIM_EXAMPLES_SCALE", "1"))  # make test-all: 10x examples
@@ -476,3 +476,45 @@ def test_top_level_exports():
     import fp8sim
 
     assert fp8sim.quantize is quantize and fp8sim.dequantize is dequantize
+
+
+@pytest.mark.parametrize("convention", ["deepgemm", "torchao"])
+def test_blocks_longer_than_the_array_are_the_whole_axis(convention):
+    """block=(2**20, 2**20) on (4, 256) is the per-tensor cast (it once padded to 4 TiB)."""
+    x = np.random.default_rng(5).standard_normal((4, 256)).astype(np.float32)
+    for huge, exact in (((2**20, 2**20), (4, 256)), ((1, 2**40), (1, 256)),
+                        ((2**40, 1), (4, 1))):
+        c1, s1 = quantize(x, block=huge, convention=convention)
+        c2, s2 = quantize(x, block=exact, convention=convention)
+        np.testing.assert_array_equal(c1, c2)
+        np.testing.assert_array_equal(_bits32(s1), _bits32(s2))
+        np.testing.assert_array_equal(_bits32(dequantize(c1, s1, block=huge)),
+                                      _bits32(dequantize(c2, s2, block=exact)))
+    c, s = quantize_mx(x, block=(2**20, 2**20))
+    assert s.shape == (1, 1) and c.shape == x.shape
+
+
+def test_quantize_and_quantize_mx_are_thin_calls_on_blockcast():
+    """One description of a block cast: the public functions equal BlockCast(...).cast."""
+    from fp8sim.casts import BlockCast
+
+    x = np.random.default_rng(9).standard_normal((40, 300)).astype(np.float32)
+    for conv, pow2 in (("deepgemm", False), ("deepgemm", True), ("torchao", True)):
+        c1, s1 = quantize(x, "e5m2", block=(8, 64), pow2_scale=pow2, convention=conv)
+        c2, s2 = BlockCast(fmt="e5m2", block=(8, 64), convention=conv,
+                           pow2_scale=pow2).cast(x)
+        np.testing.assert_array_equal(c1, c2)
+        np.testing.assert_array_equal(_bits32(s1), _bits32(s2))
+    for rounding, rule in (("floor", "mx"), ("up", "mx-up")):
+        c1, s1 = quantize_mx(x, block=(1, 32), scale_rounding=rounding)
+        c2, s2 = BlockCast(block=(1, 32), convention=rule).cast(x, scale_format="e8m0")
+        np.testing.assert_array_equal(c1, c2)
+        np.testing.assert_array_equal(s1, s2)
+    cast = BlockCast(block=(None, 1))
+    assert cast.resolve((40, 300)) == (40, 1) and cast.scale_shape((40, 300)) == (1, 300)
+    with pytest.raises(ValueError, match="^convention:"):
+        BlockCast(convention="te")
+    with pytest.raises(ValueError, match="^block:"):
+        BlockCast(block=(0, 1))
+    with pytest.raises(ValueError, match="^fmt:"):
+        BlockCast(fmt="e8m0")

@@ -15,7 +15,7 @@ import pytest
 from conftest import DATA, SHARED_GOLDEN
 
 import fp8sim
-from fp8sim.recipes.quant import CONVENTIONS, CastConvention, quantize, torchao_float8_cast
+from fp8sim.casts import CONVENTIONS, CastConvention, quantize, torchao_float8_cast
 
 SUBSET = DATA / "stacks_layers.npz"
 

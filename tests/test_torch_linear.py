@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 
 import fp8sim  # noqa: E402
 from fp8sim.recipes.layers import linear  # noqa: E402
-from fp8sim.recipes.torch_linear import (  # noqa: E402
+from fp8sim.torch import (  # noqa: E402
     Float8SimLinear,
     Float8SimLinearFunction,
     swap_linears,
@@ -130,3 +130,39 @@ def test_bad_input():
         Float8SimLinear.from_linear(torch.nn.Conv1d(1, 1, 1), recipe="torchao-rowwise")
     with pytest.raises(ValueError, match="^recipe:"):
         Float8SimLinear(4, 4, recipe="fp4")
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.bool])
+def test_integer_and_bool_input_is_refused_as_nn_linear_does(dtype):
+    """nn.Linear refuses int64 and bool input; Float8SimLinear once returned truncated ints."""
+    layer = Float8SimLinear(8, 4, recipe="torchao-tensorwise")
+    x = torch.ones((2, 8), dtype=dtype)
+    with pytest.raises(RuntimeError):
+        torch.nn.Linear(8, 4)(x)
+    with pytest.raises(TypeError, match=f"^x: expected a floating-point tensor.*{dtype}"):
+        layer(x)
+
+
+def test_bad_shapes_name_x_and_the_expected_shape():
+    """0-D input (once IndexError) and wrong in-features (once "b: expected shape ...")."""
+    layer = Float8SimLinear(8, 4, recipe="torchao-tensorwise")
+    with pytest.raises(ValueError, match=r"^x: expected shape \(\.\.\., 8\).*0-D"):
+        layer(torch.tensor(1.0))
+    with pytest.raises(ValueError, match=r"^x: expected shape \(\.\.\., 8\).*\(3, 7\)"):
+        layer(torch.ones((3, 7)))
+
+
+def test_swap_linears_names_its_module_argument():
+    """swap_linears(42) once raised AttributeError from inside."""
+    with pytest.raises(TypeError, match="^model: expected a torch nn.Module, got int"):
+        swap_linears(42, recipe="torchao-rowwise")
+
+
+def test_zero_tokens_train_as_nn_linear():
+    """x (0, IN): y (0, OUT), grad_x (0, IN) and a zero weight gradient, as nn.Linear."""
+    layer = Float8SimLinear(8, 4, bias=False, recipe="torchao-blockwise")
+    x = torch.ones((0, 8), requires_grad=True)
+    y = layer(x)
+    assert y.shape == (0, 4)
+    y.sum().backward()
+    assert x.grad.shape == (0, 8) and torch.count_nonzero(layer.weight.grad) == 0

@@ -135,6 +135,72 @@ class Epilogue:
               "group-column": (g, n)}[self.scale_b]
         return sa, sb
 
+    def scale_blocks(self, m: int, k: int, n: int, promote: int
+                     ) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+        """The block of its operand each scale element covers: A's (rows, K), B's (K, columns).
+
+        None: no scale. A: tensor (M, K), row (1, K), group (1, promote); B: tensor (K, N),
+        column (K, 1), block (promote, block_n), group-column (promote, 1). Edge blocks may
+        be partial (K = 300 with promote 128 has a last group of 44).
+        """
+        p = promote if promote > 0 else max(k, 1)
+        a = {"none": None, "tensor": (m, k), "row": (1, k), "group": (1, p)}[self.scale_a]
+        b = {"none": None, "tensor": (k, n), "column": (k, 1), "block": (p, self.block_n),
+             "group-column": (p, 1)}[self.scale_b]
+        return a, b
+
+    def expand_scales(self, scale_a, scale_b, m: int, k: int, n: int, promote: int
+                      ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Each operand element's scale: float32 (M, K) for A and (K, N) for B (None: no scale).
+
+        The scales must have `scale_shapes`; the exact product of a scaled GEMM is
+        (decode(A) * sa) @ (decode(B) * sb) in float64 (FP8 values times float32 scales
+        are exact there).
+        """
+        want_a, want_b = self.scale_shapes(m, k, n, promote)
+        blk_a, blk_b = self.scale_blocks(m, k, n, promote)
+        out = []
+        for arg, s, want, blk, shape in (("scale_a", scale_a, want_a, blk_a, (m, k)),
+                                         ("scale_b", scale_b, want_b, blk_b, (k, n))):
+            if want is None or s is None:
+                if (want is None) != (s is None):
+                    raise ValueError(f"{arg}: the {self.name} epilogue takes "
+                                     f"{'no scale' if want is None else 'a scale'}")
+                out.append(None)
+                continue
+            v = np.asarray(s, np.float32)
+            if not _shape_fits(v.shape, want):
+                raise ValueError(f"{arg}: expected shape {want} for the {self.name} epilogue "
+                                 f"at M={m} K={k} N={n} promote={promote}, got {v.shape}")
+            v = v.reshape(1, 1) if want == () else v
+            r, c = (max(b, 1) for b in blk)
+            out.append(np.repeat(np.repeat(v, r, axis=0), c, axis=1)[: shape[0], : shape[1]])
+        return out[0], out[1]
+
+    def scales_from_blocks(self, scale_a, a_block: tuple[int, int], scale_b,
+                           b_block: tuple[int, int], m: int, k: int, n: int, promote: int
+                           ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Cast scales laid out as this epilogue reads them (`scale_shapes`).
+
+        scale_a holds one scale per (bm, bk) block of A (M, K), shape (ceil(M / bm),
+        ceil(K / bk)); scale_b one per (bk, bn) block of B (K, N). Each scale the
+        epilogue reads must lie in one cast block: a K group of `promote` elements in one
+        block along K, a row, column or column group in one block along its axis.
+
+        Raises:
+            ValueError: naming a_block or b_block where a block does not fit (e.g. 1x128
+                tiles of A for a row epilogue, or K blocks of 64 with promote 128).
+        """
+        if self.k_grouped and promote <= 0:
+            raise ValueError(f"promote: the {self.name} epilogue scales at each promotion; "
+                             f"expected promote > 0, got {promote}")
+        sa = _lay_out(self.scale_a, scale_a, a_block, (m, k), promote, self.block_n, "a_block",
+                      self.name)
+        sb_t = None if scale_b is None else np.asarray(scale_b, np.float32).T
+        sb = _lay_out(_B_AS_A[self.scale_b], sb_t, tuple(b_block)[::-1], (n, k), promote,
+                      self.block_n, "b_block", self.name)
+        return sa, (None if sb is None else (sb if sb.ndim == 0 else np.ascontiguousarray(sb.T)))
+
     def replace(self, **changes) -> Epilogue:
         """A copy with some fields changed; a derived name says which unless one is given."""
         if "name" not in changes:
@@ -198,6 +264,49 @@ def variants(base: Epilogue) -> list[Epilogue]:
             v = base.replace(**changes)
             out.append(named.get(v.key, v))
     return out
+
+
+_B_AS_A = {"none": "none", "tensor": "tensor", "column": "row", "block": "block",
+           "group-column": "group"}
+"""B's granularity read on B.T (N, K), where its columns are rows: one layout rule serves both."""
+
+
+def _lay_out(gran: str, s, block, shape, promote, block_n, arg, name):
+    """Scales of (bm, bk) blocks of an (R, K) operand in the layout of one granularity.
+
+    Granularities on rows: tensor (), row (R, 1), group (R, G), block (ceil(R / block_n), G)
+    transposed back by the caller (B's 128x128 blocks, rows = columns of B).
+    """
+    if gran == "none":
+        if s is not None:
+            raise ValueError(f"{arg}: the {name} epilogue takes no scale for this operand")
+        return None
+    s = np.asarray(s, np.float32)
+    r, k = shape
+    br, bk = (max(1, min(int(b), n)) for b, n in zip(block, shape, strict=True))
+    if s.shape != (-(-r // br), -(-k // bk)):
+        raise ValueError(f"{arg}: scales of shape {s.shape} are not those of ({br}, {bk}) "
+                         f"blocks of a ({r}, {k}) operand")
+    if gran == "tensor":
+        if s.size != 1:
+            raise ValueError(f"{arg}: the {name} epilogue takes one scale per tensor, the "
+                             f"blocks ({br}, {bk}) give {s.shape}")
+        return np.float32(s.reshape(()))
+    if gran == "row":
+        if s.shape[1] != 1:
+            raise ValueError(f"{arg}: the {name} epilogue takes one scale per row or column; "
+                             f"blocks ({br}, {bk}) do not span K = {k}")
+        return np.ascontiguousarray(s[np.arange(r) // br])
+    if s.shape[1] > 1 and bk % promote:
+        raise ValueError(f"{arg}: the {name} epilogue applies a scale per K group of "
+                         f"promote = {promote}; blocks of {bk} along K split a group")
+    g = (np.arange(-(-k // promote)) * promote) // bk  # block of each group's first K index
+    if gran == "group":
+        return np.ascontiguousarray(s[np.arange(r) // br][:, g])
+    if s.shape[0] > 1 and br % block_n:
+        raise ValueError(f"{arg}: the {name} epilogue applies a scale per {block_n} columns; "
+                         f"blocks of {br} columns split them")
+    return np.ascontiguousarray(s[(np.arange(-(-r // block_n)) * block_n) // br][:, g])
 
 
 def _shape_fits(shape, want) -> bool:

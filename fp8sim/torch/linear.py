@@ -20,14 +20,20 @@ from collections.abc import Callable
 
 import ml_dtypes
 import numpy as np
-import torch
-from torch import nn
+
+try:
+    import torch
+    from torch import nn
+except ImportError:  # pragma: no cover - tested where torch is missing
+    raise ImportError("fp8sim.torch.linear needs torch: pip install 'fp8sim[torch]' "
+                      "(a CPU build is enough)") from None
 
 from fp8sim.recipes.layers import (
     LinearRecipe,
     _linear_backward,
     _linear_forward,
     get_linear_recipe,
+    linear_shapes,
 )
 
 __all__ = ["Float8SimLinear", "Float8SimLinearFunction", "swap_linears"]
@@ -47,12 +53,27 @@ def _to_torch(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
     return t.to(dtype)
 
 
+def _check_input(x, weight: torch.Tensor) -> None:
+    """Refuses what nn.Linear refuses, naming x: non-float input, a shape not (..., IN).
+
+    nn.Linear raises for integer and bool input; converting it to bfloat16 would return
+    truncated integers. The layer's memory estimate is checked too (`linear_shapes`).
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x: expected a torch tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"x: expected a floating-point tensor (nn.Linear refuses {x.dtype} "
+                        f"too), got dtype {x.dtype}")
+    linear_shapes(tuple(x.shape), tuple(weight.shape), w_arg="weight")
+
+
 class Float8SimLinearFunction(torch.autograd.Function):
     """y = x @ w.T with the forward and both backward GEMMs simulated by `fp8sim.linear`."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, recipe: LinearRecipe):
         """Runs the recipe's forward GEMM; keeps x and w for the backward pass."""
+        _check_input(x, weight)
         x16 = _to_numpy_bf16(x, "x").reshape(-1, x.shape[-1])
         w16 = _to_numpy_bf16(weight, "weight")
         ctx.save_for_backward(x, weight)
@@ -122,6 +143,8 @@ def swap_linears(model: nn.Module, *, recipe: str | LinearRecipe,
     Returns:
         The model (the new layer when `model` is an ``nn.Linear``).
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected a torch nn.Module, got {type(model).__name__}")
     r = get_linear_recipe(recipe)
 
     def keep(mod: nn.Module, name: str) -> bool:

@@ -1,0 +1,116 @@
+"""The error split of an FP8 GEMM from float inputs: quantization against accumulation.
+
+`fp8_matmul(x, w, recipe)` is what a training framework does for one linear layer:
+scale and cast both operands, run the Tensor Core GEMM with the recipe's promotion
+interval and scaling epilogue (`fp8sim.recipes.pipeline.quantized_gemm`), and report the
+error twice, so that it can be split:
+
+* quantization error - the exact product of the *quantized* (dequantized) inputs
+  against the float64 product of the unquantized inputs;
+* accumulation error - the simulated output against the exact product of the
+  quantized inputs (what the MMA steps, promotion and epilogue add).
+
+The two do not add up exactly (errors can cancel), but each is measured directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fp8sim.analysis.stats import error_stats, exact_product
+from fp8sim.recipes.catalog import get_recipe
+from fp8sim.recipes.pipeline import quantized_gemm
+from fp8sim.recipes.recipe import LinearGemm
+
+__all__ = ["MatmulResult", "fp8_matmul"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class MatmulResult:
+    """Output of `fp8_matmul`, its quantized inputs, and the error split."""
+
+    out: np.ndarray
+    """(M, N) simulated GEMM output (recipe.out_dtype): the H100's bits."""
+    recipe: LinearGemm
+    """The recipe that ran (a GEMM recipe, `fp8sim.RECIPES`), with any changes applied."""
+    x_codes: np.ndarray
+    x_scales: np.ndarray
+    w_codes: np.ndarray
+    w_scales: np.ndarray
+    exact: np.ndarray = field(repr=False)
+    """float64 product of the unquantized inputs."""
+    quantized_exact: np.ndarray = field(repr=False)
+    """float64 product of the dequantized inputs (decode(code) * scale, exact values)."""
+    total: dict[str, float]
+    """error_stats(out, exact): everything the FP8 GEMM costs."""
+    quantization: dict[str, float]
+    """error_stats(quantized_exact, exact): the cost of the scaled casts alone."""
+    accumulation: dict[str, float]
+    """error_stats(out, quantized_exact): the cost of the MMA steps, promotion, epilogue."""
+    seconds: float
+    """Wall time of the simulated GEMM (quantization excluded)."""
+
+    def summary(self) -> str:
+        """A small table of the error split (normwise, median and max relative error)."""
+        rows = [("total", self.total), ("quantization", self.quantization),
+                ("accumulation", self.accumulation)]
+        lines = [f"{self.recipe.name}: out {self.out.shape} {self.out.dtype}",
+                 f"{'error':<14}{'fro_rel':>11}{'median_rel':>11}{'max_rel':>11}"]
+        lines += [f"{n:<14}{s['fro_rel_error']:>11.3e}{s['median_rel_error']:>11.3e}"
+                  f"{s['max_rel_error']:>11.3e}" for n, s in rows]
+        return "\n".join(lines)
+
+
+def fp8_matmul(
+    x: np.ndarray,
+    w: np.ndarray,
+    recipe: str | LinearGemm = "deepseek-v3",
+    **changes,
+) -> MatmulResult:
+    """x @ w as an FP8 training recipe computes it on an H100: quantize both, GEMM, error split.
+
+    Args:
+        x: (M, K) activations, float32/float64 (float16/bfloat16 widened exactly;
+            float64 is rounded to float32 before quantization, as the casts work in
+            float32; the reference product uses the values as given).
+        w: (K, N) weights, likewise.
+        recipe: a name from `fp8sim.RECIPES` or a GEMM recipe (`fp8sim.Recipe(...)`).
+        **changes: recipe fields to override, e.g. promote=0 or preset="ideal".
+
+    Returns:
+        A `MatmulResult`. M = 0 or N = 0 give empty outputs (and zero errors).
+
+    Raises:
+        ValueError: NaN/Inf in x or w (they would poison the scales: quantize them
+            yourself with nonfinite="propagate" to see what the GPU reference gives),
+            K = 0, mismatched shapes, or a recipe whose blocks its epilogue cannot apply.
+    """
+    r = get_recipe(recipe)
+    if changes:
+        r = r.replace(**changes)
+    out, xc, xs, wc, ws, seconds = quantized_gemm(x, w, r)
+    exact = exact_product(np.asarray(x, np.float64), np.asarray(w, np.float64))
+    q_exact = exact_product(r.a.dequantize(xc, xs, dtype=np.float64),
+                            r.b.dequantize(wc, ws, dtype=np.float64))
+    return MatmulResult(
+        out=out, recipe=r, x_codes=xc, x_scales=xs, w_codes=wc, w_scales=ws,
+        exact=exact, quantized_exact=q_exact, total=_stats(out, exact),
+        quantization=_stats(q_exact, exact), accumulation=_stats(out, q_exact),
+        seconds=seconds)
+
+
+def _stats(approx: np.ndarray, exact: np.ndarray) -> dict[str, float]:
+    """`error_stats` plus the normwise error ||approx - exact||_F / ||exact||_F (finite outputs).
+
+    Elementwise relative errors blow up where an output is near zero; the normwise
+    error does not, so it is the number to compare recipes by.
+    """
+    stats = error_stats(approx, exact)
+    a, e = np.asarray(approx, np.float64), np.asarray(exact, np.float64)
+    finite = np.isfinite(a) & np.isfinite(e)
+    norm = float(np.linalg.norm(e[finite]))
+    diff = float(np.linalg.norm((a - e)[finite]))
+    stats["fro_rel_error"] = diff / norm if norm else 0.0
+    return stats
