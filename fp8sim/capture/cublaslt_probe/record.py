@@ -45,16 +45,31 @@ SMALL = (64, 128, 192, 256, 320, 384, 512)
 SMALL_K = (4096, 5120, 6144, 7168, 8192, 10240, 12288, 14336, 16384, 20480, 24576, 32768,
            40960, 49152, 65536, 98304, 131072)
 MAX_BYTES = 40e9
+SPLIT_M = (1, 2, 4, 5, 8, 12, 16, 24, 32, 48, 64, 96, 100, 128, 192, 256, 384, 512)
+SPLIT_N = (16, 32, 64, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144,
+           8192, 12288)
+SPLIT_K = tuple(range(5120, 33792, 1024)) + (36864, 40960, 49152, 57344, 65536, 81920,
+                                              98304, 131072)
 
 
-def grid_shapes() -> list[tuple[int, int, int]]:
+def grid_shapes(extended: bool = False) -> list[tuple[int, int, int]]:
     """The (M, N, K) grid: forward/Dgrad (M tokens x projections), Wgrad (projections x
-    tokens as K), and small outputs at long K (where cuBLASLt splits)."""
+    tokens as K), and small outputs at long K (where cuBLASLt splits); `extended` adds a
+    denser grid of the split region (few output tiles, K > 5120)."""
     shapes = {(m, n, k) for m in MS for n in DIMS for k in DIMS if k >= 512}
     shapes |= {(m, n, k) for m in DIMS[2:] for n in DIMS[2:] for k in WGRAD_K}
     shapes |= {(m, n, k) for m in SMALL for n in SMALL for k in SMALL_K}
+    if extended:
+        shapes |= {(m, n, k) for m in SPLIT_M for n in SPLIT_N for k in SPLIT_K}
     shapes = {s for s in shapes if _bytes(*s) <= MAX_BYTES}
     return sorted(shapes)
+
+
+def random_shapes(count: int, seed: int = 11) -> list[tuple[int, int, int]]:
+    """Random shapes of the split region (held out from the grid, to validate a rule)."""
+    rng = np.random.default_rng(seed)
+    return [(int(rng.integers(1, 513)), 16 * int(rng.integers(1, 257)),
+             128 * int(rng.integers(40, 1025))) for _ in range(count)]
 
 
 def _bytes(m: int, n: int, k: int) -> float:
@@ -134,8 +149,8 @@ class Probe:
 
 def _scales(torch, family: str, m: int, n: int, k: int, gen, random: bool):
     """(scale_a, scale_b) in the layouts torch checks: tensor (), row (M, 1) / (1, N),
-    block128 (M, K/128) column-major / (K/128, N/128) with scale_b.t() row-major, block1
-    (M, K/128) column-major / (K/128, N) row-major."""
+    block128 (M, K/128) column-major / (round_up(K/128, 4), N/128) column-major, block1
+    (M, K/128) column-major / (N, K/128) column-major (torch 2.11's layouts)."""
     g = -(-k // 128)
 
     def val(*shape):
@@ -148,9 +163,9 @@ def _scales(torch, family: str, m: int, n: int, k: int, gen, random: bool):
     if family.startswith("row"):
         return val(m, 1), val(1, n)
     sa = val(g, m).t()
-    if family == "block128":
-        return sa, val(-(-n // 128), g).t()
-    return sa, val(g, n)
+    if family == "block128":  # (round_up(G, 4), N/128), column-major; rows past G unused
+        return sa, val(-(-n // 128), -(-g // 4) * 4).t()
+    return sa, val(g, n).t()  # (N, G) column-major: the (G, N) row-major scales of b^T
 
 
 def call(torch, family: str, a, b, sa, sb, out: str):
@@ -168,21 +183,17 @@ def call(torch, family: str, a, b, sa, sb, out: str):
 
 
 def call_any(torch, family: str, a, b, sa, sb, out: str):
-    """`call`; for block128 retried with scale_b's rows padded to a multiple of 4 (the layout
-    some torch versions check)."""
+    """`call`; a blockwise scale_b torch refuses is retried row-major (the same values)."""
     try:
         return call(torch, family, a, b, sa, sb, out)
-    except RuntimeError:
-        if family != "block128":
+    except (ValueError, RuntimeError) as e:
+        if not family.startswith("block") or "scale_b" not in str(e):
             raise
-        g, nb = sb.shape
-        pad = torch.ones((nb, -(-g // 4) * 4), device="cuda")
-        pad[:, :g] = sb.t()
-        return call(torch, family, a, b, sa, pad[:, :g].t(), out)
+        return call(torch, family, a, b, sa, sb.contiguous(), out)
 
 
 def run_grid(probe: Probe, card: str, out_dir: Path, families=FAMILIES, shapes=None,
-             budget_s: float = 300.0) -> Path:
+             budget_s: float = 300.0, name: str = "grid.csv") -> Path:
     """Every grid shape x family x out dtype in record-only mode -> grid.csv. Shapes run in
     a fixed shuffled order, so a time budget cut leaves a random subset out; a family that
     makes no cuBLASLt call (torch runs another library) is tried once and left out."""
@@ -194,7 +205,7 @@ def run_grid(probe: Probe, card: str, out_dir: Path, families=FAMILIES, shapes=N
     max_b = max(k * n for m, n, k in shapes)
     pool_a = torch.empty(max_a, dtype=torch.uint8, device="cuda")
     pool_b = torch.empty(max_b, dtype=torch.uint8, device="cuda")
-    path = out_dir / "grid.csv"
+    path = out_dir / name
     t0 = time.time()
     live = {(f, o) for f in families for o in OUTS}
     done = 0
@@ -240,6 +251,8 @@ def random_cases(card: str, count: int) -> list[tuple[str, str, int, int, int]]:
     for i in range(count):
         fam, out = combos[i % len(combos)]
         m = int(rng.integers(1, 400))
+        if fam.startswith("block") and i % 2:
+            m = 4 * int(rng.integers(1, 100))
         n = 16 * int(rng.integers(1, 24))
         k = 128 * int(rng.integers(40, 160)) if i % 5 else 128 * int(rng.integers(4, 40))
         if fam.startswith("tensor") or fam.startswith("row"):
@@ -281,9 +294,9 @@ def run_captures(probe: Probe, card: str, out_dir: Path, count: int) -> Path:
         if fam.startswith("row"):
             san, sbn = san[rows], sbn[:, cols]
         elif fam == "block128":
-            san, sbn = san[rows], sbn[:, j:j + 1]
+            san, sbn = san[rows], sbn[:-(-k // 128), j:j + 1]
         elif fam == "block1":
-            san, sbn = san[rows], sbn[:, cols]
+            san, sbn = san[rows], sbn.T[:, cols]
         saved |= {
             f"{key}/A": a.view(torch.uint8).cpu().numpy()[rows],
             f"{key}/B": b.contiguous().view(torch.uint8).cpu().numpy()[:, cols],
@@ -335,14 +348,19 @@ def main(argv=None) -> None:
     p.add_argument("what", choices=("check", "captures", "grid", "all"))
     p.add_argument("--out", required=True)
     p.add_argument("--card", required=True)
-    p.add_argument("--captures", type=int, default=36)
+    p.add_argument("--captures", type=int, default=48)
     p.add_argument("--budget", type=float, default=300.0)
+    p.add_argument("--random", type=int, default=3000, help="random split-region shapes")
     args = p.parse_args(argv)
     out = Path(args.out)
     probe = Probe(os.environ["FP8SIM_LT_LOG"])
     steps = [("check", lambda: run_check(probe, out)),
              ("captures", lambda: run_captures(probe, args.card, out, args.captures)),
-             ("grid", lambda: run_grid(probe, args.card, out, budget_s=args.budget))]
+             ("grid", lambda: run_grid(probe, args.card, out, budget_s=args.budget,
+                                       shapes=grid_shapes(extended=True))),
+             ("grid", lambda: run_grid(probe, args.card, out, budget_s=args.budget / 4,
+                                       shapes=random_shapes(args.random),
+                                       name="random.csv"))]
     for name, step in steps:
         if args.what in (name, "all"):
             try:
