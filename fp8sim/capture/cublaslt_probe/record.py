@@ -261,6 +261,14 @@ def random_cases(card: str, count: int) -> list[tuple[str, str, int, int, int]]:
     return cases
 
 
+def _wide(torch, gen, rows: int, cols: int):
+    """E4M3 values over many binades (normal x 2^U(-8, 8)): promotion and split-K round
+    differently on such sums, so the split shows in the bits."""
+    x = torch.randn(rows, cols, device="cuda", generator=gen)
+    e = torch.randint(-8, 9, (rows, cols), device="cuda", generator=gen).float()
+    return (x * torch.exp2(e)).clamp(-448, 448).to(torch.float8_e4m3fn)
+
+
 def run_captures(probe: Probe, card: str, out_dir: Path, count: int) -> Path:
     """Random-shape GEMMs at full precision: cropped rows/columns of A, B, scales, D and the
     recorded configuration -> captures.npz."""
@@ -270,8 +278,7 @@ def run_captures(probe: Probe, card: str, out_dir: Path, count: int) -> Path:
     rng = np.random.default_rng(99)
     saved: dict[str, np.ndarray] = {}
     for i, (fam, out, m, n, k) in enumerate(random_cases(card, count)):
-        a = (torch.randn(m, k, device="cuda", generator=gen) * 2).to(torch.float8_e4m3fn)
-        b = (torch.randn(n, k, device="cuda", generator=gen) * 2).to(torch.float8_e4m3fn).t()
+        a, b = _wide(torch, gen, m, k), _wide(torch, gen, n, k).t()
         sa, sb = _scales(torch, fam, m, n, k, gen, True)
         probe.tag(f"cap {fam} {out} {m} {n} {k}")
         try:

@@ -41,7 +41,34 @@ def load_points(dirs: list[Path]) -> tuple[dict, dict]:
                         continue
                     key = (r["family"], r["out"], int(r["M"]), int(r["N"]), int(r["K"]))
                     points[key] = int(r["splitk"])
+        calls = d / "calls_nongrid.jsonl.gz"
+        if calls.exists():  # the random-shape captures: recorded with their outputs
+            with gzip.open(calls, "rt") as f:
+                for line in f:
+                    rec = json.loads(line)
+                    tag = rec.get("tag", "").split()
+                    if len(tag) == 6 and tag[0] == "cap" and rec.get("algo"):
+                        key = (tag[1], tag[2], *(int(v) for v in tag[3:]))
+                        points[key] = int(rec["algo"]["splitk_num"])
     return points, env
+
+
+def write_npz(cards: dict[str, dict], path: str) -> None:
+    """The recorded points per card as arrays (tests/data): shapes (n, 3) int32 and the
+    slice count per family x out (n, 12) uint8, 0 where nothing was recorded."""
+    import numpy as np
+    arrays = {}
+    combos = [(f, o) for f in GROUPS for o in OUTS]
+    for name, points in cards.items():
+        shapes = sorted({k[2:] for k in points})
+        index = {s: i for i, s in enumerate(shapes)}
+        counts = np.zeros((len(shapes), len(combos)), np.uint8)
+        for (fam, out, *shape), v in points.items():
+            counts[index[tuple(shape)], combos.index((fam, out))] = v
+        arrays[f"{name}/shapes"] = np.array(shapes, np.int32)
+        arrays[f"{name}/slices"] = counts
+    arrays["combos"] = np.array([f"{f} {o}" for f, o in combos])
+    np.savez_compressed(path, **arrays)
 
 
 def build_card(points: dict, env: dict) -> dict:
@@ -64,7 +91,7 @@ def build_card(points: dict, env: dict) -> dict:
             else:
                 g["outs"][out] = {"_all": dict(pts)}
     for g in groups.values():
-        for out, o in g["outs"].items():
+        for o in g["outs"].values():
             pts = o.pop("_all")
             split = [s for s, v in pts.items() if v > 1]
             max_k = min((s[2] for s in split), default=1 << 30) - 1
@@ -86,10 +113,13 @@ def main(argv=None) -> None:
     p.add_argument("--card", nargs="+", action="append", required=True,
                    metavar=("NAME", "DIR"))
     p.add_argument("--out", required=True)
+    p.add_argument("--npz", help="also write the recorded points here (tests/data)")
     args = p.parse_args(argv)
     cards = {}
+    all_points = {}
     for name, *dirs in args.card:
         points, env = load_points([Path(d) for d in dirs])
+        all_points[name] = points
         cards[name] = build_card(points, env)
         for group, g in cards[name]["groups"].items():
             for out, o in g["outs"].items():
@@ -97,6 +127,8 @@ def main(argv=None) -> None:
                       f"rule (K <= {o['unsplit_max_k']} or M*N > {o['split_max_mn']})")
     data = {"format": 1, "source": "fp8sim/capture/cublaslt_probe (record.py all; "
             "tabulate.py)", "cards": cards}
+    if args.npz:
+        write_npz(all_points, args.npz)
     text = json.dumps(data, separators=(",", ":")).encode()
     with open(args.out, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
         f.write(text)  # mtime 0: the same recordings give the same bytes
@@ -104,3 +136,41 @@ def main(argv=None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def compact_captures(sources: list[str], path: str, per_card: int = 12) -> None:
+    """tests/data's capture file: per card up to `per_card` captures (the split ones first,
+    then one of each family and output type), 2 rows x 2 columns of split ones and 1 x 1 of
+    the rest, with the recorded SPLITK_NUM in the meta."""
+    import numpy as np
+    out: dict = {}
+    for src in sources:
+        with np.load(src) as z:
+            keys = sorted({k.split("/")[0] for k in z.files})
+            metas = {k: json.loads(str(z[k + "/meta"])) for k in keys}
+            split = {k: (m["records"][-1].get("algo") or {}).get("splitk_num", 1)
+                     for k, m in metas.items()}
+            chosen, seen = [], set()
+            for k in sorted(keys, key=lambda k: -split[k]):
+                combo = (metas[k]["family"], metas[k]["out"], split[k] > 1)
+                if combo not in seen and len(chosen) < per_card:
+                    seen.add(combo)
+                    chosen.append(k)
+            for k in chosen:
+                r = 2 if split[k] > 1 else 1
+                card = metas[k]["card"]
+                fam = metas[k]["family"]
+                sa, sb = z[k + "/scale_a"], z[k + "/scale_b"]
+                rows, cols = slice(0, r), slice(0, r)
+                if fam.startswith("row") or fam == "block1":
+                    sb = sb[:, cols]
+                if not fam.startswith("tensor"):
+                    sa = sa[rows]
+                meta = {"family": fam, "out": metas[k]["out"], "card": card,
+                        "splitk": int(split[k])}
+                pre = f"{card}-{k}"
+                out |= {f"{pre}/A": z[k + "/A"][rows], f"{pre}/B": z[k + "/B"][:, cols],
+                        f"{pre}/scale_a": sa, f"{pre}/scale_b": sb,
+                        f"{pre}/D": z[k + "/D"][rows, cols], f"{pre}/shape": z[k + "/shape"],
+                        f"{pre}/meta": np.array(json.dumps(meta))}
+    np.savez_compressed(path, **out)
