@@ -151,3 +151,25 @@ def test_card_info_names_versions():
     info = cs.card_info("H100")
     assert info["sms"] == 132 and info["cublaslt_version"] >= 130000
     assert info["torch"].startswith("2.11")
+
+
+def _h200() -> bool:
+    return "H200" in cs._data()["cards"]
+
+
+@pytest.mark.skipif(not _h200(), reason="no H200 recording in the data")
+def test_the_earlier_h200_blockwise_captures_agree():
+    """The blockwise splits captured on the H200 (fp8sim.identify on outputs) are what the
+    probe recorded there, wherever the probe ran the shape."""
+    from fp8sim.engine.kernel import CUBLASLT_BLOCKWISE_SPLIT, CUBLASLT_BLOCKWISE_WGRAD_SPLIT
+    checked = 0
+    for family, split in (("block128", CUBLASLT_BLOCKWISE_SPLIT),
+                          ("block1", CUBLASLT_BLOCKWISE_WGRAD_SPLIT)):
+        if not cs.recorded(family, "float32", "H200"):
+            continue
+        for (m, n, k), s in split.table.items():
+            got, source = cs.split_source(family, m, n, k, "float32", "H200")
+            if source in ("rule", "table"):
+                assert got == s, (family, m, n, k)
+                checked += 1
+    assert checked > 0

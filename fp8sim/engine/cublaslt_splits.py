@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["FAMILIES", "GPUS", "RANGE", "cublaslt_slices", "split_source", "batch_invariance",
-           "card_info", "recorded"]
+           "card_info", "recorded", "invariance_text"]
 
 DATA = Path(__file__).parent / "data" / "cublaslt_splits.json.gz"
 FAMILIES = ("tensor-fast", "tensor", "row-fast", "row", "block128", "block1")
@@ -225,3 +225,30 @@ def batch_invariance(kernel, n: int, k: int, gpu: str = "H100", m_max: int = 655
         else:
             ranges.append([last_small + 1, m_max, 1])
     return [tuple(r) for r in ranges]
+
+
+def invariance_text(kernel, n: int, k: int, gpu: str = "H100", m_max: int = 65536, *,
+                    out_dtype: str = "float32", family: str | None = None) -> str:
+    """`batch_invariance` as the lines `fp8sim splits` prints: a header naming the card and
+    library version, then one line per M range."""
+    ranges = batch_invariance(kernel, n, k, gpu, m_max, out_dtype=out_dtype, family=family)
+    name = getattr(kernel, "name", kernel)
+    fam = family or _KERNEL_FAMILY.get(name, name)
+    info = card_info(gpu)
+    v = info["cublaslt_version"] or 0
+    lines = [f"{name} ({fam}, {out_dtype} out) N={n} K={k} on the {gpu} (cuBLASLt "
+             f"{v // 10000}.{v // 100 % 100}.{v % 100}, torch {info['torch']})"]
+    for lo, hi, s in ranges:
+        where = f"M {lo}-{hi}" if lo != hi else f"M {lo}"
+        if s is None:
+            lines.append(f"{where}: not recorded (pass slices=)")
+        elif s == 1:
+            lines.append(f"{where}: 1 slice (no split)")
+        else:
+            lines.append(f"{where}: {s} slices")
+    if len(ranges) > 1:
+        lines.append("rows keep their bits while M stays within one range; they may change "
+                     "across a boundary")
+    else:
+        lines.append("one split for every M: rows keep their bits at any batch size")
+    return "\n".join(lines)
