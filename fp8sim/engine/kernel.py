@@ -216,7 +216,8 @@ class Kernel:
             return cublaslt_splits.cublaslt_slices(family, m, n, k, out, gpu)
         if split is None:
             return 1
-        if split.device and split.device != gpu:
+        if split.device and split.device != gpu and k > split.unsplit_max_k:
+            # short K is unsplit on both cards (every recording); long K is card-specific
             raise ValueError(f"gpu: {self.name}'s split of K ({split.name}) is known on the "
                              f"{split.device} only, got gpu={gpu!r}; pass slices=")
         count = split.slices(m, n, k, out)
