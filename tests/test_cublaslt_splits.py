@@ -173,3 +173,40 @@ def test_the_earlier_h200_blockwise_captures_agree():
                 assert got == s, (family, m, n, k)
                 checked += 1
     assert checked > 0
+
+
+def test_invariance_text_names_card_version_and_ranges():
+    text = cs.invariance_text("cublaslt-fast", 128, 16384, "H100", m_max=2048)
+    lines = text.splitlines()
+    assert lines[0].startswith("cublaslt-fast (tensor-fast, float32 out) N=128 K=16384 on the "
+                               "H100 (cuBLASLt 13.1.0, torch 2.11")
+    assert "M 1-128: 6 slices" in lines
+    assert lines[-2] == "M 1001-2048: 1 slice (no split)"
+    assert cs.invariance_text("torch-rowwise", 4096, 16384).splitlines()[1:] == [
+        "M 1-65536: 1 slice (no split)",
+        "one split for every M: rows keep their bits at any batch size"]
+
+
+@pytest.mark.parametrize("card", _cards())
+def test_bracket_rule_never_contradicts_held_out_points(card):
+    """Points at every other recorded K of the split region are held out, the table is
+    rebuilt from the rest: wherever the bracket rule answers a held-out point, it gives the
+    recorded count."""
+    with np.load(POINTS) as z:
+        shapes, counts, combos = z[f"{card}/shapes"], z[f"{card}/slices"], z["combos"]
+    j = [str(c) for c in combos].index("tensor-fast float32")
+    live = cs._table(card, "tensor", "float32")
+    region = [(tuple(s), int(c)) for s, c in zip(shapes.tolist(), counts[:, j].tolist(),
+                                                   strict=True)
+              if c and live.rule(*s) is None]
+    ks = sorted({s[2] for s, _ in region})
+    held = set(ks[1::2])
+    kept = " ".join(f"{m},{n},{k},{c}" for (m, n, k), c in region if k not in held)
+    table = cs._Table({"unsplit_max_k": live.unsplit_max_k, "split_max_mn": live.split_max_mn,
+                       "points": 0, "rule_points": 0, "table": kept})
+    answered = wrong = 0
+    for (m, n, k), c in region:
+        if k in held and (got := table.bracket(m, n, k)) is not None:
+            answered += 1
+            wrong += got != c
+    assert wrong == 0 and answered > 0
