@@ -53,7 +53,8 @@ def test_kernel_reproduces_the_capture(case, family):
         a, b, sa, sb, rows, cols = _full(z, case)
         wants = {o: z[f"{case}/{family}_{o}"] for o in OUT}
     for out, (dtype, view) in OUT.items():
-        got = fp8sim.KERNELS[FAMILIES[family]](a, b, scale_a=sa, scale_b=sb, out_dtype=dtype)
+        got = fp8sim.KERNELS[FAMILIES[family]](a, b, scale_a=sa, scale_b=sb, out_dtype=dtype,
+                                               gpu="H200")
         got = got.view(view)[np.ix_(rows, cols)]
         assert np.array_equal(got, wants[out]), f"{case} {family}_{out}"
 
@@ -96,10 +97,11 @@ def test_unknown_long_k_is_refused_and_short_k_is_not_split():
     sa = np.ones((64, 64), np.float32)
     sb = np.ones((64, 1), np.float32)
     with pytest.raises(ValueError, match=r"^slices: cublaslt-blockwise .* \(64, 64, 8192\)"):
-        fp8sim.KERNELS["cublaslt-blockwise"](a, b, scale_a=sa, scale_b=sb)
+        fp8sim.KERNELS["cublaslt-blockwise"](a, b, scale_a=sa, scale_b=sb, gpu="H200")
     with pytest.raises(ValueError, match=r"^slices: .*128x1"):
         fp8sim.KERNELS["cublaslt-blockwise"](a, b, scale_a=sa, scale_b=np.ones((64, 64),
-                                                                              np.float32))
+                                                                              np.float32),
+                                             gpu="H200")
     fp8sim.KERNELS["torchao-triton-blockwise"](a, b, scale_a=sa, scale_b=sb)  # never splits
     assert CUBLASLT_BLOCKWISE_SPLIT.slices(64, 64, 4096) == 1
 

@@ -61,7 +61,6 @@ def test_nan_is_canonical():
 
 @pytest.mark.parametrize(("kwargs", "start"), [
     ({"c": np.zeros((8, 24), np.float32)}, "c:"),
-    ({"scale_a": 1.0, "scale_b": 1.0}, "scale_a:"),
     ({"slices": 0}, "slices:"),
     ({"align": 0}, "align:"),
     ({"out_dtype": "float64"}, "out_dtype:"),
@@ -142,7 +141,6 @@ def test_scaled_split_k_runs_each_slice_on_its_own_groups(scaling, column, slice
 
 
 @pytest.mark.parametrize(("kwargs", "start"), [
-    ({"scale_a": np.float32(2.0), "scale_b": np.float32(3.0)}, "scale_a:"),  # alpha at the end
     ({"promote": 256}, "promote:"),  # slices of 384 are not whole groups of 256
     ({"promote": 128, "scale_b": np.ones((7, 2), np.float32), "scaling": "group"}, "scale_b:"),
     ({"promote": 128, "scale_b": np.ones((7, 2), np.float32)}, "scale_a: shapes"),
@@ -157,3 +155,24 @@ def test_scaled_split_k_refuses_what_is_not_modelled(kwargs, start):
     with pytest.raises((ValueError, TypeError)) as info:
         gemm_split_k(a, b, **kw)
     assert str(info.value).startswith(start)
+
+
+@pytest.mark.parametrize("promote", [0, 128])
+def test_end_scales_apply_once_to_the_sum_of_the_slices(promote):
+    """cuBLASLt's per-tensor alpha scales the FP32 sum of the slices (H100 captures, see
+    test_cublaslt_splits): fl(sum * fl(sa * sb)), not the sum of scaled slices."""
+    rng = np.random.default_rng(3)
+    a = (rng.integers(0, 0x7E, (6, 1536)) | (rng.integers(0, 2, (6, 1536)) << 7)).astype(np.uint8)
+    b = (rng.integers(0, 0x7E, (1536, 5)) | (rng.integers(0, 2, (1536, 5)) << 7)).astype(np.uint8)
+    sa, sb = np.float32(1.37), np.float32(0.61)
+    got = gemm_split_k(a, b, slices=3, promote=promote, scale_a=sa, scale_b=sb,
+                       scaling="tensor")
+    plain = gemm_split_k(a, b, slices=3, promote=promote)
+    want = plain * np.float32(sa * sb)
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+    each = sum((gemm_split_k(a[:, k0:k0 + 512], b[k0:k0 + 512], slices=1, promote=promote,
+                             scale_a=sa, scale_b=sb, scaling="tensor")
+                for k0 in range(512, 1536, 512)),
+               gemm_split_k(a[:, :512], b[:512], slices=1, promote=promote, scale_a=sa,
+                            scale_b=sb, scaling="tensor"))
+    assert not np.array_equal(got.view(np.uint32), each.view(np.uint32))

@@ -199,8 +199,9 @@ def output_kernel(case: Case, name: str) -> tuple[Kernel, dict] | None:
     and the keyword arguments to call it with on the case's A and B; None for outputs that
     are not GEMMs.
 
-    cuBLASLt "fast" accumulation is "cublaslt-fast" (never promotes, splits long K by its
-    own table), "slow" is "cublaslt" (promotes every 128), as verified on the H100; Triton
+    cuBLASLt "fast" accumulation is "cublaslt-fast" (never promotes), "slow" is "cublaslt"
+    (promotes every 128), both splitting long K as cuBLASLt does on the H100
+    (`fp8sim.engine.cublaslt_splits`); Triton
     outputs are "triton" with the captured promotion. The arguments carry the case's C,
     scales and output type, and for a cropped copy the shape of the captured GEMM.
     """
@@ -218,7 +219,7 @@ def output_kernel(case: Case, name: str) -> tuple[Kernel, dict] | None:
         fast = m.group(1) == "fast"
         kern = KERNELS["cublaslt-fast" if fast else "cublaslt"]
         kw["out_dtype"] = _OUT[m.group(2)]
-        if fast and "orig_shape" in case.arrays:  # a crop: the split follows the whole GEMM
+        if "orig_shape" in case.arrays:  # a crop: the split follows the whole GEMM
             kw["problem_shape"] = case.shape
         if m.group(3):
             return kern, kw | {"scale_a": case.arrays["tensor_scale_a"],

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fp8sim._lookup import lookup
+from fp8sim.engine import cublaslt_splits
 from fp8sim.engine.epilogue import GROUP, GROUP_A_FIRST, GROUP_COLUMN, Epilogue
 from fp8sim.engine.gemm import OUT_DTYPES, gemm, resolve_scaling
 from fp8sim.engine.mma import HOPPER, MMAStep
@@ -122,34 +123,42 @@ class Kernel:
         return " | ".join(getattr(e, "name", e) for e in self.scaling)
 
     def __call__(self, a: np.ndarray, b: np.ndarray, *, slices: int | None = None,
-                 problem_shape: tuple[int, int, int] | None = None, **kwargs) -> np.ndarray:
+                 problem_shape: tuple[int, int, int] | None = None, gpu: str = "H100",
+                 **kwargs) -> np.ndarray:
         """Runs fp8sim.gemm with this kernel's settings; keyword arguments override them.
 
-        slices: cut K into this many slices (`fp8sim.engine.splitk`); by default the count
-        `split` gives for the GEMM's shape, 1 where the kernel never splits. Raises
-        ValueError naming `slices` where K is long and the split of the shape is unknown.
+        slices: cut K into this many slices (`fp8sim.engine.splitk`); by default cuBLASLt
+        kernels take the count the library picks for the GEMM's shape on `gpu`
+        (`fp8sim.engine.cublaslt_splits`), other kernels 1 (they never split). Raises
+        ValueError naming `slices` where that count is not known.
         problem_shape: (M, N, K) of the GEMM the library ran, when `a` and `b` are a crop of
         its rows and columns (the split depends on the whole shape).
+        gpu: "H100" (default) or "H200": the card whose split-K choice applies.
         """
-        settings, count, split = self._resolve(a, b, slices, problem_shape, kwargs)
+        settings, count, split = self._resolve(a, b, slices, problem_shape, kwargs, gpu)
         if count > 1:  # a split that is no promotion: the slices one by one
             align = split.align if split is not None else 128
             return gemm_split_k(a, b, slices=count, align=align, **settings)
         return gemm(a, b, **settings)
 
     def gemm_kwargs(self, a, b, *, slices: int | None = None,
-                    problem_shape: tuple[int, int, int] | None = None, **kwargs) -> dict:
+                    problem_shape: tuple[int, int, int] | None = None, gpu: str = "H100",
+                    **kwargs) -> dict:
         """The `fp8sim.gemm` keyword arguments this kernel runs a and b with (its split of K
         as promotion every slice length); ValueError where the split is no promotion."""
-        settings, count, _ = self._resolve(a, b, slices, problem_shape, kwargs)
+        settings, count, _ = self._resolve(a, b, slices, problem_shape, kwargs, gpu)
         if count > 1:
             raise ValueError(f"slices: {count} slices of a kernel that promotes or scales at "
                              "each promotion are not one gemm; call the kernel")
         return settings
 
-    def _resolve(self, a, b, slices, problem_shape, kwargs) -> tuple[dict, int, SplitK | None]:
+    def _resolve(self, a, b, slices, problem_shape, kwargs, gpu: str = "H100"
+                 ) -> tuple[dict, int, SplitK | None]:
         """(gemm settings, slices left to run one by one, the split used): a split that is
         promotion every slice length is folded into the settings (1 slice left)."""
+        if gpu not in cublaslt_splits.GPUS:
+            raise ValueError(f"gpu: expected one of {', '.join(map(repr, cublaslt_splits.GPUS))}"
+                             f", got {gpu!r}")
         settings = {"promote": self.promote, "scaling": self.scaling, "preset": self.step,
                     "out_dtype": self.out_dtype} | kwargs
         a_shape, b_shape = _shape(a), _shape(b)
@@ -161,7 +170,7 @@ class Kernel:
         if problem_shape is not None:
             m, n = _check_problem_shape(problem_shape, m, n, k)
         if slices is None:
-            slices = self._captured_slices(split, m, n, k, settings["out_dtype"])
+            slices = self._captured_slices(split, m, n, k, settings["out_dtype"], gpu, ep)
         if isinstance(slices, bool) or not isinstance(slices, (int, np.integer)) or slices < 1:
             raise ValueError(f"slices: expected a positive int, got {slices!r}")
         align = split.align if split is not None else 128
@@ -192,13 +201,26 @@ class Kernel:
                 return sp
         return None
 
-    def _captured_slices(self, split: SplitK | None, m: int, n: int, k: int, out_dtype) -> int:
-        """The split-K slice count of an (M, N, K) GEMM from `split`, or a ValueError."""
-        if split is None:
-            return 1
+    def _captured_slices(self, split: SplitK | None, m: int, n: int, k: int, out_dtype,
+                         gpu: str = "H100", ep: Epilogue | None = None) -> int:
+        """The split-K slice count of an (M, N, K) GEMM on `gpu`: cuBLASLt's recorded choice
+        (`cublaslt_splits`), else from `split` where it was captured on that card; or a
+        ValueError."""
         dt = np.dtype(OUT_DTYPES.get(out_dtype, out_dtype)) if isinstance(out_dtype, str) \
             else np.dtype(out_dtype)
-        count = split.slices(m, n, k, "float32" if dt == np.float32 else str(dt))
+        out = "float32" if dt == np.float32 else str(dt)
+        family = _CUBLASLT_FAMILY.get(self.name)
+        if family == "block128" and ep is not None and ep.name == "group-column":
+            family = "block1"
+        if family is not None and cublaslt_splits.recorded(family, out, gpu):
+            return cublaslt_splits.cublaslt_slices(family, m, n, k, out, gpu)
+        if split is None:
+            return 1
+        if split.device and split.device != gpu and k > split.unsplit_max_k:
+            # short K is unsplit on both cards (every recording); long K is card-specific
+            raise ValueError(f"gpu: {self.name}'s split of K ({split.name}) is known on the "
+                             f"{split.device} only, got gpu={gpu!r}; pass slices=")
+        count = split.slices(m, n, k, out)
         if count is None:
             raise ValueError(
                 f"slices: {self.name} splits K = {k} > {split.unsplit_max_k} by a heuristic "
@@ -207,6 +229,13 @@ class Kernel:
                 "split; fp8sim.identify(..., search='split') finds it from outputs), or "
                 "problem_shape= if a and b are a crop of a larger GEMM")
         return count
+
+
+_CUBLASLT_FAMILY = {"cublaslt-fast": "tensor-fast", "cublaslt": "tensor",
+                    "torch-rowwise-fast": "row-fast", "torch-rowwise": "row",
+                    "cublaslt-blockwise": "block128"}
+"""The kernels whose split is cuBLASLt's choice, by `cublaslt_splits` family (blockwise: the
+1x128 x 128x1 epilogue is "block1")."""
 
 
 def _shape(x) -> tuple[int, ...]:

@@ -26,6 +26,13 @@ ceil(K / S) rounded up to 512 for 1x128 x 128x128 scales (K = 8192: 3 slices of 
 128 for 1x128 x 128x1 (K = 8192: 3 slices of 2816); bfloat16 outputs round the float32 sum.
 `SplitK` records, as data, the rule and which slice count the library picked for which
 shape (`fp8sim.engine.kernel.CUBLASLT_BLOCKWISE_SPLIT`).
+
+Scales applied once at the end (cuBLASLt's per-tensor alpha) apply to the FP32 sum of the
+slices, after the last one is added: H100 captures of torch._scaled_mm without fast
+accumulation (promotion every 128 inside each slice) at random shapes and scales match
+that bit for bit, and not scaling each slice before the sum
+(`fp8sim/engine/CUBLASLT_SPLITS.md`). cuBLASLt's own slice count for every shape:
+`fp8sim.engine.cublaslt_splits`.
 """
 
 from __future__ import annotations
@@ -116,8 +123,8 @@ def gemm_split_k(a, b, *, slices: int, align: int = 128, out_dtype: str = "float
         **gemm_kwargs: a_format, b_format, promote (inside each slice), preset, and
             scale_a, scale_b, scaling for epilogues that scale at each promotion: each
             slice gets the scales of its own K groups (slice lengths must then be
-            multiples of promote). C and scales applied at the end are not modelled
-            (unverified) and are refused.
+            multiples of promote). Scales applied at the end (``tensor``,
+            ``row``) scale the FP32 sum of the slices once. C is not modelled and is refused.
 
     Returns:
         (M, N) array of out_dtype; NaN results are 0x7FFFFFFF in float32.
@@ -139,16 +146,16 @@ def gemm_split_k(a, b, *, slices: int, align: int = 128, out_dtype: str = "float
     promote = gemm_kwargs.get("promote", 0)
     if isinstance(promote, bool) or not isinstance(promote, (int, np.integer)):
         raise TypeError(f"promote: expected an int (0 or a multiple of 32), got {promote!r}")
-    ep = None
+    ep = end = None
     if scale_a is not None or scale_b is not None or scaling is not None:
         ep = resolve_scaling(scaling, scale_a, scale_b, m, k, n, int(promote))
-        if ep is None or ep.when != "promotion":
-            raise ValueError(f"scale_a: split-K with scales applied at the end "
-                             f"({getattr(ep, 'name', scaling)!r}) is not modelled (whether each "
-                             "slice or the sum is scaled is unverified)")
+        if ep is None:
+            raise ValueError(f"scaling: no epilogue fits scale_a and scale_b ({scaling!r})")
         scale_a, scale_b = check_scales(ep, scale_a, scale_b, m, k, n, promote)
         size = bounds[0][1] - bounds[0][0]
-        if len(bounds) > 1 and (promote <= 0 or size % promote):
+        if ep.when == "end":  # applied once to the sum of the slices
+            end, ep = (ep, scale_a, scale_b), None
+        elif len(bounds) > 1 and (promote <= 0 or size % promote):
             raise ValueError(f"promote: split-K slices of {size} must be whole promotion groups "
                              f"for {ep.name!r} scaling; got promote={promote}")
     acc = None
@@ -163,11 +170,26 @@ def gemm_split_k(a, b, *, slices: int, align: int = 128, out_dtype: str = "float
         else:
             with np.errstate(over="ignore", invalid="ignore"):
                 acc = acc + part
+    if end is not None:
+        acc = _end_scale(*end, acc)
     acc.view(np.uint32)[np.isnan(acc)] = _NAN32
     if out_dtype != "float32":
         with np.errstate(over="ignore"):
             acc = acc.astype(OUT_DTYPES[out_dtype])
     return acc
+
+
+def _end_scale(ep, sa, sb, acc: np.ndarray) -> np.ndarray:
+    """An end epilogue on the FP32 sum: product acc * fl(sa*sb), a-first fl(acc*sa)*sb,
+    b-first fl(acc*sb)*sa, each product rounded to float32."""
+    sa = np.asarray(sa, np.float32)
+    sb = np.asarray(sb, np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if ep.order == "product":
+            return acc * (sa * sb).astype(np.float32)
+        if ep.order == "a-first":
+            return (acc * sa).astype(np.float32) * sb
+        return (acc * sb).astype(np.float32) * sa
 
 
 def _slice_scales(ep, scale_a, scale_b, k0: int, k1: int, promote: int) -> dict:

@@ -1,0 +1,1 @@
+"""The cuBLASLt probe: an LD_PRELOAD interposer (interpose.c) and its torch driver (record.py)."""

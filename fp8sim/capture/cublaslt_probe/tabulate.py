@@ -1,0 +1,176 @@
+"""Builds fp8sim/engine/data/cublaslt_splits.json.gz from the probe's grid recordings.
+
+    python -m fp8sim.capture.cublaslt_probe.tabulate --card H100 DIR1 [DIR2 ...] \\
+        [--card H200 DIR3 ...] --out fp8sim/engine/data/cublaslt_splits.json.gz
+
+Each DIR holds what ``record.py all`` wrote on one card: env.json, grid.csv.gz and
+optionally random.csv.gz (held-out shapes, kept as recorded points too). The file keeps,
+per card and family group, the rule's two thresholds (the longest K never split, the
+largest M x N ever split), checked against every recorded point, and the recorded slice
+count of every point inside the split region (K above the first, M x N up to the second),
+float32 and bfloat16 outputs. No torch needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import json
+from pathlib import Path
+
+GROUPS = {"tensor-fast": "tensor", "tensor": "tensor", "row-fast": "row", "row": "row",
+          "block128": "block128", "block1": "block1"}
+"""Families whose recorded splits agree are stored once (checked when building)."""
+OUTS = ("float32", "bfloat16")
+
+
+def load_points(dirs: list[Path]) -> tuple[dict, dict]:
+    """({(family, out, M, N, K): S}, env of the first dir) over every csv in dirs."""
+    points: dict = {}
+    env: dict = {}
+    for d in dirs:
+        if not env and (d / "env.json").exists():
+            env = json.loads((d / "env.json").read_text())
+        for name in ("grid.csv.gz", "random.csv.gz"):
+            if not (d / name).exists():
+                continue
+            with gzip.open(d / name, "rt") as f:
+                for r in csv.DictReader(f):
+                    if r["error"] or r["splitk"] == "":
+                        continue
+                    key = (r["family"], r["out"], int(r["M"]), int(r["N"]), int(r["K"]))
+                    points[key] = int(r["splitk"])
+        calls = d / "calls_nongrid.jsonl.gz"
+        if calls.exists():  # the random-shape captures: recorded with their outputs
+            with gzip.open(calls, "rt") as f:
+                for line in f:
+                    rec = json.loads(line)
+                    tag = rec.get("tag", "").split()
+                    if len(tag) == 6 and tag[0] == "cap" and rec.get("algo"):
+                        key = (tag[1], tag[2], *(int(v) for v in tag[3:]))
+                        points[key] = int(rec["algo"]["splitk_num"])
+    return points, env
+
+
+def write_npz(cards: dict[str, dict], path: str) -> None:
+    """The recorded points per card as arrays (tests/data): shapes (n, 3) int32 and the
+    slice count per family x out (n, 12) uint8, 0 where nothing was recorded."""
+    import numpy as np
+    arrays = {}
+    combos = [(f, o) for f in GROUPS for o in OUTS]
+    for name, points in cards.items():
+        shapes = sorted({k[2:] for k in points})
+        index = {s: i for i, s in enumerate(shapes)}
+        counts = np.zeros((len(shapes), len(combos)), np.uint8)
+        for (fam, out, *shape), v in points.items():
+            counts[index[tuple(shape)], combos.index((fam, out))] = v
+        arrays[f"{name}/shapes"] = np.array(shapes, np.int32)
+        arrays[f"{name}/slices"] = counts
+    arrays["combos"] = np.array([f"{f} {o}" for f, o in combos])
+    np.savez_compressed(path, **arrays)
+
+
+def build_card(points: dict, env: dict) -> dict:
+    """One card's record: thresholds, split-region tables, counts."""
+    groups: dict = {}
+    for fam, group in GROUPS.items():
+        for out in OUTS:
+            pts = {k[2:]: v for k, v in points.items() if k[0] == fam and k[1] == out}
+            if not pts:
+                continue
+            g = groups.setdefault(group, {"families": [], "outs": {}})
+            if fam not in g["families"]:
+                g["families"].append(fam)
+            prev = g["outs"].get(out)
+            if prev is not None:  # a second family of the group: must agree where both ran
+                bad = [s for s, v in pts.items() if s in prev["_all"] and prev["_all"][s] != v]
+                if bad:
+                    raise ValueError(f"{fam} {out} differs from its group at {bad[:3]}")
+                prev["_all"].update(pts)
+            else:
+                g["outs"][out] = {"_all": dict(pts)}
+    for g in groups.values():
+        for o in g["outs"].values():
+            pts = o.pop("_all")
+            split = [s for s, v in pts.items() if v > 1]
+            max_k = min((s[2] for s in split), default=1 << 30) - 1
+            unsplit_max_k = max((s[2] for s in pts if s[2] <= max_k), default=0)
+            split_max_mn = max((s[0] * s[1] for s in split), default=0)
+            region = sorted((s, v) for s, v in pts.items()
+                            if s[2] > unsplit_max_k and s[0] * s[1] <= split_max_mn)
+            o.update(unsplit_max_k=unsplit_max_k, split_max_mn=split_max_mn,
+                     points=len(pts), rule_points=len(pts) - len(region),
+                     table=" ".join(f"{m},{n},{k},{v}" for (m, n, k), v in region))
+    return {"device": env.get("device", ""), "sms": env.get("sms"),
+            "cublaslt_version": env.get("lt_version"), "torch": env.get("torch"),
+            "cuda": env.get("cuda"), "groups": groups}
+
+
+def main(argv=None) -> None:
+    """Command line: --card NAME DIR... (repeatable) --out FILE."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--card", nargs="+", action="append", required=True,
+                   metavar=("NAME", "DIR"))
+    p.add_argument("--out", required=True)
+    p.add_argument("--npz", help="also write the recorded points here (tests/data)")
+    args = p.parse_args(argv)
+    cards = {}
+    all_points = {}
+    for name, *dirs in args.card:
+        points, env = load_points([Path(d) for d in dirs])
+        all_points[name] = points
+        cards[name] = build_card(points, env)
+        for group, g in cards[name]["groups"].items():
+            for out, o in g["outs"].items():
+                print(f"{name} {group} {out}: {o['points']} points, {o['rule_points']} by the "
+                      f"rule (K <= {o['unsplit_max_k']} or M*N > {o['split_max_mn']})")
+    data = {"format": 1, "source": "fp8sim/capture/cublaslt_probe (record.py all; "
+            "tabulate.py)", "cards": cards}
+    if args.npz:
+        write_npz(all_points, args.npz)
+    text = json.dumps(data, separators=(",", ":")).encode()
+    with open(args.out, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
+        f.write(text)  # mtime 0: the same recordings give the same bytes
+
+
+if __name__ == "__main__":
+    main()
+
+
+def compact_captures(sources: list[str], path: str, per_card: int = 12) -> None:
+    """tests/data's capture file: per card up to `per_card` captures (the split ones first,
+    then one of each family and output type), 2 rows x 2 columns of split ones and 1 x 1 of
+    the rest, with the recorded SPLITK_NUM in the meta."""
+    import numpy as np
+    out: dict = {}
+    for src in sources:
+        with np.load(src) as z:
+            keys = sorted({k.split("/")[0] for k in z.files})
+            metas = {k: json.loads(str(z[k + "/meta"])) for k in keys}
+            split = {k: (m["records"][-1].get("algo") or {}).get("splitk_num", 1)
+                     for k, m in metas.items()}
+            chosen, seen = [], set()
+            for k in sorted(keys, key=lambda k: -split[k]):
+                combo = (metas[k]["family"], metas[k]["out"], split[k] > 1)
+                if combo not in seen and len(chosen) < per_card:
+                    seen.add(combo)
+                    chosen.append(k)
+            for k in chosen:
+                r = 2 if split[k] > 1 else 1
+                card = metas[k]["card"]
+                fam = metas[k]["family"]
+                sa, sb = z[k + "/scale_a"], z[k + "/scale_b"]
+                rows, cols = slice(0, r), slice(0, r)
+                if fam.startswith("row") or fam == "block1":
+                    sb = sb[:, cols]
+                if not fam.startswith("tensor"):
+                    sa = sa[rows]
+                meta = {"family": fam, "out": metas[k]["out"], "card": card,
+                        "splitk": int(split[k])}
+                pre = f"{card}-{k}"
+                out |= {f"{pre}/A": z[k + "/A"][rows], f"{pre}/B": z[k + "/B"][:, cols],
+                        f"{pre}/scale_a": sa, f"{pre}/scale_b": sb,
+                        f"{pre}/D": z[k + "/D"][rows, cols], f"{pre}/shape": z[k + "/shape"],
+                        f"{pre}/meta": np.array(json.dumps(meta))}
+    np.savez_compressed(path, **out)

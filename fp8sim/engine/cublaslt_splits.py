@@ -1,0 +1,254 @@
+"""cuBLASLt's own split-K choice per shape, read from the library on the H100 and the H200.
+
+cuBLASLt (behind torch._scaled_mm and torch.nn.functional.scaled_mm) cuts K into slices
+when an output has few tiles and K is long; which count it picks is its heuristic. A probe
+(`fp8sim/capture/cublaslt_probe`: an LD_PRELOAD interposer of ``cublasLtMatmul``) recorded
+the configuration torch ran for a grid of shapes models use, per card, family and output
+type; `data/cublaslt_splits.json.gz` keeps it (card, cuBLASLt and torch versions with it).
+See CUBLASLT_SPLITS.md beside this file.
+
+The answer for a shape comes from, in order:
+
+1. the rule: no split at K <= ``unsplit_max_k`` (5120 on both cards) or for outputs of more
+   than ``split_max_mn`` elements (M x N; 128000 recorded), row-wise scaling never splits;
+2. the recorded count at that (M, N, K);
+3. the bracket rule: the shape lies in a box of recorded grid values (M1 <= M <= M2, N1 <= N
+   <= N2, K1 <= K <= K2) whose 8 corners all have the same count (the rule counts for
+   corners outside the split region): that count. Held-out random shapes test it.
+
+Anything else inside the split region is refused with a ValueError naming ``slices=``.
+
+Families: "tensor-fast", "tensor" (per-tensor scales, with / without fast accumulation),
+"row-fast", "row" (row-wise), "block128" (1x128 x 128x128), "block1" (1x128 x 128x1).
+"""
+
+from __future__ import annotations
+
+import bisect
+import gzip
+import json
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["FAMILIES", "GPUS", "RANGE", "cublaslt_slices", "split_source", "batch_invariance",
+           "card_info", "recorded", "invariance_text"]
+
+DATA = Path(__file__).parent / "data" / "cublaslt_splits.json.gz"
+FAMILIES = ("tensor-fast", "tensor", "row-fast", "row", "block128", "block1")
+GPUS = ("H100", "H200")
+RANGE = {"m": (1, 65536), "n": (1, 28672), "k": (1, 131072)}
+"""The shapes the recordings span (torch's M, N, K); outside: ValueError."""
+_GROUP = {"tensor-fast": "tensor", "tensor": "tensor", "row-fast": "row", "row": "row",
+          "block128": "block128", "block1": "block1"}
+_OUTS = {"float32": "float32", "bfloat16": "bfloat16", "float16": "bfloat16"}
+"""float16 outputs are taken to split as bfloat16 ones (both 16-bit; not recorded)."""
+
+
+class _Table:
+    """One card x group x output type: thresholds, recorded counts, grid axes."""
+
+    def __init__(self, rec: dict):
+        self.unsplit_max_k = int(rec["unsplit_max_k"])
+        self.split_max_mn = int(rec["split_max_mn"])
+        self.points = int(rec["points"])
+        self.rule_points = int(rec["rule_points"])
+        self.table: dict[tuple[int, int, int], int] = {}
+        for item in rec["table"].split():
+            m, n, k, s = (int(v) for v in item.split(","))
+            self.table[(m, n, k)] = s
+        keys = np.array(sorted(self.table), dtype=np.int64).reshape(-1, 3)
+        self.axes = tuple(np.unique(keys[:, i]).tolist() for i in range(3))
+
+    def rule(self, m: int, n: int, k: int) -> int | None:
+        """1 outside the split region, None inside."""
+        if k <= self.unsplit_max_k or m * n > self.split_max_mn:
+            return 1
+        return None
+
+    def known(self, m: int, n: int, k: int) -> int | None:
+        """The rule's or the recorded count, None if neither."""
+        r = self.rule(m, n, k)
+        return r if r is not None else self.table.get((m, n, k))
+
+    def bracket(self, m: int, n: int, k: int) -> int | None:
+        """The common count of the 8 corners of the recorded box around (m, n, k), or None."""
+        sides = []
+        for v, axis in zip((m, n, k), self.axes, strict=True):
+            i = bisect.bisect_left(axis, v)
+            if i < len(axis) and axis[i] == v:
+                sides.append((v,))
+            elif 0 < i < len(axis):
+                sides.append((axis[i - 1], axis[i]))
+            else:
+                return None
+        counts = {self.known(a, b, c) for a in sides[0] for b in sides[1] for c in sides[2]}
+        return counts.pop() if len(counts) == 1 and None not in counts else None
+
+
+@cache
+def _data() -> dict:
+    with gzip.open(DATA, "rt") as f:
+        return json.load(f)
+
+
+@cache
+def _table(gpu: str, group: str, out: str) -> _Table:
+    rec = _data()["cards"][gpu]["groups"].get(group, {}).get("outs", {}).get(out)
+    if rec is None:
+        raise ValueError(f"family: no {group} recording for {out} outputs on the {gpu} "
+                         f"(recorded: {', '.join(_data()['cards'][gpu]['groups'])})")
+    return _Table(rec)
+
+
+def recorded(family: str, out_dtype: str = "float32", gpu: str = "H100") -> bool:
+    """Whether the data holds a recording for this family, output type and card."""
+    out = _OUTS.get(out_dtype) if isinstance(out_dtype, str) else None
+    card = _data()["cards"].get(gpu, {})
+    return out is not None and out in card.get("groups", {}).get(_GROUP.get(family), {}).get(
+        "outs", {})
+
+
+def card_info(gpu: str = "H100") -> dict:
+    """Where a card's recording came from: device name, SM count, cuBLASLt and torch
+    versions."""
+    _check_gpu(gpu)
+    c = _data()["cards"][gpu]
+    return {k: c[k] for k in ("device", "sms", "cublaslt_version", "torch", "cuda")}
+
+
+def _check_gpu(gpu) -> None:
+    if gpu not in GPUS or gpu not in _data()["cards"]:
+        have = [g for g in GPUS if g in _data()["cards"]]
+        raise ValueError(f"gpu: expected one of {', '.join(repr(g) for g in have)}, got {gpu!r}")
+
+
+def _check(family, m, n, k, out_dtype, gpu) -> tuple[int, int, int, str]:
+    if family not in FAMILIES:
+        raise ValueError(f"family: expected one of {', '.join(FAMILIES)}, got {family!r}")
+    _check_gpu(gpu)
+    out = _OUTS.get(str(np.dtype(out_dtype)) if not isinstance(out_dtype, str) else out_dtype)
+    if out is None:
+        raise ValueError(f"out_dtype: expected float32, bfloat16 or float16, got {out_dtype!r}")
+    vals = []
+    for name, v in (("m", m), ("n", n), ("k", k)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise TypeError(f"{name}: expected an int, got {v!r}")
+        lo, hi = RANGE[name]
+        if not lo <= v <= hi:
+            raise ValueError(f"{name}: {v} is outside the recorded range of cuBLASLt's split "
+                             f"choice, {name.upper()} in [{lo}, {hi}] (M, N, K up to "
+                             f"{RANGE['m'][1]}, {RANGE['n'][1]}, {RANGE['k'][1]}); pass slices=")
+        vals.append(int(v))
+    return vals[0], vals[1], vals[2], out
+
+
+def split_source(family: str, m: int, n: int, k: int, out_dtype: str = "float32",
+                 gpu: str = "H100") -> tuple[int | None, str]:
+    """(slice count, where it came from: "rule", "table", "bracket" or "unknown")."""
+    m, n, k, out = _check(family, m, n, k, out_dtype, gpu)
+    t = _table(gpu, _GROUP[family], out)
+    r = t.rule(m, n, k)
+    if r is not None:
+        return r, "rule"
+    s = t.table.get((m, n, k))
+    if s is not None:
+        return s, "table"
+    s = t.bracket(m, n, k)
+    return (s, "bracket") if s is not None else (None, "unknown")
+
+
+def cublaslt_slices(family: str, m: int, n: int, k: int, out_dtype: str = "float32",
+                    gpu: str = "H100") -> int:
+    """How many K slices cuBLASLt runs for torch's (M, N, K) FP8 GEMM of this family.
+
+    Args:
+        family: "tensor-fast", "tensor", "row-fast", "row", "block128", "block1".
+        m, n, k: torch's shape (A is M x K, B is K x N).
+        out_dtype: "float32" or "bfloat16" ("float16" taken as bfloat16).
+        gpu: "H100" or "H200".
+
+    Raises ValueError outside `RANGE`, and inside the split region where neither the
+    recording nor the bracket rule gives the count (the message names the way out).
+    """
+    s, _ = split_source(family, m, n, k, out_dtype, gpu)
+    if s is None:
+        t = _table(gpu, _GROUP[family], _check(family, m, n, k, out_dtype, gpu)[3])
+        raise ValueError(
+            f"slices: cuBLASLt's split of ({m}, {n}, {k}) ({family}, {out_dtype}, {gpu}) was "
+            f"not recorded: with K > {t.unsplit_max_k} and M x N <= {t.split_max_mn} the "
+            "library picks it by a heuristic, and the recorded points around this shape "
+            "disagree; pass slices= (fp8sim.identify(..., search='split') finds it from "
+            "outputs) or record it (fp8sim/engine/CUBLASLT_SPLITS.md)")
+    return s
+
+
+_KERNEL_FAMILY = {"cublaslt-fast": "tensor-fast", "cublaslt": "tensor",
+                  "torch-rowwise-fast": "row-fast", "torch-rowwise": "row",
+                  "cublaslt-blockwise": "block128"}
+
+
+def batch_invariance(kernel, n: int, k: int, gpu: str = "H100", m_max: int = 65536, *,
+                     out_dtype: str = "float32", family: str | None = None
+                     ) -> list[tuple[int, int, int | None]]:
+    """The M ranges (m_lo, m_hi, slices) over which cuBLASLt keeps one split of K.
+
+    Within a range a row's bits do not change with the batch size M (the split is the only
+    M-dependent part of the arithmetic fp8sim models); at a range boundary they may.
+    slices None: the count is not known there (off the recording).
+
+    kernel: a kernel name ("cublaslt-fast", "cublaslt", "torch-rowwise[-fast]",
+    "cublaslt-blockwise" - family "block128" unless `family` says "block1") or a family.
+    """
+    name = getattr(kernel, "name", kernel)
+    fam = family or _KERNEL_FAMILY.get(name, name)
+    if fam not in FAMILIES:
+        raise ValueError(f"kernel: expected a cuBLASLt kernel ({', '.join(_KERNEL_FAMILY)}) "
+                         f"or a family ({', '.join(FAMILIES)}), got {kernel!r}")
+    if isinstance(m_max, bool) or not isinstance(m_max, (int, np.integer)) or \
+            not 1 <= m_max <= RANGE["m"][1]:
+        raise ValueError(f"m_max: expected an int in [1, {RANGE['m'][1]}], got {m_max!r}")
+    _check(fam, 1, n, k, out_dtype, gpu)
+    t = _table(gpu, _GROUP[fam], _check(fam, 1, n, k, out_dtype, gpu)[3])
+    ranges: list[list] = []
+    last_small = min(m_max, t.split_max_mn // n) if k > t.unsplit_max_k else 0
+    for m in range(1, last_small + 1):
+        s, _ = split_source(fam, m, n, k, out_dtype, gpu)
+        if ranges and ranges[-1][2] == s:
+            ranges[-1][1] = m
+        else:
+            ranges.append([m, m, s])
+    if last_small < m_max:
+        if ranges and ranges[-1][2] == 1:
+            ranges[-1][1] = m_max
+        else:
+            ranges.append([last_small + 1, m_max, 1])
+    return [tuple(r) for r in ranges]
+
+
+def invariance_text(kernel, n: int, k: int, gpu: str = "H100", m_max: int = 65536, *,
+                    out_dtype: str = "float32", family: str | None = None) -> str:
+    """`batch_invariance` as the lines `fp8sim splits` prints: a header naming the card and
+    library version, then one line per M range."""
+    ranges = batch_invariance(kernel, n, k, gpu, m_max, out_dtype=out_dtype, family=family)
+    name = getattr(kernel, "name", kernel)
+    fam = family or _KERNEL_FAMILY.get(name, name)
+    info = card_info(gpu)
+    v = info["cublaslt_version"] or 0
+    lines = [f"{name} ({fam}, {out_dtype} out) N={n} K={k} on the {gpu} (cuBLASLt "
+             f"{v // 10000}.{v // 100 % 100}.{v % 100}, torch {info['torch']})"]
+    for lo, hi, s in ranges:
+        where = f"M {lo}-{hi}" if lo != hi else f"M {lo}"
+        if s is None:
+            lines.append(f"{where}: not recorded (pass slices=)")
+        elif s == 1:
+            lines.append(f"{where}: 1 slice (no split)")
+        else:
+            lines.append(f"{where}: {s} slices")
+    if len(ranges) > 1:
+        lines.append("rows keep their bits while M stays within one range; they may change "
+                     "across a boundary")
+    else:
+        lines.append("one split for every M: rows keep their bits at any batch size")
+    return "\n".join(lines)

@@ -1,0 +1,212 @@
+"""cuBLASLt's own split-K choice, as recorded from the library, reproduced for every shape.
+
+tests/data/cublaslt_splits_points.npz holds every point the probe recorded
+(fp8sim/capture/cublaslt_probe: an LD_PRELOAD interposer of cublasLtMatmul under torch
+2.11, cuBLASLt 13.1): per card, the (M, N, K) shapes and the slice count per family x
+output type (0: not recorded, e.g. torch refused it). tests/data/cublaslt_captures.npz
+holds cropped outputs of random-shape GEMMs captured with the probe on, with the recorded
+configuration: fp8sim must give their bits with the slices it predicts.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import DATA
+
+import fp8sim
+from fp8sim.engine import cublaslt_splits as cs
+from fp8sim.engine.kernel import CUBLASLT_FAST_SLICES_H100, CUBLASLT_FAST_SLICES_H100_16BIT
+
+POINTS = DATA / "cublaslt_splits_points.npz"
+CAPTURES = DATA / "cublaslt_captures.npz"
+KERNEL = {"tensor-fast": "cublaslt-fast", "tensor": "cublaslt", "row-fast": "torch-rowwise-fast",
+          "row": "torch-rowwise", "block128": "cublaslt-blockwise",
+          "block1": "cublaslt-blockwise"}
+
+
+def _cards() -> list[str]:
+    with np.load(POINTS) as z:
+        return sorted({k.split("/")[0] for k in z.files if "/" in k})
+
+
+@pytest.mark.parametrize("card", _cards())
+def test_every_recorded_point_is_reproduced(card):
+    """The rule plus the table give the recorded count at every grid point, and the rule
+    alone explains most of them."""
+    with np.load(POINTS) as z:
+        shapes, counts, combos = z[f"{card}/shapes"], z[f"{card}/slices"], z["combos"]
+    by_source = {"rule": 0, "table": 0}
+    wrong = []
+    for j, combo in enumerate(combos):
+        family, out = str(combo).split()
+        for (m, n, k), want in zip(shapes.tolist(), counts[:, j].tolist(), strict=True):
+            if want == 0:
+                continue
+            got, source = cs.split_source(family, m, n, k, out, card)
+            by_source[source] += 1
+            if got != want:
+                wrong.append((family, out, m, n, k, got, want))
+    assert not wrong, wrong[:5]
+    assert by_source["rule"] > by_source["table"] > 0
+
+
+def test_the_earlier_h100_captures_agree():
+    """Every split fp8sim.identify found in H100 outputs is what the probe recorded."""
+    for (m, n, k), s in CUBLASLT_FAST_SLICES_H100.items():
+        assert cs.cublaslt_slices("tensor-fast", m, n, k, "float32", "H100") == s
+        want16 = CUBLASLT_FAST_SLICES_H100_16BIT.get((m, n, k), s)
+        assert cs.cublaslt_slices("tensor-fast", m, n, k, "bfloat16", "H100") == want16
+
+
+def _capture_keys() -> list[str]:
+    with np.load(CAPTURES) as z:
+        return sorted({k.split("/")[0] for k in z.files})
+
+
+@pytest.mark.parametrize("key", _capture_keys())
+def test_random_shape_capture_is_bit_exact(key):
+    """fp8sim, with the slice count it predicts for the shape on that card, gives the bits
+    cuBLASLt gave, and the prediction is the recorded SPLITK_NUM."""
+    with np.load(CAPTURES) as z:
+        meta = json.loads(str(z[key + "/meta"]))
+        a, b, sa, sb, want = (z[f"{key}/{x}"] for x in ("A", "B", "scale_a", "scale_b", "D"))
+        m, n, k = (int(v) for v in z[key + "/shape"])
+    family, out, card = meta["family"], meta["out"], meta["card"]
+    assert cs.cublaslt_slices(family, m, n, k, out, card) == meta["splitk"]
+    if family.startswith("tensor"):
+        sa, sb = sa.reshape(()), sb.reshape(())
+    got = fp8sim.KERNELS[KERNEL[family]](a, b, scale_a=sa, scale_b=sb, out_dtype=out,
+                                         problem_shape=(m, n, k), gpu=card)
+    assert np.array_equal(got.view(want.dtype), want)
+    if meta["splitk"] > 1 and family.endswith("fast"):  # the split shows in the bits
+        one = fp8sim.KERNELS[KERNEL[family]](a, b, scale_a=sa, scale_b=sb, out_dtype=out,
+                                             slices=1)
+        assert not np.array_equal(one.view(want.dtype), want)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(m=0), r"m: 0 is outside the recorded range .*M in \[1, 65536\]"),
+    (dict(k=131073), r"k: 131073 is outside the recorded range"),
+    (dict(n=30000), r"n: 30000 is outside"),
+    (dict(family="rowwise"), r"family: expected one of tensor-fast"),
+    (dict(gpu="A100"), r"gpu: expected one of 'H100'"),
+    (dict(out_dtype="float8"), r"out_dtype: expected float32, bfloat16"),
+])
+def test_bad_arguments_are_named(bad, match):
+    args = dict(family="tensor-fast", m=64, n=64, k=16384, out_dtype="float32", gpu="H100")
+    with pytest.raises(ValueError, match=match):
+        cs.cublaslt_slices(**(args | bad))
+    with pytest.raises(TypeError, match="m: expected an int"):
+        cs.cublaslt_slices("tensor", 64.0, 64, 64)
+
+
+def test_rule_answers_outside_the_split_region():
+    assert cs.split_source("tensor-fast", 4096, 4096, 131072, "float32", "H100") == (1, "rule")
+    assert cs.split_source("tensor-fast", 7, 1000, 5000, "bfloat16", "H100") == (1, "rule")
+    assert cs.split_source("row", 1, 16, 131072) == (1, "rule")
+
+
+def test_unknown_split_is_refused_with_a_way_out():
+    unknown = [(m, n, k) for m, n, k in ((33, 100 * 16, 37 * 1024 + 128), (77, 304, 99968),
+                                         (5, 2000, 50048))
+               if cs.split_source("tensor-fast", m, n, k)[1] == "unknown"]
+    assert unknown, "every probe shape was predicted; pick others"
+    with pytest.raises(ValueError, match=r"slices: cuBLASLt's split .* pass slices="):
+        cs.cublaslt_slices("tensor-fast", *unknown[0])
+
+
+def test_kernel_takes_gpu_and_refuses_other_cards():
+    a = np.full((4, 64), 0x38, np.uint8)
+    b = np.full((64, 4), 0x38, np.uint8)
+    with pytest.raises(ValueError, match=r"gpu: expected one of 'H100', 'H200', got 'H300'"):
+        fp8sim.KERNELS["cublaslt-fast"](a, b, gpu="H300")
+    with pytest.raises(ValueError, match="gpu: expected"):
+        fp8sim.KERNELS["triton"](a, b, gpu=100)
+
+
+@pytest.mark.parametrize("n, k", [(128, 16384), (4096, 16384), (7168, 2048), (256, 65536)])
+def test_batch_invariance_ranges_cover_m_and_agree(n, k):
+    ranges = cs.batch_invariance("cublaslt-fast", n, k, "H100", m_max=4096)
+    assert ranges[0][0] == 1 and ranges[-1][1] == 4096
+    for (lo, hi, s), nxt in zip(ranges, ranges[1:] + [None], strict=True):
+        assert lo <= hi
+        if nxt is not None:
+            assert nxt[0] == hi + 1 and nxt[2] != s
+        for m in {lo, hi, (lo + hi) // 2}:
+            got, _ = cs.split_source("tensor-fast", m, n, k, "float32", "H100")
+            assert got == s
+
+
+def test_batch_invariance_names_bad_kernels():
+    with pytest.raises(ValueError, match="kernel: expected a cuBLASLt kernel"):
+        cs.batch_invariance("deepgemm", 128, 8192)
+    with pytest.raises(ValueError, match=r"m_max: expected an int in \[1, 65536\]"):
+        cs.batch_invariance("cublaslt", 128, 8192, m_max=0)
+
+
+def test_card_info_names_versions():
+    info = cs.card_info("H100")
+    assert info["sms"] == 132 and info["cublaslt_version"] >= 130000
+    assert info["torch"].startswith("2.11")
+
+
+def _h200() -> bool:
+    return "H200" in cs._data()["cards"]
+
+
+@pytest.mark.skipif(not _h200(), reason="no H200 recording in the data")
+def test_the_earlier_h200_blockwise_captures_agree():
+    """The blockwise splits captured on the H200 (fp8sim.identify on outputs) are what the
+    probe recorded there, wherever the probe ran the shape."""
+    from fp8sim.engine.kernel import CUBLASLT_BLOCKWISE_SPLIT, CUBLASLT_BLOCKWISE_WGRAD_SPLIT
+    checked = 0
+    for family, split in (("block128", CUBLASLT_BLOCKWISE_SPLIT),
+                          ("block1", CUBLASLT_BLOCKWISE_WGRAD_SPLIT)):
+        if not cs.recorded(family, "float32", "H200"):
+            continue
+        for (m, n, k), s in split.table.items():
+            got, source = cs.split_source(family, m, n, k, "float32", "H200")
+            if source in ("rule", "table"):
+                assert got == s, (family, m, n, k)
+                checked += 1
+    assert checked > 0
+
+
+def test_invariance_text_names_card_version_and_ranges():
+    text = cs.invariance_text("cublaslt-fast", 128, 16384, "H100", m_max=2048)
+    lines = text.splitlines()
+    assert lines[0].startswith("cublaslt-fast (tensor-fast, float32 out) N=128 K=16384 on the "
+                               "H100 (cuBLASLt 13.1.0, torch 2.11")
+    assert "M 1-128: 6 slices" in lines
+    assert lines[-2] == "M 1001-2048: 1 slice (no split)"
+    assert cs.invariance_text("torch-rowwise", 4096, 16384).splitlines()[1:] == [
+        "M 1-65536: 1 slice (no split)",
+        "one split for every M: rows keep their bits at any batch size"]
+
+
+@pytest.mark.parametrize("card", _cards())
+def test_bracket_rule_never_contradicts_held_out_points(card):
+    """Points at every other recorded K of the split region are held out, the table is
+    rebuilt from the rest: wherever the bracket rule answers a held-out point, it gives the
+    recorded count."""
+    with np.load(POINTS) as z:
+        shapes, counts, combos = z[f"{card}/shapes"], z[f"{card}/slices"], z["combos"]
+    j = [str(c) for c in combos].index("tensor-fast float32")
+    live = cs._table(card, "tensor", "float32")
+    region = [(tuple(s), int(c)) for s, c in zip(shapes.tolist(), counts[:, j].tolist(),
+                                                   strict=True)
+              if c and live.rule(*s) is None]
+    ks = sorted({s[2] for s, _ in region})
+    held = set(ks[1::2])
+    kept = " ".join(f"{m},{n},{k},{c}" for (m, n, k), c in region if k not in held)
+    table = cs._Table({"unsplit_max_k": live.unsplit_max_k, "split_max_mn": live.split_max_mn,
+                       "points": 0, "rule_points": 0, "table": kept})
+    answered = wrong = 0
+    for (m, n, k), c in region:
+        if k in held and (got := table.bracket(m, n, k)) is not None:
+            answered += 1
+            wrong += got != c
+    assert wrong == 0 and answered > 0
