@@ -5,12 +5,16 @@ when an output has few tiles and K is long; which count it picks is its heuristi
 (`fp8sim/capture/cublaslt_probe`: an LD_PRELOAD interposer of ``cublasLtMatmul``) recorded
 the configuration torch ran for a grid of shapes models use, per card, family and output
 type; `data/cublaslt_splits.json.gz` keeps it (card, cuBLASLt and torch versions with it).
+Recorded so far: the H100 (tensor, row, block128); a card or family without a recording
+raises ValueError naming `gpu` or `family` (the kernels then fall back to their captured
+`SplitK` tables).
 See CUBLASLT_SPLITS.md beside this file.
 
 The answer for a shape comes from, in order:
 
-1. the rule: no split at K <= ``unsplit_max_k`` (5120 on both cards) or for outputs of more
-   than ``split_max_mn`` elements (M x N; 128000 recorded), row-wise scaling never splits;
+1. the rule: no split at K <= ``unsplit_max_k`` (5120 on the H100; 5696 for per-tensor
+   float32, where a capture adds a point) or for outputs of more than ``split_max_mn``
+   elements (M x N; 128000 on the H100); row-wise scaling never splits;
 2. the recorded count at that (M, N, K);
 3. the bracket rule: the shape lies in a box of recorded grid values (M1 <= M <= M2, N1 <= N
    <= N2, K1 <= K <= K2) whose 8 corners all have the same count (the rule counts for
