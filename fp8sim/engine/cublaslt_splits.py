@@ -43,7 +43,8 @@ DATA = Path(__file__).parent / "data" / "cublaslt_splits.json.gz"
 FAMILIES = ("tensor-fast", "tensor", "row-fast", "row", "block128", "block1")
 GPUS = ("H100", "H200")
 RANGE = {"m": (1, 65536), "n": (1, 28672), "k": (1, 131072)}
-"""The shapes the recordings span (torch's M, N, K); outside: ValueError."""
+"""The shapes the recordings span (torch's M, N, K); outside: ValueError (except that K at
+or below a card's never-split bound is unsplit at any M and N)."""
 _GROUP = {"tensor-fast": "tensor", "tensor": "tensor", "row-fast": "row", "row": "row",
           "block128": "block128", "block1": "block1"}
 _OUTS = {"float32": "float32", "bfloat16": "bfloat16", "float16": "bfloat16"}
@@ -150,9 +151,16 @@ def _check(family, m, n, k, out_dtype, gpu) -> tuple[int, int, int, str]:
 
 def split_source(family: str, m: int, n: int, k: int, out_dtype: str = "float32",
                  gpu: str = "H100") -> tuple[int | None, str]:
-    """(slice count, where it came from: "rule", "table", "bracket" or "unknown")."""
-    m, n, k, out = _check(family, m, n, k, out_dtype, gpu)
+    """(slice count, where it came from: "rule", "table", "bracket" or "unknown").
+
+    K <= the card's ``unsplit_max_k`` is unsplit at any M, N >= 1 (every recording); longer
+    K must lie in `RANGE`."""
+    out = _check(family, 1, 1, k, out_dtype, gpu)[3]
     t = _table(gpu, _GROUP[family], out)
+    if k <= t.unsplit_max_k and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                                    and v >= 1 for v in (m, n)):
+        return 1, "rule"
+    m, n, k, out = _check(family, m, n, k, out_dtype, gpu)
     r = t.rule(m, n, k)
     if r is not None:
         return r, "rule"
