@@ -91,6 +91,7 @@ def test_random_shape_capture_is_bit_exact(key):
     (dict(m=0), r"m: 0 is outside the recorded range .*M in \[1, 65536\]"),
     (dict(k=131073), r"k: 131073 is outside the recorded range"),
     (dict(n=30000), r"n: 30000 is outside"),
+    (dict(m=70000), r"m: 70000 is outside"),
     (dict(family="rowwise"), r"family: expected one of tensor-fast"),
     (dict(gpu="A100"), r"gpu: expected one of 'H100'"),
     (dict(out_dtype="float8"), r"out_dtype: expected float32, bfloat16"),
@@ -107,6 +108,8 @@ def test_rule_answers_outside_the_split_region():
     assert cs.split_source("tensor-fast", 4096, 4096, 131072, "float32", "H100") == (1, "rule")
     assert cs.split_source("tensor-fast", 7, 1000, 5000, "bfloat16", "H100") == (1, "rule")
     assert cs.split_source("row", 1, 16, 131072) == (1, "rule")
+    assert cs.split_source("tensor", 200000, 50000, 4096) == (1, "rule")  # short K: any M, N
+    assert cs.split_source("row", 200000, 50000, 131072) == (1, "rule")
 
 
 def test_unknown_split_is_refused_with_a_way_out():

@@ -5,12 +5,16 @@ when an output has few tiles and K is long; which count it picks is its heuristi
 (`fp8sim/capture/cublaslt_probe`: an LD_PRELOAD interposer of ``cublasLtMatmul``) recorded
 the configuration torch ran for a grid of shapes models use, per card, family and output
 type; `data/cublaslt_splits.json.gz` keeps it (card, cuBLASLt and torch versions with it).
+Recorded so far: the H100 (tensor, row, block128); a card or family without a recording
+raises ValueError naming `gpu` or `family` (the kernels then fall back to their captured
+`SplitK` tables).
 See CUBLASLT_SPLITS.md beside this file.
 
 The answer for a shape comes from, in order:
 
-1. the rule: no split at K <= ``unsplit_max_k`` (5120 on both cards) or for outputs of more
-   than ``split_max_mn`` elements (M x N; 128000 recorded), row-wise scaling never splits;
+1. the rule: no split at K <= ``unsplit_max_k`` (5120 on the H100; 5696 for per-tensor
+   float32, where a capture adds a point) or for outputs of more than ``split_max_mn``
+   elements (M x N; 128000 on the H100); row-wise scaling never splits;
 2. the recorded count at that (M, N, K);
 3. the bracket rule: the shape lies in a box of recorded grid values (M1 <= M <= M2, N1 <= N
    <= N2, K1 <= K <= K2) whose 8 corners all have the same count (the rule counts for
@@ -39,7 +43,8 @@ DATA = Path(__file__).parent / "data" / "cublaslt_splits.json.gz"
 FAMILIES = ("tensor-fast", "tensor", "row-fast", "row", "block128", "block1")
 GPUS = ("H100", "H200")
 RANGE = {"m": (1, 65536), "n": (1, 28672), "k": (1, 131072)}
-"""The shapes the recordings span (torch's M, N, K); outside: ValueError."""
+"""The shapes the recordings span (torch's M, N, K); outside: ValueError (except that K at
+or below a card's never-split bound is unsplit at any M and N)."""
 _GROUP = {"tensor-fast": "tensor", "tensor": "tensor", "row-fast": "row", "row": "row",
           "block128": "block128", "block1": "block1"}
 _OUTS = {"float32": "float32", "bfloat16": "bfloat16", "float16": "bfloat16"}
@@ -146,9 +151,16 @@ def _check(family, m, n, k, out_dtype, gpu) -> tuple[int, int, int, str]:
 
 def split_source(family: str, m: int, n: int, k: int, out_dtype: str = "float32",
                  gpu: str = "H100") -> tuple[int | None, str]:
-    """(slice count, where it came from: "rule", "table", "bracket" or "unknown")."""
-    m, n, k, out = _check(family, m, n, k, out_dtype, gpu)
+    """(slice count, where it came from: "rule", "table", "bracket" or "unknown").
+
+    K <= the card's ``unsplit_max_k`` is unsplit at any M, N >= 1 (every recording); longer
+    K must lie in `RANGE`."""
+    out = _check(family, 1, 1, k, out_dtype, gpu)[3]
     t = _table(gpu, _GROUP[family], out)
+    if k <= t.unsplit_max_k and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                                    and v >= 1 for v in (m, n)):
+        return 1, "rule"
+    m, n, k, out = _check(family, m, n, k, out_dtype, gpu)
     r = t.rule(m, n, k)
     if r is not None:
         return r, "rule"

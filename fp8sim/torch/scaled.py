@@ -16,7 +16,7 @@ messages naming the argument), and picks the kernel torch's dispatcher picks on 
 scales                                        fp8sim kernel (`fp8sim.KERNELS`)
 ============================================  ==========================================
 tensor-wise: one element each                 "cublaslt" / "cublaslt-fast" (split-K at
-                                              long K: `cublaslt_fast_promote`)
+                                              long K: `cublaslt_splits`)
 row-wise: scale_a (M, 1), scale_b (1, N)      "torch-rowwise" / "torch-rowwise-fast"
 1x128 x 128x128: (M, K/128), (K/128, N/128)   "cublaslt-blockwise"
 1x128 x 128x1: (M, K/128), (K/128, N)         "cublaslt-blockwise"
@@ -223,15 +223,20 @@ def _np_dtype(out_name: str) -> np.dtype:
 def _run(a8, b8, sa, sb, kind: str, m: int, n: int, k: int, out_name: str, compute: str,
          fast: bool) -> np.ndarray:
     """Runs the kernel torch's dispatcher would pick; `compute` is the dtype returned."""
-    from fp8sim.engine.kernel import KERNELS, cublaslt_fast_promote
+    from fp8sim.engine.cublaslt_splits import split_source
+    from fp8sim.engine.kernel import KERNELS
 
     if kind == "tensor":
         kern = KERNELS["cublaslt-fast" if fast else "cublaslt"]
-        slices = None  # the kernel's own split of K (cublaslt-fast at long K)
-        if fast and cublaslt_fast_promote(m, n, k, out_name) is None:
-            warnings.warn(f"use_fast_accum: cuBLASLt splits K at long K by a heuristic; "
-                          f"the split for (M, N, K) = ({m}, {n}, {k}) was never captured, "
-                          "so one unpromoted chain is assumed", stacklevel=3)
+        try:  # cuBLASLt's own split of K on the H100 (fp8sim.engine.cublaslt_splits)
+            slices, _ = split_source("tensor-fast" if fast else "tensor", m, n, k,
+                                     "float32" if out_name == "float32" else "bfloat16")
+        except ValueError:
+            slices = None
+        if slices is None:
+            warnings.warn(f"use_fast_accum={fast}: cuBLASLt splits K at long K by a heuristic; "
+                          f"the split for (M, N, K) = ({m}, {n}, {k}) was never recorded, "
+                          "so one chain through K is assumed", stacklevel=3)
             slices = 1
         return kern(a8, b8, scale_a=np.float32(sa.reshape(-1)[0]),
                     scale_b=np.float32(sb.reshape(-1)[0]), out_dtype=compute, slices=slices)
@@ -254,7 +259,7 @@ def _run(a8, b8, sa, sb, kind: str, m: int, n: int, k: int, out_name: str, compu
         return kern(a8, b8, scale_a=np.ascontiguousarray(sa, np.float32),
                     scale_b=np.ascontiguousarray(sb, np.float32), out_dtype=compute)
     except ValueError as e:
-        if str(e).startswith("slices:"):
+        if str(e).startswith(("slices:", "gpu:")):
             raise NotImplementedError(
                 f"mat_a: cuBLASLt's split-K for blockwise scaling at (M, N, K) = ({m}, {n}, "
                 f"{k}) was never captured; fp8sim.KERNELS['cublaslt-blockwise'](..., slices=S) "
