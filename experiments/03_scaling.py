@@ -46,8 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import golden_check, results_path, study_cli, write_csv  # noqa: E402
 
+from fp8sim.analysis.matmul import fp8_matmul  # noqa: E402
 from fp8sim.analysis.plots import error_lines, save_figure, scaling_comparison  # noqa: E402
-from fp8sim.recipes.pipeline import fp8_matmul  # noqa: E402
 
 STUDY = "03_scaling"
 RECIPES = ("deepseek-v3", "deepseek-v3-ue8m0", "per-tensor", "fast-accum")

@@ -42,11 +42,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import golden_check, results_path, stats, study_cli, write_csv  # noqa: E402
 
 import fp8sim  # noqa: E402
+from fp8sim.analysis.matmul import fp8_matmul  # noqa: E402
 from fp8sim.analysis.plots import error_vs_k, save_figure, scaling_comparison  # noqa: E402
 from fp8sim.analysis.stats import exact_product  # noqa: E402
 from fp8sim.analysis.studies import random_case  # noqa: E402
 from fp8sim.engine.mma import HOPPER, PRESETS  # noqa: E402
-from fp8sim.recipes.pipeline import fp8_matmul  # noqa: E402
 
 STUDY = "04_formats_accumulators"
 FORMATS = (("e4m3", "e4m3"), ("e5m2", "e4m3"), ("e4m3", "e5m2"), ("e5m2", "e5m2"))

@@ -19,8 +19,9 @@ import sys
 import numpy as np
 from matplotlib.figure import Figure
 
+from fp8sim.analysis.matmul import fp8_matmul
 from fp8sim.analysis.plots import save_figure
-from fp8sim.recipes.pipeline import RECIPES, fp8_matmul
+from fp8sim.recipes.pipeline import RECIPES
 
 DEFAULT_RECIPES = ("deepseek-v3", "deepseek-v3-ue8m0", "per-tensor", "fast-accum", "mx", "mx-te")
 

@@ -227,7 +227,7 @@ def measure_recipe(x: np.ndarray, w: np.ndarray, recipe: str, *, promote: int | 
     """Quantizes float data by a training recipe and measures `fp8_matmul` and its ideal twin.
 
     Errors are against the exact product of the float data (total), split into
-    quantization and accumulation (see `fp8sim.recipes.pipeline.fp8_matmul`). Left-out
+    quantization and accumulation (see `fp8sim.analysis.matmul.fp8_matmul`). Left-out
     settings (None) are the recipe's.
 
     Returns:
@@ -236,7 +236,8 @@ def measure_recipe(x: np.ndarray, w: np.ndarray, recipe: str, *, promote: int | 
     Raises:
         ValueError: unknown recipe ("recipe: ..."), bad settings.
     """
-    from fp8sim.recipes.pipeline import RECIPES, fp8_matmul
+    from fp8sim.analysis.matmul import fp8_matmul
+    from fp8sim.recipes.pipeline import RECIPES
 
     if recipe not in RECIPES:
         raise ValueError(f"recipe: unknown recipe {recipe!r}; expected one of "

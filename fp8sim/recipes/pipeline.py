@@ -9,7 +9,6 @@ error split into quantization and accumulation.
 
 from __future__ import annotations
 
-import importlib
 import time
 
 import numpy as np
@@ -67,10 +66,3 @@ def quantized_gemm(x, w, recipe: str | LinearGemm = "deepseek-v3", **changes):
     seconds = time.perf_counter() - t0
     return out, xc.view(np.uint8), xs, wc.view(np.uint8), ws, seconds
 
-
-def __getattr__(name: str):
-    """fp8_matmul and MatmulResult moved to `fp8sim.analysis.matmul` (they report errors,
-    analysis work); this alias keeps old imports working until callers switch."""
-    if name in ("fp8_matmul", "MatmulResult"):
-        return getattr(importlib.import_module("fp8sim.analysis.matmul"), name)
-    raise AttributeError(f"module 'fp8sim.recipes.pipeline' has no attribute {name!r}")
