@@ -1,20 +1,23 @@
 """The numba GEMM engine against the pure-Python reference on shapes that cross tiles.
 
 `tests/test_gemm_engine.py` holds the engine to `fp8sim.engine.reference` on small
-shapes; here M and N run to 2.5 tiles of 64 (so rows and columns of the second and third
-tile, and the second 128-column group of scale_b, are read through the tile offsets), K
-is ragged up to 600 (across MMA steps of 32 and promotion boundaries), and the inputs are
+shapes; here M and N run past two tiles of 128 (the CPU engine's tiles are 128 x 128,
+`fp8sim.engine._gemm_kernels.IB` and `JB`), up to 300, with the tile edges 127/128/129,
+255/256/257 drawn often, so rows and columns of the second and third tile, and the second
+and third 128-column block of scale_b, are read through the tile offsets. K is ragged up to
+600 (across MMA steps of 32 and promotion boundaries; M * N * K is capped so that the
+largest outputs take no longer than the old 160 x 160 x 600), and the inputs are
 adversarial: large same-sign codes near overflow (the int32 guard of wide what-if
 accumulators), subnormals, NaN/Inf, zero rows and columns of +-0, C from -0 through
 subnormal to FLT_MAX. Every preset runs, most examples on "hopper"; every scaling runs.
 
 The reference is slow (about 14 us per product), so each example compares a sample of
 outputs that always includes the first and last row and column of its tiles, at most 10,000
-products in all. Every example is also checked for *tile invariance*: the rows from r0 on
-(the columns from c0 on) computed alone give the bits of the whole GEMM, for shifts of one
-tile, two tiles and a random amount, so every output is computed again in another tile at
-another place. That check is cheap, needs no reference, and catches any read through a
-tile-local index.
+products in all. Every example is also checked for *tile invariance* on all outputs: the
+rows from r0 on (the columns from c0 on) computed alone give the bits of the whole GEMM,
+for shifts of one tile, two tiles and a random amount, so every output is computed again
+in another tile at another place. That check is cheap, needs no reference, and catches
+any read through a tile-local index.
 
 `make test-all` (FP8SIM_EXAMPLES_SCALE=10) runs ten times the examples.
 """
@@ -39,8 +42,9 @@ from fp8sim.formats.info import E4M3, E5M2, FormatInfo
 
 SCALE = int(os.environ.get("FP8SIM_EXAMPLES_SCALE", "1"))
 TILE_M, TILE_N = _k.IB, _k.JB
-MAX_M = MAX_N = 160  # 2.5 tiles
+MAX_M = MAX_N = 300  # past two tiles of 128: a third, partial tile in each direction
 MAX_K = 600
+MAX_MNK = 160 * 160 * 600  # engine work per example: at most the old largest shape
 REFERENCE_PRODUCTS = 10_000  # per example: at most about 0.15 s of the pure-Python reference
 
 # "hopper" takes 8 of 14 draws; the others once each (frac_bits 25 and 28 use int64 sums)
@@ -224,13 +228,13 @@ def _sample(size: int, tile: int, rng: np.random.Generator, budget: int) -> list
     return sorted(set(keep) | set(extra))
 
 
-def _dims(lo: int, hi: int, edges: list[int]):
-    """Integers in [lo, hi], a third of them at tile and step edges."""
-    return st.one_of(st.integers(lo, hi), st.integers(lo, hi),
+def _dims(lo: int, hi: int, edges: list[int], share: int = 3):
+    """Integers in [lo, hi], one in `share` of them at tile and step edges."""
+    return st.one_of(*[st.integers(lo, hi)] * (share - 1),
                      st.sampled_from([e for e in edges if lo <= e <= hi]))
 
 
-MN_EDGES = [1, 2, 63, 64, 65, 127, 128, 129, 130, 160]
+MN_EDGES = [1, 2, 63, 64, 65, 127, 128, 129, 130, 200, 255, 256, 257, 300]
 K_EDGES = [1, 2, 3, 4, 5, 31, 32, 33, 63, 64, 65, 95, 96, 97, 127, 128, 129, 255, 256, 257,
            383, 384, 385, 511, 512, 513, 600]
 
@@ -267,8 +271,8 @@ def _check_tile_invariance(a, b, kw, c, scaling, sa, sb, out, rng) -> None:
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(
     seed=st.integers(0, 2**32 - 1),
-    m=_dims(1, MAX_M, MN_EDGES),
-    n=_dims(1, MAX_N, MN_EDGES),
+    m=_dims(1, MAX_M, MN_EDGES, share=2),
+    n=_dims(1, MAX_N, MN_EDGES, share=2),
     k=_dims(1, MAX_K, K_EDGES),
     fmts=st.sampled_from([(E4M3, E4M3), (E4M3, E5M2), (E5M2, E4M3), (E5M2, E5M2)]),
     kinds=st.tuples(st.sampled_from(KINDS), st.sampled_from(KINDS)),
@@ -282,6 +286,7 @@ def _check_tile_invariance(a, b, kw, c, scaling, sa, sb, out, rng) -> None:
 def test_engine_matches_reference_across_tiles(seed, m, n, k, fmts, kinds, promote, c_kind,
                                                 scaling, scale_kind, out_dtype, step):
     rng = np.random.default_rng(seed)
+    k = min(k, max(1, MAX_MNK // (m * n)))  # 300 x 300: K up to 170
     af, bf = fmts
     a = codes(rng, (m, k), kinds[0], af, 0)
     b = codes(rng, (k, n), kinds[1], bf, 1)
@@ -342,17 +347,18 @@ def test_wide_accumulator_does_not_overflow_int32(fmt, frac_bits):
 
 
 def test_second_and_third_tile_read_their_own_scales_and_c():
-    """Row and column tiles 1 and 2 (M = N = 160): group scales, C and B through offsets."""
+    """Row and column tiles 1 and 2 (M = 300, N = 290: tiles of 128, the third partial):
+    group scales (scale_b's third 128-column block), C and B through the tile offsets."""
     rng = np.random.default_rng(13)
-    m = n = 160
+    m, n = 300, 290
     k = 200
     a = codes(rng, (m, k), "finite", E4M3, 0)
     b = codes(rng, (k, n), "finite", E4M3, 1)
     c = c_values(rng, (m, n), "normal")
     sa, sb = _make_scales("group", rng, m, k, n, 64, "random")
     out = gemm(a, b, promote=64, c=c, scale_a=sa, scale_b=sb, scaling="group")
-    rows = [0, 63, 64, 100, 127, 128, 159]
-    cols = [0, 63, 64, 127, 128, 159]
+    rows = [0, 127, 128, 255, 256, 257, 299]
+    cols = [0, 127, 128, 255, 256, 289]
     want = _reference(a, b, E4M3, E4M3, HOPPER, 64, c, "group", sa, sb, rows, cols)
     assert np.array_equal(bits(out[np.ix_(rows, cols)]), bits(want))
     _check_tile_invariance(a, b, {"promote": 64, "scaling": "group"}, c, "group", sa, sb, out,
@@ -390,8 +396,9 @@ def _thread_ids(n):
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="numba has a single thread")
 @pytest.mark.parametrize("kind", ["finite", "special"])
 def test_several_threads_same_bits(monkeypatch, kind):
-    """One thread and every thread numba has: the engine launches with each count (9 tiles,
-    so `_threads_for` keeps them all) and returns the same bits."""
+    """One thread and every thread numba has: the engine launches with each count (up to
+    the output's 4 tiles of 128 x 128: `_threads_for` runs no more threads than tiles) and
+    returns the same bits."""
     seen = _spy_on_threads(monkeypatch)
     rng = np.random.default_rng(5)
     a = codes(rng, (150, 300), kind, E4M3, 0)
@@ -410,7 +417,8 @@ def test_several_threads_same_bits(monkeypatch, kind):
             assert len(set(_thread_ids(4 * threads).tolist())) == threads
     finally:
         numba.set_num_threads(before)
-    assert seen == [1, many]
+    tiles = -(-150 // TILE_M) * -(-140 // TILE_N)
+    assert seen == [1, min(many, tiles)]
     assert np.array_equal(bits(results[0]), bits(results[1]))
 
 

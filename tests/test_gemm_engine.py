@@ -120,12 +120,25 @@ def test_tiles_and_scale_groups_cross_edges():
                           bits(reference.gemm(a, b, E4M3, E4M3, HOPPER, c=c)))
 
 
-def test_fma_epilogue_rounds_once():
-    """A case where fl(fl(p * s) + acc) differs from fma(p, s, acc)."""
-    p, s, acc = np.float32(1 + 2.0**-12), np.float32(1 + 2.0**-12), np.float32(-1.0)
-    exact = reference.fma_float32(p, s, acc)
-    assert exact == np.float32(2.0**-11 + 2.0**-24)
-    assert np.float32(p * s) + acc != exact
+@pytest.mark.parametrize("scaling", ["group", "group-a-first", "group-column"])
+def test_engine_group_epilogue_rounds_once(scaling):
+    """The engine's epilogue at promotion is one fma: K = 64, promote = 32. Group 0's
+    partial is -1 (scales 1): acc = -1. Group 1's partial is p = 1 + 2**-12 (1 * 1 plus
+    2**-6 * 2**-6, kept by 13 fractional bits) and its scale s = 1 + 2**-12 (scale_b; every
+    epilogue's right-hand factor). fma(p, s, -1) = 2**-11 + 2**-24 exactly, while
+    fl(fl(p * s) - 1) = 2**-11 (p * s = 1 + 2**-11 + 2**-24 rounds to even)."""
+    p = s = np.float32(1 + 2.0**-12)
+    assert np.float32(p * s) + np.float32(-1.0) == np.float32(2.0**-11)  # mul, then add
+    a = np.zeros((1, 64), np.uint8)
+    a[0, 0] = 0xB8  # -1 in group 0
+    a[0, 32], a[0, 33] = 0x38, 0x08  # 1 and 2**-6 in group 1
+    b = np.zeros((64, 1), np.uint8)
+    b[0, 0], b[32, 0], b[33, 0] = 0x38, 0x38, 0x08
+    sa = np.ones((1, 2), np.float32)
+    sb = np.array([[1.0], [1 + 2.0**-12]], np.float32)  # (G, 1): one block, or one column
+    got = gemm(a, b, promote=32, scale_a=sa, scale_b=sb, scaling=scaling)
+    assert got[0, 0] == np.float32(2.0**-11 + 2.0**-24)
+    assert reference.fma_float32(p, s, np.float32(-1.0)) == got[0, 0]
 
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="numba has a single thread")
@@ -195,18 +208,103 @@ def test_ml_dtypes_inputs_give_the_format():
     assert np.array_equal(bits(got), bits(want))
 
 
-def test_out_dtypes_round_from_float32():
-    import ml_dtypes
+def _round16(x: np.ndarray, mant: int, emin: int, emax: int) -> np.ndarray:
+    """float32 values rounded once to nearest even into a binary format of `mant` stored
+    bits, exponents [emin, emax] with subnormals: exact Python integers and Fractions, not
+    numpy's or ml_dtypes' casts. Bits of the 16-bit result (NaN: 0x7FFF, the GPU's)."""
+    from fractions import Fraction
+    bias = -emin + 1
+    out = []
+    for v in np.asarray(x, np.float32).ravel().tolist():
+        if v != v:
+            out.append(0x7FFF)
+            continue
+        sign = 0x8000 if np.signbit(np.float32(v)) else 0
+        if v in (float("inf"), float("-inf")):
+            out.append(sign | ((2 * bias + 1) << mant))
+            continue
+        f = abs(Fraction(v))
+        if f == 0:
+            out.append(sign)
+            continue
+        e = f.numerator.bit_length() - f.denominator.bit_length()  # 2**e <= f < 2**(e + 2)
+        e = e + 1 if f >= Fraction(2) ** (e + 1) else e
+        e = max(e, emin)
+        q = f / Fraction(2) ** (e - mant)  # significand in units of the last place
+        n = q.numerator // q.denominator
+        rem = q - n
+        if rem > Fraction(1, 2) or (rem == Fraction(1, 2) and n % 2):
+            n += 1
+        if n == 2 << mant:  # carried into the next binade
+            n, e = n // 2, e + 1
+        if e > emax:
+            out.append(sign | ((2 * bias + 1) << mant))  # overflow: Inf
+        elif n < 1 << mant:
+            out.append(sign | n)  # subnormal (or zero)
+        else:
+            out.append(sign | ((e + bias) << mant) | (n - (1 << mant)))
+    return np.array(out, np.uint16).reshape(np.shape(x))
+
+
+def bf16_bits(x: np.ndarray) -> np.ndarray:
+    return _round16(x, 7, -126, 127)
+
+
+def f16_bits(x: np.ndarray) -> np.ndarray:
+    return _round16(x, 10, -14, 15)
+
+
+def _f32(u: int) -> float:
+    return float(np.uint32(u).view(np.float32))
+
+
+# float32 values and their bfloat16 and float16 bits, by hand: ties go to the even neighbour
+HAND_ROUNDED = [
+    (1 + 2.0**-8, 0x3F80, 0x3C04),         # bf16 tie, down to even 1.0
+    (1 + 3 * 2.0**-8, 0x3F82, 0x3C0C),     # bf16 tie, up to even 1 + 2**-6
+    (-(1 + 2.0**-8), 0xBF80, 0xBC04),
+    (1 + 2.0**-11, 0x3F80, 0x3C00),        # f16 tie, down to 1.0
+    (1 + 3 * 2.0**-11, 0x3F80, 0x3C02),    # f16 tie, up to 1 + 2**-9
+    (65504.0, 0x4780, 0x7BFF),             # f16's largest
+    (65512.0, 0x4780, 0x7BFF),             # below f16's overflow midpoint: 65504
+    (65520.0, 0x4780, 0x7C00),             # f16 tie between 65504 (odd) and 2**16: Inf
+    (1.5 * 2.0**-24, 0x33C0, 0x0002),      # f16 subnormal tie: up to even 2**-23
+    (2.5 * 2.0**-24, 0x3420, 0x0002),      # f16 subnormal tie: down to even 2**-23
+    (2.0**-25, 0x3300, 0x0000),            # half the smallest f16 subnormal: +0
+    (-(2.0**-25), 0xB300, 0x8000),         # ... -0
+    (_f32(0x00018000), 0x0002, 0x0000),    # float32 subnormal, bf16 subnormal tie: up
+    (_f32(0x00008000), 0x0000, 0x0000),    # bf16 subnormal tie: down to +0
+    (_f32(0x7F7F4000), 0x7F7F, 0x7C00),    # bf16's largest
+    (_f32(0x7F7F8000), 0x7F80, 0x7C00),    # bf16 tie between its largest (odd) and Inf
+]
+
+
+def test_16_bit_outputs_round_the_reference_once():
+    """bfloat16 and float16 outputs are the reference's float32 result rounded once to
+    nearest even (rounded here with exact integers): ties, subnormal and overflow results.
+    Row 0 has no products and passes C = the hand-rounded values through (C keeps 14
+    significant bits, all these need); rows 1.. are sparse products of every size."""
     rng = np.random.default_rng(1)
-    a = codes(rng, (8, 256), "finite")
-    b = codes(rng, (256, 8), "finite")
-    f32 = gemm(a, b, promote=128)
-    bf16 = gemm(a, b, promote=128, out_dtype="bfloat16")
-    f16 = gemm(a, b, promote=128, out_dtype="float16")
-    assert bf16.dtype == ml_dtypes.bfloat16 and f16.dtype == np.float16
-    assert np.array_equal(bf16.view(np.uint16), f32.astype(ml_dtypes.bfloat16).view(np.uint16))
-    with np.errstate(over="ignore"):
-        assert np.array_equal(f16.view(np.uint16), f32.astype(np.float16).view(np.uint16))
+    n = len(HAND_ROUNDED)
+    a = codes(rng, (24, 64), "finite")
+    a[:, 3:] = np.where(rng.random((24, 61)) < 0.85, 0, a[:, 3:])  # short sums: many ties
+    a[0] = 0
+    b = codes(rng, (64, n), "finite")
+    c = np.zeros((24, n), np.float32)
+    c[0] = [v for v, _, _ in HAND_ROUNDED]
+    c[1:4] = rng.standard_normal((3, n)).astype(np.float32) * np.float32(2.0**-20)
+    want = reference.gemm(a, b, E4M3, E4M3, HOPPER, promote=32, c=c)
+    assert np.array_equal(bits(gemm(a, b, promote=32, c=c)), bits(want))
+    for out_dtype, rounded, col in (("bfloat16", bf16_bits, 1), ("float16", f16_bits, 2)):
+        with np.errstate(over="ignore"):
+            got = gemm(a, b, promote=32, c=c, out_dtype=out_dtype).view(np.uint16)
+        assert got[0].tolist() == [row[col] for row in HAND_ROUNDED], out_dtype
+        assert np.array_equal(rounded(c[:1]), got[:1])  # the rounding here, on the hand cases
+        assert np.array_equal(got, rounded(want)), out_dtype
+    # the random rows alone reach ties and f16 overflow too
+    w = bits(want[1:])
+    assert np.count_nonzero((w & 0xFFFF) == 0x8000) > 0  # bf16 ties
+    assert np.count_nonzero(np.abs(want[1:]) >= 65520) > 0  # f16 overflow
 
 
 def test_torch_tensors_are_accepted():
@@ -236,16 +334,48 @@ def test_16_bit_nan_is_7fff():
     assert gemm(a, b, out_dtype="float16").view(np.uint16)[0, 0] == 0x7FFF
 
 
-def test_row_scales_apply_scale_b_first():
-    rng = np.random.default_rng(5)
-    a = codes(rng, (16, 64), "finite")
-    b = codes(rng, (64, 16), "finite")
-    sa = rng.random((16, 1), dtype=np.float32) + np.float32(0.1)
-    sb = rng.random((1, 16), dtype=np.float32) + np.float32(0.1)
-    acc = gemm(a, b)
-    want = (acc * sb) * sa
-    assert np.array_equal(bits(gemm(a, b, scale_a=sa, scale_b=sb)), bits(want))
+def _edge_scales(rng, shape, exps: list[int]) -> np.ndarray:
+    """float32 scales 2**(e + 0..3) * (1 or a random 24-bit significand), e from exps."""
+    sig = np.where(rng.random(shape) < 0.5, 1.0, rng.random(shape) + 1.0)
+    e = np.asarray(exps)[rng.integers(0, len(exps), shape)] + rng.integers(0, 4, shape)
+    return np.ldexp(sig, e).astype(np.float32)
 
+
+@pytest.mark.parametrize("scaling", ["tensor", "row", "group"])
+def test_scalings_and_16_bit_outputs_match_the_reference(scaling):
+    """Tensor (fl(acc * fl(sa * sb))), row (fl(fl(acc * sb[j]) * sa[i])) and group (one fma
+    per promotion) scales against the reference, float32 bit for bit and bfloat16/float16
+    rounded once here. Scales from 2**-142 to 2**123, so results run from float32
+    subnormals (and zero) through f16 and bf16 overflow to Inf."""
+    rng = np.random.default_rng({"tensor": 11, "row": 12, "group": 13}[scaling])
+    m, k, n = 24, 96, 20
+    a = codes(rng, (m, k), "finite")
+    b = codes(rng, (k, n), "finite")
+    if scaling == "tensor":
+        sa, sb = _edge_scales(rng, (), [-10])[()], _edge_scales(rng, (), [8])[()]
+    elif scaling == "row":
+        sa = _edge_scales(rng, (m, 1), [-78, -40, -3, 50, 60])
+        sb = _edge_scales(rng, (1, n), [-64, -3, 58])
+    else:  # a row's three groups near one size: the largest group does not hide the others
+        sa = _edge_scales(rng, (m, 1), [-145, -138, -35, -3, 112, 118]) * \
+            _edge_scales(rng, (1, 3), [0])
+        sb = _edge_scales(rng, (3, 1), [-1])
+    from fp8sim.engine.epilogue import epilogue
+    ep = epilogue(scaling)
+    want = reference.gemm(a, b, E4M3, E4M3, HOPPER, promote=32, epilogue=ep, scale_a=sa,
+                          scale_b=sb)
+    kw = {"promote": 32, "scale_a": sa, "scale_b": sb, "scaling": scaling}
+    with np.errstate(over="ignore"):
+        assert np.array_equal(bits(gemm(a, b, **kw)), bits(want))
+        for out_dtype, rounded in (("bfloat16", bf16_bits), ("float16", f16_bits)):
+            got = gemm(a, b, **kw, out_dtype=out_dtype).view(np.uint16)
+            assert np.array_equal(got, rounded(want)), out_dtype
+    w = np.abs(want[np.isfinite(want)])
+    if scaling != "tensor":  # one scale for all: not every range in one GEMM
+        assert np.count_nonzero((w > 0) & (w < 2.0**-126)) > 0  # float32 subnormal results
+        assert np.count_nonzero(np.isinf(want)) > 0
+        assert np.count_nonzero((w < 2.0**-14) & (w >= 2.0**-25)) > 0  # f16 subnormal
+    assert np.count_nonzero(w >= 65520) > 0  # finite, f16 Inf
 
 def test_int8_exponent_tables_exact():
     """Pass 1's int8 exponents are log2 of the 2**e tables of every wgmma format; others refused."""

@@ -186,3 +186,145 @@ def test_split_arguments_are_checked(name, kwargs, start):
     with pytest.raises(ValueError) as info:
         KERNELS[name](a, b, scale_a=np.float32(1), scale_b=np.float32(1), **kwargs)
     assert str(info.value).startswith(start), str(info.value)
+
+
+# --- split-K as it runs, against an independent sum of slices: each slice computed on its
+# own K range (fp8sim.gemm on the K-slices, and the pure-Python reference on a few outputs),
+# the slice results added in float32 in slice order here, not by fp8sim.engine.splitk.
+
+
+def _slice_sum(parts: list[np.ndarray]) -> np.ndarray:
+    """The float32 sum of slice results, first slice first, each addition rounded."""
+    acc = parts[0]
+    for p in parts[1:]:
+        acc = (acc + p).astype(np.float32)
+    return acc
+
+
+def _bounds(k: int, size: int) -> list[tuple[int, int]]:
+    """K cut into slices of `size` (the last shorter), written out here, not split_bounds."""
+    return [(k0, min(k0 + size, k)) for k0 in range(0, k, size)]
+
+
+def _reference_slices(a, b, bounds, picked, *, promote=0, ep=None, sa=None, sb=None):
+    """The pure-Python reference on each slice at the picked outputs, added in order."""
+    from fp8sim.engine import reference
+    from fp8sim.engine.mma import HOPPER
+    parts = []
+    for k0, k1 in bounds:
+        kw = {}
+        if ep is not None:
+            g0, g1 = k0 // promote, -(-k1 // promote)
+            kw = {"epilogue": ep, "scale_a": sa[:, g0:g1], "scale_b": sb[g0:g1]}
+        part = reference.gemm(a[:, k0:k1], b[k0:k1], "e4m3", "e4m3", HOPPER, promote=promote,
+                              elements=picked, **kw)
+        parts.append(part[tuple(np.array(picked).T)])
+    return _slice_sum(parts)
+
+
+def _ranged_long_k(m, n, k, cut, seed=4):
+    """Long-K inputs whose products before K = cut are 2**16 times those after: the first
+    slice's sum is so much larger that adding the slices in another order rounds otherwise
+    (slice results of 14 significant bits, 16 binades apart, need more than float32's 24)."""
+    rng = np.random.default_rng(seed)
+    sizes = np.where(np.arange(k) < cut, np.float32(16), np.float32(1 / 16))
+    a = fp8sim.encode(rng.standard_normal((m, k)).astype(np.float32) * sizes, "e4m3")
+    b = fp8sim.encode(rng.standard_normal((k, n)).astype(np.float32) * sizes[:, None], "e4m3")
+    return a, b
+
+
+def test_cublaslt_fast_split_is_the_sum_of_its_slices():
+    """64 x 64 x 8192 (CUBLASLT_FAST_SLICES_H100: 3 slices): K cut at 2816 and 5632
+    (ceil(8192 / 3) = 2731 rounded up to 128), each slice one chain, added in order; then
+    alpha = fl(scale_a * scale_b) once. Checked on the whole output with gemm on the K-slices
+    and on sampled outputs with the reference; the other orders and cuts give other bits."""
+    assert KERNELS["cublaslt-fast"].split[0].slices(64, 64, 8192) == 3
+    a, b = _ranged_long_k(64, 64, 8192, cut=2816)
+    sa, sb = np.float32(1.5), np.float32(0.75)
+    got = KERNELS["cublaslt-fast"](a, b, scale_a=sa, scale_b=sb)
+    bounds = _bounds(8192, 2816)
+    parts = [gemm(np.ascontiguousarray(a[:, k0:k1]), np.ascontiguousarray(b[k0:k1]))
+             for k0, k1 in bounds]
+    alpha = np.float32(sa * sb)
+    want = (_slice_sum(parts) * alpha).astype(np.float32)
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+    picked = [(0, 0), (63, 5)]
+    ref = (_reference_slices(a, b, bounds, picked) * alpha).astype(np.float32)
+    assert np.array_equal(got.view(np.uint32)[tuple(np.array(picked).T)], ref.view(np.uint32))
+    # the bits tell the order and the cut apart (so the checks above can fail)
+    backwards = (_slice_sum(parts[::-1]) * alpha).astype(np.float32)
+    assert np.count_nonzero(backwards.view(np.uint32) != got.view(np.uint32)) > 0.1 * got.size
+    cut_512 = [gemm(np.ascontiguousarray(a[:, k0:k1]), np.ascontiguousarray(b[k0:k1]))
+               for k0, k1 in _bounds(8192, 3072)]
+    other = (_slice_sum(cut_512) * alpha).astype(np.float32)
+    assert np.count_nonzero(other.view(np.uint32) != got.view(np.uint32)) > 0.5 * got.size
+
+
+def test_cublaslt_fast_split_of_a_crop():
+    """A crop (3 rows, 4 columns) of the captured 64 x 64 x 8192 with problem_shape=: the
+    same 3 slices, and the crop's outputs are the whole GEMM's."""
+    a, b = _long_k(64, 64, 8192, seed=4)
+    full = KERNELS["cublaslt-fast"](a, b, scale_a=np.float32(1), scale_b=np.float32(1))
+    rows, cols = [0, 31, 63], [1, 2, 40, 63]
+    ac, bc = np.ascontiguousarray(a[rows]), np.ascontiguousarray(b[:, cols])
+    crop = KERNELS["cublaslt-fast"](ac, bc, scale_a=np.float32(1), scale_b=np.float32(1),
+                                    problem_shape=(64, 64, 8192))
+    assert np.array_equal(crop.view(np.uint32), full[np.ix_(rows, cols)].view(np.uint32))
+    picked = [(0, 0), (2, 3)]
+    ref = _reference_slices(ac, bc, _bounds(8192, 2816), picked)
+    assert np.array_equal(crop.view(np.uint32)[tuple(np.array(picked).T)], ref.view(np.uint32))
+
+
+def _blockwise_crop(k, n_scales, seed):
+    """A 4 x 6 crop of a long-K GEMM with 1x128 scale_a and n_scales columns of scale_b."""
+    rng = np.random.default_rng(seed)
+    a, b = _long_k(4, 6, k, seed=seed)
+    g = k // 128
+    sa = np.ldexp(rng.random((4, g)) + 0.5, rng.integers(-8, 8, (4, g))).astype(np.float32)
+    sb = np.ldexp(rng.random((g, n_scales)) + 0.5,
+                  rng.integers(-8, 8, (g, n_scales))).astype(np.float32)
+    return a, b, sa, sb
+
+
+@pytest.mark.parametrize(("layout", "table", "size"), [
+    ("group", CUBLASLT_BLOCKWISE_SPLIT, 3072),  # ceil(8192 / 3) rounded up to 512
+    ("group-column", CUBLASLT_BLOCKWISE_WGRAD_SPLIT, 2816),  # ... rounded up to 128
+])
+def test_cublaslt_blockwise_split_is_the_sum_of_its_slices(layout, table, size):
+    """(128, 128, 8192) is captured as 3 slices for both scale layouts: each slice runs the
+    epilogue over its own K groups from +0 and the slices add in order (a 4 x 6 crop through
+    problem_shape=). Checked against gemm on the K-slices with their scales, and the
+    reference on sampled outputs."""
+    from fp8sim.engine.epilogue import epilogue
+    assert table.slices(128, 128, 8192) == 3
+    a, b, sa, sb = _blockwise_crop(8192, 6 if layout == "group-column" else 1, seed=9)
+    got = KERNELS["cublaslt-blockwise"](a, b, scale_a=sa, scale_b=sb,
+                                        problem_shape=(128, 128, 8192))
+    bounds = _bounds(8192, size)
+    parts = [gemm(np.ascontiguousarray(a[:, k0:k1]), np.ascontiguousarray(b[k0:k1]),
+                  promote=128, scaling=layout,
+                  scale_a=np.ascontiguousarray(sa[:, k0 // 128:k1 // 128]),
+                  scale_b=np.ascontiguousarray(sb[k0 // 128:k1 // 128])) for k0, k1 in bounds]
+    want = _slice_sum(parts)
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+    picked = [(0, 0), (3, 5)]
+    ref = _reference_slices(a, b, bounds, picked, promote=128, ep=epilogue(layout), sa=sa,
+                            sb=sb)
+    assert np.array_equal(got.view(np.uint32)[tuple(np.array(picked).T)], ref.view(np.uint32))
+    one = gemm(a, b, promote=128, scaling=layout, scale_a=sa, scale_b=sb)
+    backwards = _slice_sum(parts[::-1])
+    for other in (one, backwards):  # an unsplit chain, another order: other bits
+        assert not np.array_equal(other.view(np.uint32), got.view(np.uint32))
+
+
+def test_triton_blockwise_never_splits():
+    """torchao's Triton kernel at the same shape: one chain of promotions through all of K
+    (the reference on sampled outputs), not cuBLASLt's three slices."""
+    from fp8sim.engine.epilogue import epilogue
+    a, b, sa, sb = _blockwise_crop(8192, 1, seed=9)
+    got = KERNELS["torchao-triton-blockwise"](a, b, scale_a=sa, scale_b=sb,
+                                              problem_shape=(128, 128, 8192))
+    picked = [(1, 4)]
+    ref = _reference_slices(a, b, [(0, 8192)], picked, promote=128,
+                            ep=epilogue("group-a-first"), sa=sa, sb=sb)
+    assert np.array_equal(got.view(np.uint32)[tuple(np.array(picked).T)], ref.view(np.uint32))

@@ -37,7 +37,69 @@ def test_exact_output_matches():
     assert r.ok and r.mismatches == 0 and r.share == 0 and r.first == []
     assert str(r) == ("all 960 outputs match fp8sim.gemm (hopper, promote=128, "
                       "e4m3 x e4m3 -> float32) bit for bit")
-    assert assert_matches(D128, A, B, promote=128) is not None
+    rep = assert_matches(D128, A, B, promote=128)
+    assert isinstance(rep, MatchReport) and rep.ok and rep.mismatches == 0
+    assert (rep.total, rep.shape, rep.out_dtype) == (960, (M, N), "float32")
+    assert rep.recipe == "hopper, promote=128, e4m3 x e4m3 -> float32"
+    assert rep.first == [] and rep.alternatives == [] and rep.max_ulp == 0
+    assert str(rep) == str(r)
+
+
+def _row(i, j, actual_bits, expected_bits, ulp):
+    """One line of the report's table, written out here: index, both values and bits, ulp."""
+    act = np.uint32(actual_bits).view(np.float32)
+    exp = np.uint32(expected_bits).view(np.float32)
+    return (f"    {str((i, j)):<14}{f'{act!s:>15} (0x{actual_bits:08x})':<34}"
+            f"{f'{exp!s:>15} (0x{expected_bits:08x})':<34}{ulp}")
+
+
+def test_report_names_each_mismatch_its_values_and_ulps():
+    """Two outputs moved: one 2 ulps up its bit pattern, one negative 7 ulps toward zero
+    (7 below its bit pattern): the report says which, by how much, with both values, and
+    its text (the AssertionError's message) says the same."""
+    d = D128.copy()
+    u = d.view(np.uint32)
+    i0, j0 = 3, 5
+    i1, j1 = next((int(i), int(j)) for i, j in zip(*np.nonzero(D128 < 0), strict=True)
+                  if (i, j) > (3, 5))
+    neg = float(D128[i1, j1])
+    u[i0, j0] += 2
+    u[i1, j1] -= 7
+    with pytest.raises(AssertionError) as info:
+        assert_matches(d, A, B, promote=128, alternatives=False)
+    r = compare(d, A, B, promote=128, alternatives=False)
+    assert str(info.value) == str(r)
+    assert r.mismatches == 2 and [mm.index for mm in r.first] == [(i0, j0), (i1, j1)]
+    assert [mm.ulp for mm in r.first] == [2, 7] and r.max_ulp == 7 and r.mean_ulp == 4.5
+    assert r.first[1].expected == neg and r.first[1].actual == float(d[i1, j1])
+    e0, e1 = int(D128.view(np.uint32)[i0, j0]), int(D128.view(np.uint32)[i1, j1])
+    assert str(r).splitlines() == [
+        "2 of 960 outputs (0.208%) differ from fp8sim.gemm "
+        "(hopper, promote=128, e4m3 x e4m3 -> float32)",
+        "  ULP distance (float32) over 2 mismatches: max 7, mean 4.5",
+        "  first 2 (row-major):",
+        f"    {'index':<14}{'actual':<34}{'expected':<34}ulp",
+        _row(i0, j0, e0 + 2, e0, 2),
+        _row(i1, j1, e1 - 7, e1, 7),
+    ]
+
+
+@pytest.mark.parametrize("used", [32, 64, 256])
+def test_the_promotion_interval_is_identified(used):
+    """An output promoted every `used` elements, checked against promote=128: every
+    element that differs is listed in order with both values, and the report names the
+    interval that reproduces all of it."""
+    d = fp8sim.gemm(A, B, promote=used)
+    r = compare(d, A, B, promote=128, max_listed=1000)
+    differ = np.argwhere(d.view(np.uint32) != D128.view(np.uint32))
+    assert r.mismatches == len(differ) > 0
+    assert [mm.index for mm in r.first] == [tuple(int(v) for v in x) for x in differ]
+    assert all(mm.actual_bits == int(d.view(np.uint32)[mm.index])
+               and mm.expected_bits == int(D128.view(np.uint32)[mm.index]) for mm in r.first)
+    assert r.would_match == [f"hopper p{used}"]
+    best = r.alternatives[0]
+    assert (best["promote"], best["match"]) == (used, 1.0)
+    assert f"  would match: hopper p{used}" in str(r).splitlines()
 
 
 @settings(max_examples=40, deadline=None)

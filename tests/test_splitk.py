@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from conftest import DATA, SHARED_GOLDEN
@@ -30,19 +32,60 @@ def test_split_bounds():
 
 @pytest.mark.parametrize("slices", [1, 2, 3, 7])
 @pytest.mark.parametrize("promote", [0, 64])
-def test_split_k_is_the_sum_of_slice_gemms(slices, promote):
-    """Each slice is fp8sim.gemm on its K range; the float32 results add in slice order."""
+def test_split_k_is_the_sum_of_slice_chains(slices, promote):
+    """Each slice is its own chain (promoting every `promote` inside it) on its K range,
+    the float32 results added in slice order: the pure-Python reference slice by slice on
+    sampled outputs, the slice bounds written out here (ceil(1000 / slices) rounded up to 32)."""
+    from fp8sim.engine import reference
+    from fp8sim.engine.mma import HOPPER
     a, b = _inputs()
     got = gemm_split_k(a, b, slices=slices, align=32, b_format="e5m2", promote=promote)
+    size = math.ceil(math.ceil(1000 / slices) / 32) * 32
+    picked = [(0, 0), (3, 11), (7, 23)]
+    idx = tuple(np.array(picked).T)
     want = None
-    for k0, k1 in split_bounds(1000, slices, 32):
-        part = fp8sim.gemm(a[:, k0:k1].copy(), b[k0:k1].copy(), b_format="e5m2",
-                           promote=promote)
-        want = part if want is None else want + part
-    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+    for k0 in range(0, 1000, size):
+        k1 = min(k0 + size, 1000)
+        part = reference.gemm(a[:, k0:k1], b[k0:k1], "e4m3", "e5m2", HOPPER, promote=promote,
+                              elements=picked)[idx]
+        want = part if want is None else (want + part).astype(np.float32)
+    assert np.array_equal(got.view(np.uint32)[idx], want.view(np.uint32))
     if slices == 1:
         plain = fp8sim.gemm(a, b, b_format="e5m2", promote=promote)
         assert np.array_equal(got.view(np.uint32), plain.view(np.uint32))
+
+
+def _by_hand() -> tuple[np.ndarray, np.ndarray]:
+    """One row of E5M2 codes, K = 90, whose slice results are known by hand (see below)."""
+    a = np.ones((1, 90), np.float32)
+    a[0, 0] = 2.0**12
+    b = np.zeros((90, 3), np.float32)
+    b[0, 0], b[32, 0], b[64, 0] = 2.0**12, 1, 1  # slice results 2**24, 1, 1
+    b[0, 1], b[32, 1], b[64, 1] = 4, 1, 1  # 2**14, 1, 1
+    b[0, 2], b[31, 2] = 4, 1  # 2**14 + 1 at k = 0 and 31: one slice, one MMA step
+    return fp8sim.encode(a, "e5m2"), fp8sim.encode(b, "e5m2")
+
+
+def test_slices_add_in_order_by_hand():
+    """K = 90 in 3 slices (ceil(90 / 3) = 30, rounded up to align = 32: [0, 32), [32, 64),
+    [64, 90)), answers stated by hand:
+
+    - column 0, slice results 2**24, 1, 1: in order (2**24 + 1) + 1 rounds to even twice,
+      2**24; last first, 1 + 1 + 2**24 = 2**24 + 2 is exact;
+    - column 1, 2**14, 1, 1: 2**14 + 2, exact; one chain through K would truncate each 1
+      below its lsb 2 (13 fractional bits at emax 14): 2**14;
+    - column 2, 2**14 at k = 0 and 1 at k = 31: both in the first slice's first step, the 1
+      truncated: 2**14; slices cut at 30 (no alignment) would give 2**14 + 1.
+    """
+    a, b = _by_hand()
+    got = gemm_split_k(a, b, slices=3, align=32, a_format="e5m2", b_format="e5m2")
+    assert got.dtype == np.float32
+    assert got.tolist() == [[2.0**24, 2.0**14 + 2, 2.0**14]]
+    chain = fp8sim.gemm(a, b, a_format="e5m2", b_format="e5m2")
+    assert chain.tolist() == [[2.0**24, 2.0**14, 2.0**14]]
+    bf16 = gemm_split_k(a, b, slices=3, align=32, a_format="e5m2", b_format="e5m2",
+                        out_dtype="bfloat16")
+    assert bf16.view(np.uint16).tolist() == [[0x4B80, 0x4680, 0x4680]]  # 2**24, 2**14, 2**14
 
 
 def test_out_dtype_rounds_the_sum():

@@ -1,9 +1,12 @@
-"""The torch wrapper (fp8sim[torch]): Float8SimLinear is bit-exact with fp8sim.linear and trains.
+"""The torch wrapper (fp8sim[torch]): Float8SimLinear is bit-exact with fp8sim.linear (and so
+differs from nn.Linear), in a swapped model too.
 
 Skipped when torch is not installed.
 """
 
 from __future__ import annotations
+
+import copy
 
 import ml_dtypes
 import numpy as np
@@ -75,26 +78,53 @@ def test_float32_model_rounds_operands_to_bf16(layer):
     np.testing.assert_array_equal(mod.bias.grad.numpy(), _tensor(gb).float().sum(0).numpy())
 
 
-def test_swap_and_train_a_two_layer_mlp():
+def _differ(t: torch.Tensor, ref: np.ndarray) -> float:
+    """The share of elements whose bits differ."""
+    return float(np.mean(_bits(t) != _bits(ref)))
+
+
+@pytest.mark.parametrize("recipe", ["torchao-tensorwise", "deepseek-v3"])
+def test_swapped_mlp_runs_fp8_linear_not_nn_linear(recipe):
+    """A two-layer bfloat16 MLP after swap_linears: its output and all three gradients are
+    fp8sim.linear's bits, layer by layer (torch's ReLU between, its backward too), not what
+    the plain nn.Linear model computes; one SGD step moves the weights by those gradients."""
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(128, 256), torch.nn.ReLU(),
-                                torch.nn.Linear(256, 128, bias=False))
-    first = model[0].weight
-    swap_linears(model, recipe="torchao-tensorwise")
+    model = torch.nn.Sequential(torch.nn.Linear(128, 256, bias=False), torch.nn.ReLU(),
+                                torch.nn.Linear(256, 128, bias=False)).to(torch.bfloat16)
+    plain = copy.deepcopy(model)
+    w0, w1 = model[0].weight, model[2].weight
+    assert swap_linears(model, recipe=recipe) is model
     assert isinstance(model[0], Float8SimLinear) and isinstance(model[2], Float8SimLinear)
-    assert model[0].weight is first and "torchao-tensorwise" in repr(model)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    x = torch.randn(64, 128)
-    target = 0.5 * x
-    losses = []
-    for _ in range(4):
-        opt.zero_grad()
-        loss = ((model(x) - target) ** 2).mean()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
-    assert model[0].weight.grad is not None and model[0].bias.grad is not None
+    assert model[0].weight is w0 and recipe in repr(model)
+    x = torch.randn(64, 128).to(torch.bfloat16).requires_grad_(True)
+    gy = torch.randn(64, 128).to(torch.bfloat16)
+    y = model(x)
+    y.backward(gy)
+
+    def bf16(t):
+        return _bits(t).view(ml_dtypes.bfloat16)
+
+    h, _, _ = linear(bf16(x), bf16(w0), recipe=recipe)
+    ht = _tensor(h.view(np.uint16)).requires_grad_(True)
+    r = torch.relu(ht)
+    y1, gr, gw1 = linear(bf16(r), bf16(w1), bf16(gy), recipe=recipe)
+    r.backward(_tensor(gr.view(np.uint16)))  # ReLU's backward: the gradient of h
+    _, gx, gw0 = linear(bf16(x), bf16(w0), bf16(ht.grad), recipe=recipe)
+    for got, want in ((y, y1), (x.grad, gx), (w0.grad, gw0), (w1.grad, gw1)):
+        assert got.dtype == torch.bfloat16
+        np.testing.assert_array_equal(_bits(got), _bits(want))
+
+    xp = x.detach().clone().requires_grad_(True)
+    plain(xp).backward(gy)  # nn.Linear: other bits nearly everywhere
+    for got, want in ((y, plain(xp)), (x.grad, xp.grad), (w0.grad, plain[0].weight.grad),
+                      (w1.grad, plain[2].weight.grad)):
+        assert _differ(got, _bits(want)) > 0.5
+
+    before = [w0.detach().clone(), w1.detach().clone()]
+    grads = [w0.grad.clone(), w1.grad.clone()]
+    torch.optim.SGD(model.parameters(), lr=0.5).step()
+    for w, w_old, g in zip((w0, w1), before, grads, strict=True):
+        assert torch.equal(w.detach(), w_old.add(g, alpha=-0.5))
 
 
 def test_swap_filter_and_single_layer():
