@@ -298,8 +298,8 @@ def test_cublaslt_blockwise_split_is_the_sum_of_its_slices(layout, table, size):
     from fp8sim.engine.epilogue import epilogue
     assert table.slices(128, 128, 8192) == 3
     a, b, sa, sb = _blockwise_crop(8192, 6 if layout == "group-column" else 1, seed=9)
-    got = KERNELS["cublaslt-blockwise"](a, b, scale_a=sa, scale_b=sb,
-                                        problem_shape=(128, 128, 8192))
+    got = KERNELS["cublaslt-blockwise"](a, b, scale_a=sa, scale_b=sb, gpu="H200",
+                                        problem_shape=(128, 128, 8192))  # captured there
     bounds = _bounds(8192, size)
     parts = [gemm(np.ascontiguousarray(a[:, k0:k1]), np.ascontiguousarray(b[k0:k1]),
                   promote=128, scaling=layout,
