@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fp8sim.engine.gemm import OUT_DTYPES, check_scales, gemm, resolve_scaling
+from fp8sim.engine.gemm import check_out_dtype, check_scales, gemm, resolve_scaling
 from fp8sim.formats.convert import as_codes
 
 __all__ = ["split_bounds", "gemm_split_k", "SplitK"]
@@ -124,12 +124,13 @@ def gemm_split_k(a, b, *, slices: int, align: int = 128, out_dtype: str = "float
     """
     if gemm_kwargs.get("c") is not None:
         raise ValueError("c: split-K with C is not modelled (which slice adds C is unverified)")
-    if out_dtype not in OUT_DTYPES:
-        raise ValueError(f"out_dtype: expected one of {', '.join(OUT_DTYPES)}, got {out_dtype!r}")
+    out_dt = check_out_dtype(out_dtype)
     a, af = as_codes(a, gemm_kwargs.pop("a_format", None), arg="a", fmt_arg="a_format")
     b, bf = as_codes(b, gemm_kwargs.pop("b_format", None), arg="b", fmt_arg="b_format")
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
-        raise ValueError(f"b: expected shape ({a.shape[-1]}, N) to match a's K, got {b.shape}")
+    if a.ndim != 2:
+        raise ValueError(f"a: expected a 2-D (M, K) array, got shape {a.shape}")
+    if b.ndim != 2 or a.shape[1] != b.shape[0]:
+        raise ValueError(f"b: expected shape ({a.shape[1]}, N) to match a's K, got {b.shape}")
     m, k = a.shape
     n = b.shape[1]
     bounds = split_bounds(k, slices, align)
@@ -163,10 +164,12 @@ def gemm_split_k(a, b, *, slices: int, align: int = 128, out_dtype: str = "float
         else:
             with np.errstate(over="ignore", invalid="ignore"):
                 acc = acc + part
-    acc.view(np.uint32)[np.isnan(acc)] = _NAN32
-    if out_dtype != "float32":
+    nan = np.isnan(acc)
+    acc.view(np.uint32)[nan] = _NAN32
+    if out_dt != acc.dtype:
         with np.errstate(over="ignore"):
-            acc = acc.astype(OUT_DTYPES[out_dtype])
+            acc = acc.astype(out_dt)
+        acc.view(np.uint16)[nan] = 0x7FFF  # cuBLASLt's bf16 and f16 NaN, as gemm writes it
     return acc
 
 
