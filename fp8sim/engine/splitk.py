@@ -116,14 +116,12 @@ def gemm_split_k(a, b, *, slices: int, align: int = 128, out_dtype: str = "float
         **gemm_kwargs: a_format, b_format, promote (inside each slice), preset, and
             scale_a, scale_b, scaling for epilogues that scale at each promotion: each
             slice gets the scales of its own K groups (slice lengths must then be
-            multiples of promote). C and scales applied at the end are not modelled
-            (unverified) and are refused.
+            multiples of promote). C (with more than one slice) and scales applied at
+            the end are not modelled (unverified) and are refused.
 
     Returns:
         (M, N) array of out_dtype; NaN results are 0x7FFFFFFF in float32.
     """
-    if gemm_kwargs.get("c") is not None:
-        raise ValueError("c: split-K with C is not modelled (which slice adds C is unverified)")
     out_dt = check_out_dtype(out_dtype)
     a, af = as_codes(a, gemm_kwargs.pop("a_format", None), arg="a", fmt_arg="a_format")
     b, bf = as_codes(b, gemm_kwargs.pop("b_format", None), arg="b", fmt_arg="b_format")
@@ -134,6 +132,10 @@ def gemm_split_k(a, b, *, slices: int, align: int = 128, out_dtype: str = "float
     m, k = a.shape
     n = b.shape[1]
     bounds = split_bounds(k, slices, align)
+    if len(bounds) > 1 and gemm_kwargs.get("c") is not None:
+        raise ValueError(f"c: slices={slices} splits K into {len(bounds)} slices, and split-K "
+                         "with C is not modelled (which slice adds C is unverified); pass "
+                         "slices=1 or add C to the output yourself")
     scale_a = gemm_kwargs.pop("scale_a", None)
     scale_b = gemm_kwargs.pop("scale_b", None)
     scaling = gemm_kwargs.pop("scaling", None)
