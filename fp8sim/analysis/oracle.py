@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fp8sim.analysis._outputs import bits_to_float, float_dtype, output_bits, ulp_distance_bits
-from fp8sim.analysis.identify import Candidate, _Problem, promote_candidates, search_candidates
+from fp8sim.analysis.candidates import Candidate, Problem, promote_candidates, search_candidates
 from fp8sim.engine.gemm import gemm
 from fp8sim.engine.mma import HOPPER, PRESETS
 from fp8sim.engine.mma import preset as _preset
@@ -194,7 +194,7 @@ def _alternatives(a, b, got, kw) -> list[dict]:
     if fixed.get("scaling") == "group" or (fixed.get("scaling") is None and sa is not None
                                             and np.ndim(sa) == 2 and np.shape(sa)[1] > 1):
         group = int(np.shape(sa)[1])
-    problem = _Problem(np.ascontiguousarray(a), np.ascontiguousarray(b), got, fixed, group)
+    problem = Problem(np.ascontiguousarray(a), np.ascontiguousarray(b), got, fixed, group)
     extra = [Candidate(PRESETS["ideal"], 0), Candidate(PRESETS["ideal"], promote),
              Candidate(PRESETS["exact"], 0)]
     if step != HOPPER:
