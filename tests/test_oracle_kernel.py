@@ -83,3 +83,11 @@ def test_bad_kernel_names_the_argument():
     with pytest.raises(ValueError, match="^a_format: cublaslt-blockwise takes e4m3"):
         compare(np.zeros((6, 5), np.float32), A.view(ml_dtypes.float8_e5m2), B,
                 kernel="cublaslt-blockwise", scale_a=SA, scale_b=SB)
+
+
+@pytest.mark.parametrize("flag", ["equal_nan", "alternatives"])
+def test_flags_must_be_bools(flag):
+    """equal_nan="no" read as True (NaN mismatches silently forgiven)."""
+    out = np.zeros((6, 5), np.float32)
+    with pytest.raises(TypeError, match=f"^{flag}: expected True or False"):
+        compare(out, A, B, **{flag: "no"})

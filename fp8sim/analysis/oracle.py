@@ -148,6 +148,9 @@ def compare(actual, a, b, *, kernel: str | Kernel | None = None, max_listed: int
     if isinstance(max_listed, bool) or not isinstance(max_listed, (int, np.integer)) \
             or max_listed < 0:
         raise ValueError(f"max_listed: expected a non-negative int, got {max_listed!r}")
+    for arg, flag in (("alternatives", alternatives), ("equal_nan", equal_nan)):
+        if not isinstance(flag, bool | np.bool_):  # "no" would read as True
+            raise TypeError(f"{arg}: expected True or False, got {flag!r}")
     kern = None if kernel is None else find_kernel(kernel)
     raw = not type(actual).__module__.startswith("torch") and np.asarray(actual).dtype.kind in "iu"
     given = gemm_kwargs.get("out_dtype")
