@@ -8,6 +8,7 @@ H100 data, gives 0x7F / 0xFF by sign (0x7F always with ``saturate=True``).
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import ml_dtypes
@@ -86,6 +87,10 @@ def _double_rounding_points(x: np.ndarray, fmt) -> np.ndarray:
     with np.errstate(over="ignore", invalid="ignore"):  # NaN payloads, overflow to Inf
         x32 = x.astype(np.float32).astype(np.float64)
     return np.isin(np.abs(x32), mids) & (x32 != x)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", text)[:3])
 
 
 def _ml_dtypes_rounds_float64_once() -> bool:
@@ -409,8 +414,9 @@ def test_e8m0_rounding_and_specials():
     assert encode_e8m0(x, saturate=True).tolist()[-3:] == [254, 0, 254]
     assert encode(x, "e8m0", rounding="up").tolist() == encode_e8m0(x).tolist()
     assert encode_e8m0(np.ones((2, 3), np.float16)).shape == (2, 3)
-    with np.errstate(invalid="ignore"):  # ml_dtypes rounds the 3.0 tie up (to 4)
-        assert _ml_encode(np.float32([3.0]), E8M0)[0] == 129
+    with np.errstate(invalid="ignore"):  # the 3.0 tie: ml_dtypes 0.7.0 rounds it up to 4
+        ml = _ml_encode(np.float32([3.0]), E8M0)[0]  # (129), 0.5.0 to even, 2 (128)
+    assert ml == 129 or (ml == 128 and _version(ml_dtypes.__version__) < (0, 7))
 
 
 def test_e8m0_equals_ml_dtypes_away_from_ties():

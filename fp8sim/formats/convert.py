@@ -128,7 +128,7 @@ def encode_e8m0(
         x: float32/float64 values (float16/bfloat16 widened exactly), any shape.
         rounding: "up" (default), "down", "zero" (same as down here) or "nearest",
             in the linear domain: between 2**e and 2**(e+1) the midpoint is 1.5 * 2**e,
-            and a tie goes to the even code. (ml_dtypes rounds such ties up.)
+            and a tie goes to the even code. (ml_dtypes 0.7 rounds such ties up; 0.5.0 did not.)
         saturate: results above 2**127 (and +Inf) give 0xFE (2**127) instead of NaN.
 
     Returns:
