@@ -142,3 +142,43 @@ def test_a_kernels_layouts_take_the_first_that_fits():
          scaling=(GROUP, GROUP_COLUMN))
     with pytest.raises(ValueError, match="^scaling: .*ambiguous"):
         gemm(a, b, promote=128, scale_a=SA2, scale_b=np.ones((2, 1), np.float32))
+
+
+def _bits32(x) -> np.ndarray:
+    return np.asarray(x, np.float32).view(np.uint32)
+
+
+@pytest.mark.parametrize("huge", [2**31, 2**63, 2**64, np.uint64(2**64 - 32)])
+def test_huge_promote_promotes_once_at_the_end(huge):
+    """Any interval of K or more is one chain and one promotion (was OverflowError/TypingError
+    from numba for 2**64); scales per K group then have one group."""
+    from fp8sim import KERNELS
+    from fp8sim.engine.splitk import gemm_split_k
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 0x78, (4, 256), dtype=np.uint8)
+    b = rng.integers(0, 0x78, (256, 3), dtype=np.uint8) | 0x80
+    assert np.array_equal(_bits32(gemm(a, b, promote=huge)), _bits32(gemm(a, b, promote=256)))
+    sa, sb = np.full((4, 1), 0.75, np.float32), np.full((1, 1), 3.0, np.float32)
+    assert np.array_equal(_bits32(gemm(a, b, promote=huge, scale_a=sa, scale_b=sb,
+                                       scaling="group")),
+                          _bits32(gemm(a, b, promote=256, scale_a=sa, scale_b=sb,
+                                       scaling="group")))
+    want = gemm_split_k(a, b, slices=2, promote=128)
+    assert np.array_equal(_bits32(gemm_split_k(a, b, slices=2, promote=huge)),
+                          _bits32(gemm_split_k(a, b, slices=2, promote=256)))
+    assert want.shape == (4, 3)
+    got = KERNELS["cublaslt"](a, b, scale_a=1.0, scale_b=1.0, promote=huge)
+    assert np.array_equal(_bits32(got), _bits32(gemm(a, b, promote=256, scale_a=1.0,
+                                                     scale_b=1.0)))
+
+
+def test_split_k_names_its_bad_arguments():
+    from fp8sim.engine.splitk import gemm_split_k
+    with pytest.raises(ValueError, match="^a: expected a 2-D"):
+        gemm_split_k(A2[None], B2, slices=2)
+    with pytest.raises(ValueError, match="^out_dtype:"):
+        gemm_split_k(A2, B2, slices=2, out_dtype=["float32"])
+    with pytest.raises(ValueError, match="^out_dtype:"):
+        gemm_split_k(A2, B2, slices=2, out_dtype="float64")
+    got = gemm_split_k(A2, B2, slices=2, out_dtype=np.float16)  # a dtype, as gemm takes
+    assert got.dtype == np.float16

@@ -40,6 +40,11 @@ def _bf16(bits) -> np.ndarray:
     return np.asarray(bits, np.uint16).view(ml_dtypes.bfloat16)
 
 
+def _to_bf16(v) -> np.ndarray:
+    """float64 test data as bfloat16 through float32 (ml_dtypes' own float64 cast changed)."""
+    return np.asarray(v, np.float32).astype(ml_dtypes.bfloat16)
+
+
 def _bits(a) -> np.ndarray:
     return np.asarray(a).view(np.uint16)
 
@@ -135,8 +140,8 @@ def test_scales_after_the_kernel_is_torchaos_arithmetic():
     (not power-of-two) scales this differs from the row epilogue and from rounding the
     scale product to bf16, which power-of-two scales cannot tell apart."""
     rng = np.random.default_rng(3)
-    a = (rng.standard_normal((40, 256)) * 3).astype(ml_dtypes.bfloat16)
-    b = rng.standard_normal((256, 48)).astype(ml_dtypes.bfloat16)
+    a = _to_bf16(rng.standard_normal((40, 256)) * 3)
+    b = _to_bf16(rng.standard_normal((256, 48)))
     gemm = LinearGemm(a=OperandCast(block=(1, None), convention="torchao"),
                       b=OperandCast(block=(None, 1), convention="torchao"),
                       kernel="cublaslt", scales="after")
@@ -193,9 +198,9 @@ def test_recipes_cover_the_contract():
 
 def test_linear_shapes_and_batch_dims():
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((2, 3, 64)).astype(ml_dtypes.bfloat16)
-    w = rng.standard_normal((32, 64)).astype(ml_dtypes.bfloat16)
-    gy = rng.standard_normal((2, 3, 32)).astype(ml_dtypes.bfloat16)
+    x = _to_bf16(rng.standard_normal((2, 3, 64)))
+    w = _to_bf16(rng.standard_normal((32, 64)))
+    gy = _to_bf16(rng.standard_normal((2, 3, 32)))
     y, gx, gw = linear(x, w, gy, recipe="torchao-rowwise")
     assert y.shape == (2, 3, 32) and gx.shape == (2, 3, 64) and gw.shape == (32, 64)
     assert y.dtype == gx.dtype == gw.dtype == ml_dtypes.bfloat16
@@ -247,7 +252,7 @@ def test_linear_bad_input():
 def _bf16_data(rng, shape, zeros=0.1) -> np.ndarray:
     v = rng.standard_normal(shape) * 2.0 ** rng.integers(-20, 20, size=shape)
     v[rng.random(shape) < zeros] = 0
-    return v.astype(ml_dtypes.bfloat16)
+    return _to_bf16(v)
 
 
 @pytest.mark.parametrize("shape", [(3, 40, 5), (2, 16, 3), (4, 1, 2), (1, 77, 7)])
@@ -287,6 +292,17 @@ def test_bf16_gemm_steps_are_16_products():
     assert gemm_bf16(a, b, out_dtype="float32")[0, 0] == np.float32(1 + 24 * 2.0**-25)
     wide = HOPPER_BF16.replace(terms=32)
     assert gemm_bf16(a, b, out_dtype="float32", step=wide)[0, 0] == np.float32(1 + 2.0**-21)
+
+
+def test_float64_operands_round_to_bfloat16_as_torch_does():
+    """float64 -> bfloat16 goes through float32 (torch's BFloat16 is built from a float),
+    whatever ml_dtypes' own float64 cast does (0.5 went through float32, 0.7 rounds once)."""
+    above = 1 + 2.0**-8 + 2.0**-40  # above the midpoint of 1 and 1 + 2**-7; float32 drops 2**-40
+    a = np.array([[above]])
+    one = np.ones((1, 1), ml_dtypes.bfloat16)
+    assert gemm_bf16(a, one, out_dtype="float32")[0, 0] == 1.0  # tie to even from float32
+    y, _, _ = linear(a, one, recipe="torchao-tensorwise")
+    assert _bits(y)[0, 0] == _bits(linear(np.float32(a), one, recipe="torchao-tensorwise")[0])[0, 0]
 
 
 def test_bf16_gemm_bad_input():

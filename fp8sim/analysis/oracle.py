@@ -17,8 +17,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fp8sim.analysis._outputs import bits_to_float, float_dtype, output_bits, ulp_distance_bits
-from fp8sim.analysis.identify import Candidate, _Problem, promote_candidates, search_candidates
+from fp8sim.analysis.candidates import Candidate, Problem, promote_candidates, search_candidates
+from fp8sim.engine.epilogue import as_candidates
 from fp8sim.engine.gemm import gemm
+from fp8sim.engine.kernel import Kernel
+from fp8sim.engine.kernel import kernel as find_kernel
 from fp8sim.engine.mma import HOPPER, PRESETS
 from fp8sim.engine.mma import preset as _preset
 from fp8sim.formats.convert import as_codes
@@ -62,6 +65,8 @@ class MatchReport:
     alternatives: list[dict] = field(default_factory=list)
     """Other recipes tried when the output differs, best first: `label`, `promote`,
     `preset`, `match` (fraction of outputs reproduced), `rows` scored."""
+    reference: str = "fp8sim.gemm"
+    """What computed the expected output: "fp8sim.gemm" or "fp8sim.KERNELS['<name>']"."""
 
     @property
     def share(self) -> float:
@@ -81,9 +86,10 @@ class MatchReport:
 
     def __str__(self) -> str:
         if self.ok:
-            return (f"all {self.total} outputs match fp8sim.gemm ({self.recipe}) bit for bit")
+            return (f"all {self.total} outputs match {self.reference} ({self.recipe}) bit for "
+                    "bit")
         lines = [f"{self.mismatches} of {self.total} outputs ({100 * self.share:.3g}%) differ "
-                 f"from fp8sim.gemm ({self.recipe})"]
+                 f"from {self.reference} ({self.recipe})"]
         finite = self.mismatches - self.nan_mismatches
         if finite:
             lines.append(f"  ULP distance ({self.out_dtype}) over {finite} mismatches: "
@@ -109,8 +115,8 @@ class MatchReport:
         return "\n".join(lines)
 
 
-def compare(actual, a, b, *, max_listed: int = 10, alternatives: bool = True,
-            equal_nan: bool = False, **gemm_kwargs) -> MatchReport:
+def compare(actual, a, b, *, kernel: str | Kernel | None = None, max_listed: int = 10,
+            alternatives: bool = True, equal_nan: bool = False, **gemm_kwargs) -> MatchReport:
     """Compares a kernel's output with `fp8sim.gemm(a, b, **gemm_kwargs)`, bit for bit.
 
     Args:
@@ -118,6 +124,10 @@ def compare(actual, a, b, *, max_listed: int = 10, alternatives: bool = True,
             array, raw uint16 bits (then `out_dtype=` says which), or a torch tensor
             (torch is imported only then).
         a, b: the FP8 inputs, as for `fp8sim.gemm`.
+        kernel: a name in `fp8sim.KERNELS` or a `Kernel`: the expected output is
+            ``KERNELS[kernel](a, b, **gemm_kwargs)`` (its promotion, epilogue, split of K
+            and output type; the keyword arguments give its scales and override the rest)
+            instead of `fp8sim.gemm`. Alternatives are tried where the kernel is one gemm.
         max_listed: how many mismatching elements the report lists.
         alternatives: when the output differs, also try other promotion intervals
             (0, multiples of 32, powers of two, once at the end) with the recipe's
@@ -138,12 +148,27 @@ def compare(actual, a, b, *, max_listed: int = 10, alternatives: bool = True,
     if isinstance(max_listed, bool) or not isinstance(max_listed, (int, np.integer)) \
             or max_listed < 0:
         raise ValueError(f"max_listed: expected a non-negative int, got {max_listed!r}")
-    got, out = output_bits(actual, gemm_kwargs.get("out_dtype"), arg="actual")
+    for arg, flag in (("alternatives", alternatives), ("equal_nan", equal_nan)):
+        if not isinstance(flag, bool | np.bool_):  # "no" would read as True
+            raise TypeError(f"{arg}: expected True or False, got {flag!r}")
+    kern = None if kernel is None else find_kernel(kernel)
+    raw = not type(actual).__module__.startswith("torch") and np.asarray(actual).dtype.kind in "iu"
+    given = gemm_kwargs.get("out_dtype")
+    if given is None and kern is not None and raw:  # raw bits: the kernel's own output type
+        given = kern.out_dtype
+    got, out = output_bits(actual, given, arg="actual")
     kw = dict(gemm_kwargs)
     a, kw["a_format"] = as_codes(a, kw.get("a_format"), arg="a", fmt_arg="a_format")
     b, kw["b_format"] = as_codes(b, kw.get("b_format"), arg="b", fmt_arg="b_format")
     kw["out_dtype"] = out
-    want = gemm(a, b, **kw).view(got.dtype)
+    recipe = None
+    if kern is None:
+        want = gemm(a, b, **kw).view(got.dtype)
+    else:
+        want = np.asarray(kern(a, b, **kw)).view(got.dtype)
+        kw = _kernel_settings(kern, a, b, kw)
+        recipe = f"{kern.name}: " + (f"its split of K -> {out}" if kw is None else
+                                     _recipe_text(kw))
     if got.shape != want.shape:
         raise ValueError(f"actual: expected shape {want.shape} from a and b, got {got.shape}")
     got_f, want_f = bits_to_float(got, out), bits_to_float(want, out)
@@ -160,14 +185,25 @@ def compare(actual, a, b, *, max_listed: int = 10, alternatives: bool = True,
         first.append(Mismatch(idx, float(got_f[idx]), float(want_f[idx]), int(got[idx]),
                               int(want[idx]), int(ulps[pos]) if finite[pos] else None))
     report = MatchReport(
-        recipe=_recipe_text(kw), shape=tuple(got.shape), out_dtype=out, total=int(got.size),
+        recipe=recipe or _recipe_text(kw),
+        shape=tuple(got.shape), out_dtype=out, total=int(got.size),
         mismatches=int(where.size), first=first,
         max_ulp=int(ulps[finite].max()) if finite.any() else 0,
         mean_ulp=float(ulps[finite].mean()) if finite.any() else 0.0,
-        nan_mismatches=int(np.count_nonzero(~finite)))
-    if where.size and alternatives and got.ndim == 2:
+        nan_mismatches=int(np.count_nonzero(~finite)),
+        reference="fp8sim.gemm" if kern is None else f"fp8sim.KERNELS[{kern.name!r}]")
+    if where.size and alternatives and got.ndim == 2 and kw is not None:
         report.alternatives = _alternatives(a, b, got, kw)
     return report
+
+
+def _kernel_settings(kern: Kernel, a, b, kw: dict) -> dict | None:
+    """The gemm arguments the kernel ran with (for alternatives), None where its split of K
+    is no single gemm."""
+    try:
+        return kern.gemm_kwargs(a, b, **kw)
+    except ValueError:
+        return None
 
 
 def assert_matches(actual, a, b, **kwargs) -> MatchReport:
@@ -191,10 +227,12 @@ def _alternatives(a, b, got, kw) -> list[dict]:
     fixed.setdefault("c", None)
     group = None
     sa = fixed.get("scale_a")
-    if fixed.get("scaling") == "group" or (fixed.get("scaling") is None and sa is not None
-                                            and np.ndim(sa) == 2 and np.shape(sa)[1] > 1):
-        group = int(np.shape(sa)[1])
-    problem = _Problem(np.ascontiguousarray(a), np.ascontiguousarray(b), got, fixed, group)
+    eps = as_candidates(fixed.get("scaling"))
+    if sa is not None and np.ndim(sa) == 2 and (
+            (eps is None and np.shape(sa)[1] > 1) or
+            (eps is not None and any(ep.k_grouped for ep in eps))):
+        group = int(np.shape(sa)[1])  # scales per K group: only consistent intervals
+    problem = Problem(np.ascontiguousarray(a), np.ascontiguousarray(b), got, fixed, group)
     extra = [Candidate(PRESETS["ideal"], 0), Candidate(PRESETS["ideal"], promote),
              Candidate(PRESETS["exact"], 0)]
     if step != HOPPER:
@@ -213,10 +251,13 @@ def _fmt(value: float, out_dtype: str) -> str:
 def _recipe_text(kw: dict) -> str:
     """ "hopper, promote=128, e4m3 x e5m2 -> bfloat16, tensor scales, with C" """
     step = _preset(kw.get("preset", "hopper"))
+    scaling = kw.get("scaling")
     parts = [step.name, f"promote={kw.get('promote', 0)}",
              f"{kw['a_format'].name} x {kw['b_format'].name} -> {kw['out_dtype']}"]
     if kw.get("scale_a") is not None:
-        parts.append(f"{kw.get('scaling') or 'inferred'} scales")
+        if isinstance(scaling, (list, tuple)):
+            scaling = " | ".join(getattr(ep, "name", ep) for ep in scaling)
+        parts.append(f"{getattr(scaling, 'name', scaling) or 'inferred'} scales")
     if kw.get("c") is not None:
         parts.append("with C")
     return ", ".join(parts)

@@ -45,7 +45,8 @@ def gemm_bf16(a, b, *, out_dtype: str = "bfloat16", step: MMAStep = HOPPER_BF16)
 
     Args:
         a, b: bfloat16 arrays (ml_dtypes); float16/float32/float64 are rounded to bfloat16
-            first (to nearest even), as ``tensor.to(torch.bfloat16)``.
+            first (to nearest even), as ``tensor.to(torch.bfloat16)``: float64 goes through
+            float32, rounding twice, as torch does (whatever ml_dtypes' own cast does).
         out_dtype: "bfloat16" (default: the float32 result rounded to nearest even, as
             cuBLAS writes a bf16 output) or "float32".
         step: a fused `MMAStep` (terms per step, fractional bits); `HOPPER_BF16` is the
@@ -114,7 +115,9 @@ def _as_bf16(x, arg: str) -> np.ndarray:
         return arr
     if arr.dtype.kind != "f":
         raise TypeError(f"{arg}: expected a bfloat16 (or float) array, got dtype {arr.dtype}")
-    return arr.astype(ml_dtypes.bfloat16)
+    # torch's bfloat16 is built from a float, so float64 rounds to float32 first; ml_dtypes
+    # did so up to 0.5 and rounds once since 0.6: go through float32 explicitly.
+    return arr.astype(np.float32).astype(ml_dtypes.bfloat16)
 
 
 def _floor_log2(v: Fraction) -> int:

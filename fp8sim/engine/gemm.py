@@ -113,7 +113,7 @@ def gemm(
         budget.check_memory(need, f"gemm: M={m} N={n} K={k}",
                             hint="split the output into row blocks")
     promote = _check_promote(promote, step)
-    out_dt = _check_out_dtype(out_dtype)
+    out_dt = check_out_dtype(out_dtype)
     c32 = _check_c(c, m, n)
     ep = resolve_scaling(scaling, scale_a, scale_b, m, k, n, promote)
     sa = sb = None
@@ -140,7 +140,8 @@ def _run(a, b, af: FormatInfo, bf: FormatInfo, step: MMAStep, promote: int, c32,
          out, engine: str = "cpu") -> None:
     """Dispatches to the engine kernel for the step model."""
     k = a.shape[1]
-    chunk = promote if promote > 0 else max(k, 1)
+    # an interval of K or more promotes once, at the end: the engines count in int32/int64
+    chunk = min(promote, k) if promote > 0 else max(k, 1)
     has_c = c32 is not None
     c_arr = c32 if has_c else np.zeros((1, 1), np.float32)
     if step.fused:
@@ -252,12 +253,13 @@ def _check_promote(promote, step: MMAStep) -> int:
     return promote
 
 
-def _check_out_dtype(out_dtype) -> np.dtype:
+def check_out_dtype(out_dtype) -> np.dtype:
+    """The numpy dtype of an out_dtype name (or dtype) in OUT_DTYPES; ValueError naming it."""
     if isinstance(out_dtype, str) and out_dtype in OUT_DTYPES:
         return OUT_DTYPES[out_dtype]
     try:
         dt = np.dtype(out_dtype)
-    except TypeError:
+    except (TypeError, ValueError):
         dt = None
     if dt is not None and dt in OUT_DTYPES.values():
         return dt

@@ -17,9 +17,10 @@ import numpy as np
 from fp8sim._lookup import lookup
 from fp8sim.engine import cublaslt_splits
 from fp8sim.engine.epilogue import GROUP, GROUP_A_FIRST, GROUP_COLUMN, Epilogue
-from fp8sim.engine.gemm import OUT_DTYPES, gemm, resolve_scaling
+from fp8sim.engine.gemm import OUT_DTYPES, check_out_dtype, gemm, resolve_scaling
 from fp8sim.engine.mma import HOPPER, MMAStep
 from fp8sim.engine.splitk import SplitK, gemm_split_k, split_bounds
+from fp8sim.formats.info import format_info, format_of_dtype
 
 __all__ = ["Kernel", "KERNELS", "kernel", "cublaslt_fast_promote", "CUBLASLT_FAST_SLICES_H100",
            "CUBLASLT_FAST_SPLIT_H100", "CUBLASLT_BLOCKWISE_SPLIT",
@@ -111,6 +112,10 @@ class Kernel:
     split: tuple[SplitK, ...] = ()
     """Where the library splits K, one `SplitK` per scale layout (its `epilogue`; None:
     any): the rule and the captured slice counts. Empty: the kernel never splits."""
+    formats: tuple[str, ...] = ()
+    """The operand formats the kernel takes (what its captures back); empty: e4m3 and e5m2."""
+    out_dtypes: tuple[str, ...] = ()
+    """The output types the kernel writes (what its captures back); empty: every out_dtype."""
     description: str = ""
 
     @property
@@ -165,6 +170,7 @@ class Kernel:
         if len(a_shape) != 2 or len(b_shape) != 2 or a_shape[1] != b_shape[0]:
             return settings, 1, None  # fp8sim.gemm names the malformed argument
         (m, k), n = a_shape, b_shape[1]
+        self._check_types(a, b, settings)
         ep = self._epilogue(settings, m, k, n)
         split = self._split_for(ep)
         if problem_shape is not None:
@@ -175,6 +181,11 @@ class Kernel:
             raise ValueError(f"slices: expected a positive int, got {slices!r}")
         align = split.align if split is not None else 128
         bounds = split_bounds(k, int(slices), align)
+        if len(bounds) > 1 and settings.get("c") is not None:
+            raise ValueError(f"c: {self.name} with slices={slices} splits K into {len(bounds)} "
+                             "slices, and split-K with C is not modelled (which slice adds C "
+                             "is unverified), as gemm_split_k refuses it; pass slices=1 or add "
+                             "C to the output yourself")
         if len(bounds) > 1 and settings.get("promote", 0) == 0 and \
                 (ep is None or ep.when != "promotion"):
             # adding the slices in order is promotion every slice length (a fused MMA step
@@ -182,6 +193,19 @@ class Kernel:
             settings["promote"] = bounds[0][1]
             return settings, 1, split
         return settings, len(bounds), split
+
+    def _check_types(self, a, b, settings: dict) -> None:
+        """Refuses operand formats and output types that no capture of this kernel backs."""
+        for arg, x in (("a", a), ("b", b)):
+            fmt = _format_name(x, settings.get(f"{arg}_format"))
+            if self.formats and fmt is not None and fmt not in self.formats:
+                named = f"{arg}_format" if settings.get(f"{arg}_format") is not None else arg
+                raise ValueError(f"{named}: {self.name} takes {' or '.join(self.formats)} "
+                                 f"operands (what its captures back), got {fmt}")
+        out = _out_name(settings.get("out_dtype"))
+        if self.out_dtypes and out is not None and out not in self.out_dtypes:
+            raise ValueError(f"out_dtype: {self.name} writes {' or '.join(self.out_dtypes)} "
+                             f"(what its captures back), got {out}")
 
     @staticmethod
     def _epilogue(settings: dict, m: int, k: int, n: int) -> Epilogue | None:
@@ -243,6 +267,30 @@ def _shape(x) -> tuple[int, ...]:
     return tuple(int(v) for v in getattr(x, "shape", np.shape(x)))
 
 
+def _format_name(x, fmt) -> str | None:
+    """The operand format gemm will read `x` as (None where gemm will name a bad argument)."""
+    try:
+        if fmt is not None:
+            return format_info(fmt).name
+        dt = getattr(x, "dtype", None)
+        if dt is not None and type(dt).__module__.startswith("torch"):
+            name = str(dt).removeprefix("torch.")
+            return format_info(name).name if name.startswith("float8") else "e4m3"
+        found = format_of_dtype(np.dtype(dt if dt is not None else np.asarray(x).dtype))
+    except (ValueError, TypeError):
+        return None
+    return found.name if found is not None else "e4m3"
+
+
+def _out_name(out_dtype) -> str | None:
+    """The OUT_DTYPES name of an out_dtype (None where gemm will name a bad one)."""
+    try:
+        dt = check_out_dtype(out_dtype)
+    except ValueError:
+        return None
+    return next(name for name, v in OUT_DTYPES.items() if v == dt)
+
+
 def _check_problem_shape(shape, m: int, n: int, k: int) -> tuple[int, int]:
     """(M, N) of a problem_shape that contains an (m, k) x (k, n) crop, or ValueError."""
     full = tuple(shape) if isinstance(shape, (tuple, list)) else ()
@@ -282,7 +330,7 @@ KERNELS: dict[str, Kernel] = {k.name: k for k in (
            description="torch._scaled_mm with row-wise scales, promotion every 128, bf16 out."),
     Kernel(name="cublaslt-blockwise", promote=128, scaling=(GROUP, GROUP_COLUMN),
            split=(CUBLASLT_BLOCKWISE_SPLIT, CUBLASLT_BLOCKWISE_WGRAD_SPLIT), verified=True,
-           device="H200",
+           device="H200", formats=("e4m3",), out_dtypes=("float32", "bfloat16"),
            description="cuBLASLt blockwise scaling (torch._scaled_mm / F.scaled_mm with "
                        "BlockWise1x128 scale_a): promotion every 128; scale_b (G, ceil(N/128)) "
                        "(BlockWise128x128): acc = fma(p, fl(sa*sb), acc); scale_b (G, N) "
@@ -290,7 +338,7 @@ KERNELS: dict[str, Kernel] = {k.name: k for k in (
                        "bf16 out rounds the float32 result. At long K for few output tiles "
                        "it splits K (see split: slices rounded up to 512 forward, 128 Wgrad)."),
     Kernel(name="torchao-triton-blockwise", promote=128, scaling=(GROUP_A_FIRST, GROUP_COLUMN),
-           verified=True, device="H200",
+           verified=True, device="H200", formats=("e4m3",), out_dtypes=("float32", "bfloat16"),
            description="torchao 0.18's Triton triton_fp8_gemm_1x128_128x128 / _128x1: one "
                        "tl.dot per 128 of K (a chain of 4 wgmma steps from +0), then "
                        "`acc += dot * a_s * b_s` compiles to acc = fma(fl(p*sa), sb, acc). "

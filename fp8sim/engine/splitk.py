@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fp8sim.engine.gemm import OUT_DTYPES, check_scales, gemm, resolve_scaling
+from fp8sim.engine.gemm import check_out_dtype, check_scales, gemm, resolve_scaling
 from fp8sim.formats.convert import as_codes
 
 __all__ = ["split_bounds", "gemm_split_k", "SplitK"]
@@ -124,22 +124,26 @@ def gemm_split_k(a, b, *, slices: int, align: int = 128, out_dtype: str = "float
             scale_a, scale_b, scaling for epilogues that scale at each promotion: each
             slice gets the scales of its own K groups (slice lengths must then be
             multiples of promote). Scales applied at the end (``tensor``,
-            ``row``) scale the FP32 sum of the slices once. C is not modelled and is refused.
+            ``row``) scale the FP32 sum of the slices once. C (with more than one slice)
+            is not modelled and is refused.
 
     Returns:
         (M, N) array of out_dtype; NaN results are 0x7FFFFFFF in float32.
     """
-    if gemm_kwargs.get("c") is not None:
-        raise ValueError("c: split-K with C is not modelled (which slice adds C is unverified)")
-    if out_dtype not in OUT_DTYPES:
-        raise ValueError(f"out_dtype: expected one of {', '.join(OUT_DTYPES)}, got {out_dtype!r}")
+    out_dt = check_out_dtype(out_dtype)
     a, af = as_codes(a, gemm_kwargs.pop("a_format", None), arg="a", fmt_arg="a_format")
     b, bf = as_codes(b, gemm_kwargs.pop("b_format", None), arg="b", fmt_arg="b_format")
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
-        raise ValueError(f"b: expected shape ({a.shape[-1]}, N) to match a's K, got {b.shape}")
+    if a.ndim != 2:
+        raise ValueError(f"a: expected a 2-D (M, K) array, got shape {a.shape}")
+    if b.ndim != 2 or a.shape[1] != b.shape[0]:
+        raise ValueError(f"b: expected shape ({a.shape[1]}, N) to match a's K, got {b.shape}")
     m, k = a.shape
     n = b.shape[1]
     bounds = split_bounds(k, slices, align)
+    if len(bounds) > 1 and gemm_kwargs.get("c") is not None:
+        raise ValueError(f"c: slices={slices} splits K into {len(bounds)} slices, and split-K "
+                         "with C is not modelled (which slice adds C is unverified); pass "
+                         "slices=1 or add C to the output yourself")
     scale_a = gemm_kwargs.pop("scale_a", None)
     scale_b = gemm_kwargs.pop("scale_b", None)
     scaling = gemm_kwargs.pop("scaling", None)
@@ -172,10 +176,12 @@ def gemm_split_k(a, b, *, slices: int, align: int = 128, out_dtype: str = "float
                 acc = acc + part
     if end is not None:
         acc = _end_scale(*end, acc)
-    acc.view(np.uint32)[np.isnan(acc)] = _NAN32
-    if out_dtype != "float32":
+    nan = np.isnan(acc)
+    acc.view(np.uint32)[nan] = _NAN32
+    if out_dt != acc.dtype:
         with np.errstate(over="ignore"):
-            acc = acc.astype(OUT_DTYPES[out_dtype])
+            acc = acc.astype(out_dt)
+        acc.view(np.uint16)[nan] = 0x7FFF  # cuBLASLt's bf16 and f16 NaN, as gemm writes it
     return acc
 
 

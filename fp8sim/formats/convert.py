@@ -34,6 +34,12 @@ def _float_input(x: np.ndarray | float, arg: str = "x") -> np.ndarray:
     return arr
 
 
+def _check_bool(v, arg: str) -> None:
+    """A flag must be a bool: saturate="no" would otherwise read as True."""
+    if not isinstance(v, bool | np.bool_):
+        raise TypeError(f"{arg}: expected True or False, got {v!r}")
+
+
 def _random_words(n: int, shape: tuple[int, ...], rng: np.random.Generator | int | None,
                   random_bits: np.ndarray | None) -> np.ndarray:
     """The 32-bit random word of each element for stochastic rounding (flat uint32)."""
@@ -86,6 +92,7 @@ def encode(
     """
     info = format_info(fmt)
     mode = round_mode(rounding)
+    _check_bool(saturate, "saturate")
     if not info.signed:
         if random_bits is not None:
             raise ValueError("random_bits: E8M0 has no stochastic rounding")
@@ -121,7 +128,7 @@ def encode_e8m0(
         x: float32/float64 values (float16/bfloat16 widened exactly), any shape.
         rounding: "up" (default), "down", "zero" (same as down here) or "nearest",
             in the linear domain: between 2**e and 2**(e+1) the midpoint is 1.5 * 2**e,
-            and a tie goes to the even code. (ml_dtypes rounds such ties up.)
+            and a tie goes to the even code. (ml_dtypes 0.7 rounds such ties up; 0.5.0 did not.)
         saturate: results above 2**127 (and +Inf) give 0xFE (2**127) instead of NaN.
 
     Returns:
@@ -131,6 +138,7 @@ def encode_e8m0(
         `saturate`).
     """
     mode = round_mode(rounding)
+    _check_bool(saturate, "saturate")
     if mode == RoundMode.Stochastic:
         raise ValueError("rounding: stochastic rounding is not supported for E8M0")
     arr = _float_input(x)
