@@ -146,6 +146,13 @@ class Kernel:
             return gemm_split_k(a, b, slices=count, align=align, **settings)
         return gemm(a, b, **settings)
 
+    def slices_for(self, a, b, *, slices: int | None = None,
+                   problem_shape: tuple[int, int, int] | None = None, gpu: str = "H100",
+                   **kwargs) -> int:
+        """How many slices this kernel runs a and b in, one by one (1: one gemm call, a
+        split that is promotion every slice length folded in)."""
+        return self._resolve(a, b, slices, problem_shape, kwargs, gpu)[1]
+
     def gemm_kwargs(self, a, b, *, slices: int | None = None,
                     problem_shape: tuple[int, int, int] | None = None, gpu: str = "H100",
                     **kwargs) -> dict:
