@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TORCH_STAMP := $(VENV)/.installed-torch
 
 .PHONY: install run test test-all mutation bench lint experiments notebooks clean
 
@@ -14,16 +15,21 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -c "import numpy as np, fp8sim; z = np.zeros((64, 64), np.uint8); fp8sim.gemm(fp8sim.encode(np.ones((64, 64), np.float32)), z, promote=32)"
 	touch $(STAMP)
 
+$(TORCH_STAMP): $(STAMP)
+	@echo "installing torch (the fp8sim[torch] extra: fp8sim.torch, the training study's tests)..."
+	$(PY) -m pip install -q -e '.[test,torch]'
+	touch $(TORCH_STAMP)
+
 install: $(STAMP)  ## create .venv and install fp8sim with its test tools
 
 run: $(STAMP)  ## install, then simulate the headline GEMM
 	$(VENV)/bin/fp8sim gemm --k 4096 --promote 128
 	@echo "next: run '. $(VENV)/bin/activate' to get fp8sim on your PATH (then: fp8sim --help)"
 
-test: $(STAMP)  ## fast tests (< 5 min), golden files included when ../shared/golden exists
+test: $(TORCH_STAMP)  ## fast tests (< 5 min), torch ones included; golden files when ../shared/golden exists
 	$(PY) -m pytest -q -m "not slow"
 
-test-all: $(STAMP)  ## everything, the exhaustive checks too
+test-all: $(TORCH_STAMP)  ## everything, the exhaustive checks too
 	FP8SIM_EXAMPLES_SCALE=10 $(PY) -m pytest -q
 
 mutation: $(STAMP)  ## plant each bug of tests/mutants.toml in a copy and check a test fails (slow)
