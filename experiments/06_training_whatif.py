@@ -96,6 +96,9 @@ def _work(args) -> tuple[str, bool, float]:
                                   deadline, progress=lambda s: bar.update(1))
     finally:
         bar.close()
+    append(Path(str(csv_path).removesuffix(".csv") + "_timing.csv"),
+           {"run": run.name, "finished": done, "seconds_per_step": per_step},
+           fields=("run", "finished", "seconds_per_step"))
     return run.name, done, per_step
 
 
@@ -143,9 +146,10 @@ def run_study(tiny: bool, out_dir: Path | None, stem: str, jobs: int = 1,
 
         with mp.get_context("spawn").Pool(jobs) as pool:
             results = list(pool.imap_unordered(_work, tasks))
-    for name, ok, per_step in results:
-        append(p["timing"], {"run": name, "finished": ok, "seconds_per_step": per_step},
-               fields=("run", "finished", "seconds_per_step"))
+    cut = [name for name, ok, _ in results if not ok]
+    if cut:
+        print(f"06_training_whatif: budget spent; {len(cut)} runs unfinished (rerun to resume)",
+              file=sys.stderr)
     from _whatif_report import report
 
     rows = read_rows(p["csv"])
@@ -184,9 +188,19 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=2, help="seeds of each FP8 setting")
     ap.add_argument("--bf16-seeds", type=int, default=3, help="seeds of the bf16 reference")
     ap.add_argument("--only", default=None, help="only runs whose name contains this")
+    ap.add_argument("--report-only", action="store_true",
+                    help="only re-draw the plot and verdict from the CSV")
     args = ap.parse_args(argv)
     if args.jobs < 1 or args.seeds < 1 or args.bf16_seeds < 2:
         ap.error("--jobs and --seeds must be >= 1, --bf16-seeds >= 2 (the noise band)")
+    stem = "training_whatif" if args.out is not None else "06_training_whatif"
+    if args.report_only:
+        sys.path.insert(0, str(HERE))
+        from _whatif_report import report
+
+        p = paths(args.out, stem)
+        report(read_rows(p["csv"]), read_rows(p["timing"]), p["png"], p["md"], tiny=args.tiny)
+        return 0
     try:
         import torch
     except ImportError:
@@ -196,7 +210,6 @@ def cli(argv: list[str] | None = None) -> int:
         print("06_training_whatif: the full study needs a CUDA GPU (try --tiny)",
               file=sys.stderr)
         return 2
-    stem = "training_whatif" if args.out is not None else "06_training_whatif"
     run_study(args.tiny, args.out, stem, args.jobs, args.budget_s, args.seeds,
               args.bf16_seeds, args.only)
     return 0

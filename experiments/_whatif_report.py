@@ -125,10 +125,11 @@ def _verdict(rows, band, per, timing, device, params, tiny, png_name) -> str:
              "| setting | seeds | final gap | min..max | within 0.25% | within noise | "
              "s/step | x bf16 step |", "|---|---|---|---|---|---|---|---|"]
     ref_step = per_step.get("bf16|bf16|-")
-    verdicts = {"within": [], "outside": [], "diverged": []}
+    verdicts = {"within": [], "outside": [], "diverged": [], "unfinished": []}
     for config, g in sorted(per.items(), key=lambda kv: _final(kv[1])):
-        final = (g.get(last_t) or g[max(g)]) if g else []
+        final = g.get(last_t)
         if not final:
+            verdicts["unfinished"].append(f"{_label(config)} (cut at {max(g):,} tokens)")
             continue
         mean = sum(final) / len(final)
         kind = "diverged" if not math.isfinite(mean) or mean > DIVERGED else \
@@ -147,6 +148,9 @@ def _verdict(rows, band, per, timing, device, params, tiny, png_name) -> str:
               "diverged: " + (", ".join(verdicts["outside"]) or "none") + ". Diverged (gap > "
               f"{100 * DIVERGED:.0f}% or non-finite): "
               + (", ".join(verdicts["diverged"]) or "none") + "."]
+    if verdicts["unfinished"]:
+        lines += ["", "Unfinished (the device budget ran out; not judged): "
+                  + ", ".join(verdicts["unfinished"]) + "."]
     if tiny:
         lines += ["", "(A tiny smoke run: a few steps, far too short for these gaps to mean "
                   "anything about FP8 training.)"]
