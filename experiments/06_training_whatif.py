@@ -2,13 +2,14 @@
 
     python experiments/06_training_whatif.py [--tiny] [--out DIR] [--jobs N] [--budget-s S]
 
-A GPT-style decoder (pre-norm, ~10.9M parameters at full size; `_whatif_model.py`) learns
-bytes of the CPython standard library's source with every nn.Linear swapped for
-`fp8sim.Float8SimLinear` (forward, grad_input and grad_weight FP8 as the recipe runs them,
-bit for bit), against the bf16 reference (plain nn.Linear under bf16 autocast, fp32 master
-weights, as every run). Runs: bf16, deepseek-v3, torchao-tensorwise, torchao-rowwise, and
-what-if accumulators (torchao's tensorwise casts with every GEMM on an accumulator of 10,
-13, 16 or 23 fractional bits promoting never / every 128 / every 512), several seeds.
+A GPT-style decoder (pre-norm, ~10.9M parameters at full size, 80 steps of 8,192 tokens;
+`_whatif_model.py`) learns bytes of the CPython standard library's source with every
+nn.Linear swapped for `fp8sim.Float8SimLinear` (forward, grad_input and grad_weight FP8
+as the recipe runs them, bit for bit), against the bf16 reference (plain nn.Linear under
+bf16 autocast, fp32 master weights, as every run). Runs: bf16, deepseek-v3,
+torchao-tensorwise, torchao-rowwise, and what-if accumulators (torchao's tensorwise casts
+with every GEMM on an accumulator of 10, 13, 16 or 23 fractional bits promoting never /
+every 128 / every 512), several seeds.
 
 Writes DIR/training_whatif.csv (default: experiments/results/06_training_whatif.csv), one
 row per logged step, appended and flushed as it comes (a cut-off run loses nothing; a

@@ -49,7 +49,7 @@ class Config:
 
 TINY = Config(d_model=64, n_layer=1, n_head=2, seq=64, batch=4, steps=6, log_every=3,
               lr=3e-3, warmup=2, val_batches=2, corpus_bytes=1 << 20)
-FULL = Config(d_model=384, n_layer=6, n_head=6, seq=256, batch=32, steps=100, log_every=10,
+FULL = Config(d_model=384, n_layer=6, n_head=6, seq=256, batch=32, steps=80, log_every=10,
               lr=2e-3, warmup=10, val_batches=4, corpus_bytes=24 << 20)
 
 
