@@ -95,6 +95,12 @@ def _work(args) -> tuple[str, bool, float]:
     try:
         done, per_step = wm.train(run, cfg, data, device, lambda r: append(csv_path, r),
                                   deadline, progress=lambda s: bar.update(1))
+    except Exception:  # one broken run must not stop the others: report it, go on
+        import traceback
+
+        print(f"06_training_whatif: run {run.name} failed:\n{traceback.format_exc()}",
+              file=sys.stderr)
+        done, per_step = False, float("nan")
     finally:
         bar.close()
     append(Path(str(csv_path).removesuffix(".csv") + "_timing.csv"),
