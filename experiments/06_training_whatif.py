@@ -164,6 +164,32 @@ def run_study(tiny: bool, out_dir: Path | None, stem: str, jobs: int = 1,
     return rows
 
 
+def step_bench(tiny: bool, steps: int) -> dict[str, float]:
+    """Seconds per training step (mean after the first) of one run of each kind, alone on
+    the device; printed, one line each."""
+    import dataclasses
+
+    import torch
+
+    sys.path.insert(0, str(HERE))
+    import _whatif_model as wm
+
+    cfg = dataclasses.replace(wm.TINY if tiny else wm.FULL, steps=steps + 1, log_every=10**9)
+    device = "cuda" if torch.cuda.is_available() and not tiny else "cpu"
+    data = _data(cfg)
+    picks = [r for r in wm.grid(tiny, 1, 2) if r.seed == 0 and (
+        r.recipe != "whatif" or r.promote in ("0/0/0",) and r.accumulator in (
+            "frac13", "frac23", "frac10"))]
+    out = {}
+    for run in picks:
+        _, per_step = wm.train(run, cfg, data, device, lambda r: None, float("inf"))
+        out[run.config] = per_step
+        ref = out.get("bf16|bf16|-")
+        print(f"step time {run.config}: {per_step * 1e3:.1f} ms"
+              + (f" ({per_step / ref:.2f}x bf16)" if ref else ""), flush=True)
+    return out
+
+
 def main(small: bool = False, out_dir: Path | None = None) -> list[dict]:
     """run_all / test entry: small = the tiny CPU run; full size needs a CUDA GPU, and
     without one this re-draws the plot and verdict from the committed CSV."""
@@ -195,6 +221,8 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=2, help="seeds of each FP8 setting")
     ap.add_argument("--bf16-seeds", type=int, default=3, help="seeds of the bf16 reference")
     ap.add_argument("--only", default=None, help="only runs whose name contains this")
+    ap.add_argument("--step-bench", type=int, default=0, metavar="N",
+                    help="only time N training steps of each recipe, one run at a time")
     ap.add_argument("--report-only", action="store_true",
                     help="only re-draw the plot and verdict from the CSV")
     args = ap.parse_args(argv)
@@ -217,6 +245,9 @@ def cli(argv: list[str] | None = None) -> int:
         print("06_training_whatif: the full study needs a CUDA GPU (try --tiny)",
               file=sys.stderr)
         return 2
+    if args.step_bench:
+        step_bench(args.tiny, args.step_bench)
+        return 0
     run_study(args.tiny, args.out, stem, args.jobs, args.budget_s, args.seeds,
               args.bf16_seeds, args.only)
     return 0
