@@ -28,6 +28,8 @@ def test_studies_exist():
 @pytest.mark.parametrize("name", STUDIES)
 def test_study_small(name, tmp_path, capsys):
     mod = _load(name)
+    if getattr(mod, "OWN_TEST", None):  # e.g. study 06 needs torch: tested on its own
+        pytest.skip(f"tested by {mod.OWN_TEST}")
     rows = mod.main(small=True, out_dir=tmp_path)
     assert rows
     stem = name.removesuffix(".py")

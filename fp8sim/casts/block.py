@@ -39,7 +39,7 @@ def _scale_blocks(blocks: np.ndarray, fmt_max: np.float32, conv: CastConvention,
             amax = np.maximum(amax.astype(np.float64), conv.amax_floor)
             mult = (np.float64(fmt_max) / amax).astype(np.float32)
         if pow2 and conv.pow2 == "multiplier-down":
-            mult = _pow2_floor_log2f(mult)
+            mult = pow2_floor_log2f(mult)
         if conv.scale == "float32-reciprocal":
             scales = amax.astype(np.float32) * (one / fmt_max)
         else:
@@ -68,7 +68,7 @@ def _pow2_ceil(s: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(s), out, s)
 
 
-def _pow2_floor_log2f(m: np.ndarray) -> np.ndarray:
+def pow2_floor_log2f(m: np.ndarray) -> np.ndarray:
     """2**floor(fl32(log2(m))) for float32 m: torch's exp2(floor(log2(m))) on CUDA.
 
     log2 is rounded to float32 before the floor, as CUDA's log2f returns it: a multiplier

@@ -18,7 +18,7 @@ import numba
 import numpy as np
 
 from fp8sim.engine import _gemm_kernels as _k
-from fp8sim.engine import budget
+from fp8sim.engine import _gpu_arrays, budget
 from fp8sim.engine.epilogue import (
     EPILOGUES,
     INFERRED,
@@ -84,7 +84,9 @@ def gemm(
             NaN is 0x7FFF in both 16-bit types, as cuBLASLt writes it).
         preset: the MMA step model, "hopper" (verified) or another `fp8sim.mma` preset.
         engine: "cpu" (numba, all cores) or "gpu" (CUDA kernels through CuPy on any NVIDIA
-            GPU of compute capability >= 7.0, no FP8 hardware needed): the same bits.
+            GPU of compute capability >= 7.0, no FP8 hardware needed): the same bits. With
+            "gpu", device arrays (CuPy, torch CUDA tensors) stay on the device and the
+            result is one too (`fp8sim.engine._gpu_arrays`).
 
     Returns:
         (M, N) array of out_dtype. NaN results are 0x7FFFFFFF in float32, as on the GPU.
@@ -92,6 +94,13 @@ def gemm(
     Raises:
         ValueError, TypeError: an argument is malformed; the message names it.
     """
+    if _gpu_arrays.is_device(a, b, c, scale_a, scale_b):
+        _check_engine(engine)
+        if engine == "gpu":
+            return _gpu_arrays.gemm(a, b, a_format=a_format, b_format=b_format,
+                                    promote=promote, c=c, scale_a=scale_a, scale_b=scale_b,
+                                    scaling=scaling, out_dtype=out_dtype, preset=preset)
+        _gpu_arrays.refuse_on_cpu(a=a, b=b, c=c, scale_a=scale_a, scale_b=scale_b)
     a, af = as_codes(a, a_format, arg="a", fmt_arg="a_format")
     b, bf = as_codes(b, b_format, arg="b", fmt_arg="b_format")
     step = _preset(preset)

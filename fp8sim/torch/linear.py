@@ -67,13 +67,32 @@ def _check_input(x, weight: torch.Tensor) -> None:
     linear_shapes(tuple(x.shape), tuple(weight.shape), w_arg="weight")
 
 
+def _check_engine(engine) -> str:
+    """"cpu" or "gpu" (the latter checked to run here), else ValueError naming `engine`."""
+    if engine not in ("cpu", "gpu"):
+        raise ValueError(f"engine: expected 'cpu' or 'gpu', got {engine!r}")
+    if engine == "gpu":
+        from fp8sim.engine import _gpu
+
+        _gpu.check()
+    return engine
+
+
 class Float8SimLinearFunction(torch.autograd.Function):
     """y = x @ w.T with the forward and both backward GEMMs simulated by `fp8sim.linear`."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, recipe: LinearRecipe):
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, recipe: LinearRecipe,
+                engine: str = "cpu"):
         """Runs the recipe's forward GEMM; keeps x and w for the backward pass."""
         _check_input(x, weight)
+        ctx.engine = engine
+        if engine == "gpu":  # casts and GEMMs on the device (fp8sim.recipes.gpu_linear)
+            from fp8sim.recipes.gpu_linear import forward_torch
+
+            ctx.save_for_backward(x, weight)
+            ctx.recipe = recipe
+            return forward_torch(recipe, x, weight)
         x16 = _to_numpy_bf16(x, "x").reshape(-1, x.shape[-1])
         w16 = _to_numpy_bf16(weight, "weight")
         ctx.save_for_backward(x, weight)
@@ -87,51 +106,63 @@ class Float8SimLinearFunction(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         if not (need_x or need_w):
-            return None, None, None
+            return None, None, None, None
+        if ctx.engine == "gpu":
+            from fp8sim.recipes.gpu_linear import backward_torch
+
+            return (*backward_torch(ctx.recipe, x, weight, grad_output, need_x, need_w), None,
+                    None)
         x16 = _to_numpy_bf16(x, "x").reshape(-1, x.shape[-1])
         w16 = _to_numpy_bf16(weight, "weight")
         g16 = _to_numpy_bf16(grad_output, "grad_output").reshape(-1, weight.shape[0])
         gx, gw = _linear_backward(ctx.recipe, x16, w16, g16, need_x=need_x, need_w=need_w)
         grad_x = _to_torch(gx, x.dtype).reshape(x.shape) if need_x else None
         grad_w = _to_torch(gw, weight.dtype) if need_w else None
-        return grad_x, grad_w, None
+        return grad_x, grad_w, None, None
 
 
 class Float8SimLinear(nn.Linear):
     """An ``nn.Linear`` whose three GEMMs are FP8 as a named stack runs them, bit for bit."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
-                 recipe: str | LinearRecipe, device=None, dtype=None) -> None:
-        """As ``nn.Linear``, plus the recipe (a name in `fp8sim.LINEAR_RECIPES` or a recipe)."""
+                 recipe: str | LinearRecipe, device=None, dtype=None,
+                 engine: str = "cpu") -> None:
+        """As ``nn.Linear``, plus the recipe (a name in `fp8sim.LINEAR_RECIPES` or a recipe)
+        and the engine: "cpu" (CPU tensors) or "gpu" (CUDA tensors, nothing leaves the GPU)."""
         super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
         self.recipe = get_linear_recipe(recipe)
+        self.engine = _check_engine(engine)
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, *, recipe: str | LinearRecipe) -> Float8SimLinear:
+    def from_linear(cls, linear: nn.Linear, *, recipe: str | LinearRecipe,
+                    engine: str = "cpu") -> Float8SimLinear:
         """A Float8SimLinear sharing `linear`'s weight and bias Parameters (no copy)."""
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"linear: expected an nn.Linear, got {type(linear).__name__}")
         r = get_linear_recipe(recipe)
         with torch.device("meta"):
-            new = cls(linear.in_features, linear.out_features, bias=False, recipe=r)
+            new = cls(linear.in_features, linear.out_features, bias=False, recipe=r,
+                      engine=engine)
         new.weight = linear.weight
         new.bias = linear.bias
         return new
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """y = x @ weight.T (+ bias) through the simulated FP8 GEMMs."""
-        y = Float8SimLinearFunction.apply(x, self.weight, self.recipe)
+        y = Float8SimLinearFunction.apply(x, self.weight, self.recipe, self.engine)
         if self.bias is not None:
             y = y + self.bias.to(y.dtype)
         return y
 
     def extra_repr(self) -> str:
         """nn.Linear's description plus the recipe's name."""
-        return f"{super().extra_repr()}, recipe={self.recipe.name!r}"
+        extra = f", engine={self.engine!r}" if self.engine != "cpu" else ""
+        return f"{super().extra_repr()}, recipe={self.recipe.name!r}{extra}"
 
 
 def swap_linears(model: nn.Module, *, recipe: str | LinearRecipe,
-                 module_filter_fn: Callable[[nn.Module, str], bool] | None = None) -> nn.Module:
+                 module_filter_fn: Callable[[nn.Module, str], bool] | None = None,
+                 engine: str = "cpu") -> nn.Module:
     """Swaps each ``nn.Linear`` of `model` in place for a `Float8SimLinear` sharing its parameters.
 
     Args:
@@ -139,6 +170,7 @@ def swap_linears(model: nn.Module, *, recipe: str | LinearRecipe,
         recipe: a name in `fp8sim.LINEAR_RECIPES` or a LinearRecipe.
         module_filter_fn: optional ``fn(module, fully_qualified_name) -> bool``; only
             layers for which it returns True are swapped (torchao's convention).
+        engine: "cpu" or "gpu" (CUDA tensors; casts and GEMMs stay on the GPU).
 
     Returns:
         The model (the new layer when `model` is an ``nn.Linear``).
@@ -152,10 +184,11 @@ def swap_linears(model: nn.Module, *, recipe: str | LinearRecipe,
                 and (module_filter_fn is None or module_filter_fn(mod, name)))
 
     if keep(model, ""):
-        return Float8SimLinear.from_linear(model, recipe=r)
+        return Float8SimLinear.from_linear(model, recipe=r, engine=engine)
     for name, mod in list(model.named_modules()):
         for child_name, child in list(mod.named_children()):
             full = f"{name}.{child_name}" if name else child_name
             if keep(child, full):
-                setattr(mod, child_name, Float8SimLinear.from_linear(child, recipe=r))
+                setattr(mod, child_name,
+                        Float8SimLinear.from_linear(child, recipe=r, engine=engine))
     return model

@@ -1,0 +1,186 @@
+"""Plot and markdown verdict of the training what-if study (06_training_whatif.py); not a study.
+
+The gap of a run is its validation loss relative to the bf16 run of the same seed (same
+initial weights and batches): (loss - loss_bf16) / loss_bf16. The noise floor is the bf16
+seed-to-seed spread: each bf16 seed's loss relative to the mean of the bf16 seeds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+
+DEEPSEEK_BAND = 0.0025
+"""DeepSeek-V3's reported FP8-vs-BF16 loss gap bound: 0.25%."""
+DIVERGED = 0.05
+"""A final gap above 5% (or a non-finite loss) counts as diverged."""
+
+
+def _curves(rows: list[dict]) -> dict[str, dict[int, dict[int, float]]]:
+    """config -> seed -> tokens -> val_loss."""
+    out: dict = defaultdict(lambda: defaultdict(dict))
+    for r in rows:
+        config = r["run"].rsplit("|", 1)[0]
+        out[config][int(r["seed"])][int(r["tokens"])] = float(r["val_loss"])
+    return out
+
+
+def gaps(rows: list[dict]):
+    """(bf16 band by tokens: (lo, hi), per config: tokens -> list of paired gaps)."""
+    curves = _curves(rows)
+    ref = curves.get("bf16|bf16|-", {})
+    band = {}
+    for t in sorted({t for s in ref.values() for t in s}):
+        vals = [ref[s][t] for s in ref if t in ref[s]]
+        if len(vals) >= 2:
+            mean = sum(vals) / len(vals)
+            dev = [(v - mean) / mean for v in vals]
+            band[t] = (min(dev), max(dev))
+    per = {}
+    for config, seeds in curves.items():
+        if config == "bf16|bf16|-":
+            continue
+        g = defaultdict(list)
+        for s, pts in seeds.items():
+            for t, v in pts.items():
+                if s in ref and t in ref[s]:
+                    g[t].append((v - ref[s][t]) / ref[s][t] if math.isfinite(v) else math.inf)
+        per[config] = dict(sorted(g.items()))
+    return band, per
+
+
+def report(rows: list[dict], timing: list[dict], png: Path, md: Path, *, tiny: bool) -> None:
+    """Draws the PNG and writes the markdown verdict."""
+    if not rows:
+        return
+    band, per = gaps(rows)
+    device = rows[0]["device"]
+    params = int(rows[0]["params"])
+    _plot(band, per, png, device, params, tiny)
+    md.write_text(_verdict(rows, band, per, timing, device, params, tiny, png.name))
+
+
+def _plot(band, per, png: Path, device: str, params: int, tiny: bool) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    named = {c: g for c, g in per.items() if not c.startswith("whatif")}
+    whatif = {c: g for c, g in per.items() if c.startswith("whatif")}
+    panels = [("named recipes", named)] + ([("what-if accumulators (tensorwise casts)",
+                                              whatif)] if whatif else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 5), squeeze=False)
+    for ax, (title, group) in zip(axes[0], panels, strict=True):
+        if band:
+            ts = sorted(band)
+            ax.fill_between([t / 1e6 for t in ts], [100 * band[t][0] for t in ts],
+                            [100 * band[t][1] for t in ts], color="0.8",
+                            label="bf16 seed-to-seed spread")
+        for sign in (-1, 1):
+            ax.axhline(100 * sign * DEEPSEEK_BAND, color="k", ls=":", lw=1,
+                       label="DeepSeek-V3's 0.25%" if sign > 0 else None)
+        for config, g in sorted(group.items()):
+            ts = [t for t in g if all(math.isfinite(v) for v in g[t])]
+            mean = [100 * sum(g[t]) / len(g[t]) for t in ts]
+            ax.plot([t / 1e6 for t in ts], mean, marker=".", label=_label(config))
+        ax.set_xlabel("training tokens (millions)")
+        ax.set_ylabel("validation loss gap to bf16, same seed (%)")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
+    fig.suptitle(f"Simulated FP8 training vs bf16: {params / 1e6:.2f}M-parameter GPT on "
+                 f"CPython stdlib bytes ({'tiny CPU run' if tiny else device})")
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+
+def _label(config: str) -> str:
+    recipe, acc, promote = config.split("|")
+    if recipe == "whatif":
+        p = promote.split("/")[0]
+        return f"{acc[4:]} bits, promote {'never' if p == '0' else p}"
+    return recipe
+
+
+def _verdict(rows, band, per, timing, device, params, tiny, png_name) -> str:
+    last_t = max(int(r["tokens"]) for r in rows)
+    noise = max((max(abs(lo), abs(hi)) for lo, hi in [band.get(last_t, (0.0, 0.0))]),
+                default=0.0)
+    bf16_final = [float(r["val_loss"]) for r in rows
+                  if r["recipe"] == "bf16" and int(r["tokens"]) == last_t]
+    per_step = _step_times(timing)
+    lines = [f"# Training what-if: FP8 recipes and accumulators vs bf16 ({device})", "",
+             f"{'Tiny CPU smoke run' if tiny else 'Full study'}: {params:,}-parameter GPT "
+             f"(byte tokens of the CPython stdlib source), {last_t:,} training tokens per "
+             f"run, every nn.Linear a bit-exact simulated FP8 layer; bf16 reference: plain "
+             f"nn.Linear under bf16 autocast (fp32 master weights), "
+             f"{len(bf16_final)} seeds, final validation loss "
+             f"{_mean(bf16_final):.4f}; its seed-to-seed spread (noise floor) is "
+             f"+-{100 * noise:.3f}% at the end.", "",
+             "Gap = (val loss - bf16 val loss of the same seed) / bf16 val loss, at the last "
+             "step; mean over seeds (min..max). Plot: " + png_name + ".", "",
+             "| setting | seeds | final gap | min..max | within 0.25% | within noise | "
+             "s/step | x bf16 step |", "|---|---|---|---|---|---|---|---|"]
+    ref_step = per_step.get("bf16|bf16|-")
+    verdicts = {"within": [], "outside": [], "diverged": [], "unfinished": []}
+    for config, g in sorted(per.items(), key=lambda kv: _final(kv[1])):
+        final = g.get(last_t)
+        if not final:
+            verdicts["unfinished"].append(f"{_label(config)} (cut at {max(g):,} tokens)")
+            continue
+        mean = sum(final) / len(final)
+        kind = "diverged" if not math.isfinite(mean) or mean > DIVERGED else \
+            "within" if abs(mean) <= DEEPSEEK_BAND else "outside"
+        verdicts[kind].append(f"{_label(config)} ({100 * mean:+.3f}%)")
+        st = per_step.get(config)
+        lines.append(
+            f"| {_label(config)} | {len(final)} | {100 * mean:+.3f}% | "
+            f"{100 * min(final):+.3f}..{100 * max(final):+.3f}% | "
+            f"{'yes' if abs(mean) <= DEEPSEEK_BAND else 'no'} | "
+            f"{'yes' if abs(mean) <= noise else 'no'} | "
+            f"{_num(st)} | {_num(st / ref_step if st and ref_step else None)} |")
+    lines += ["", f"bf16 step: {_num(ref_step)} s.", "",
+              "**Verdict.** Within DeepSeek-V3's 0.25% of bf16: "
+              + (", ".join(verdicts["within"]) or "none") + ". Outside 0.25% but not "
+              "diverged: " + (", ".join(verdicts["outside"]) or "none") + ". Diverged (gap > "
+              f"{100 * DIVERGED:.0f}% or non-finite): "
+              + (", ".join(verdicts["diverged"]) or "none") + "."]
+    if verdicts["unfinished"]:
+        lines += ["", "Unfinished (the device budget ran out; not judged): "
+                  + ", ".join(verdicts["unfinished"]) + "."]
+    if tiny:
+        lines += ["", "(A tiny smoke run: a few steps, far too short for these gaps to mean "
+                  "anything about FP8 training.)"]
+    return "\n".join(lines) + "\n"
+
+
+def _final(g: dict) -> float:
+    if not g:
+        return math.inf
+    v = g[max(g)]
+    m = sum(v) / len(v)
+    return m if math.isfinite(m) else math.inf
+
+
+def _step_times(timing: list[dict]) -> dict[str, float]:
+    """config -> mean seconds per step of its finished runs (latest entry per run)."""
+    latest = {}
+    for t in timing:
+        if t["finished"] == "True":
+            latest[t["run"]] = float(t["seconds_per_step"])
+    per = defaultdict(list)
+    for run, s in latest.items():
+        if math.isfinite(s):
+            per[run.rsplit("|", 1)[0]].append(s)
+    return {c: sum(v) / len(v) for c, v in per.items()}
+
+
+def _mean(v) -> float:
+    return sum(v) / len(v) if v else float("nan")
+
+
+def _num(x) -> str:
+    return "-" if x is None or not math.isfinite(x) else f"{x:.3g}"

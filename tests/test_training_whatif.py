@@ -1,0 +1,54 @@
+"""Study 06 (training what-if) in its tiny CPU mode: the CSV's columns and rows, the plot, the
+verdict, and resuming (skipped without torch)."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "experiments" / "06_training_whatif.py"
+COLUMNS = ["run", "recipe", "accumulator", "promote", "seed", "step", "tokens", "train_loss",
+           "val_loss", "device", "params"]
+
+
+def _run(out: Path, *extra: str) -> subprocess.CompletedProcess:
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    return subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--out", str(out), *extra],
+                          capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_tiny_mode_writes_csv_plot_and_verdict(tmp_path):
+    res = _run(tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    with open(tmp_path / "training_whatif.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert reader.fieldnames == COLUMNS
+    recipes = {r["recipe"] for r in rows}
+    assert "bf16" in recipes and len(recipes) >= 3
+    runs = {r["run"] for r in rows}
+    assert len(rows) == 2 * len(runs)  # two logged steps per run
+    assert {r["device"] for r in rows} == {"cpu"}
+    assert all(float(r["val_loss"]) > 0 and float(r["train_loss"]) > 0 for r in rows)
+    assert len({r["params"] for r in rows}) == 1
+    assert (tmp_path / "training_whatif.png").stat().st_size > 10_000
+    verdict = (tmp_path / "training_whatif.md").read_text()
+    assert "Within DeepSeek-V3's 0.25% of bf16" in verdict and "deepseek-v3" in verdict
+    # a rerun finds every run finished and trains nothing
+    again = _run(tmp_path)
+    assert again.returncode == 0
+    assert f"{len(runs)} runs already done, 0 to run" in again.stderr
+    with open(tmp_path / "training_whatif.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == len(rows)
+
+
+def test_bad_arguments_exit_2(tmp_path):
+    res = _run(tmp_path, "--jobs", "0")
+    assert res.returncode == 2 and "--jobs" in res.stderr.strip().splitlines()[-1]
