@@ -22,12 +22,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from fp8sim.recipes.torch_linear import swap_linears
 from torch import nn
 
 from fp8sim.engine.kernel import Kernel
 from fp8sim.engine.mma import HOPPER
 from fp8sim.recipes.layers import LINEAR_RECIPES, LinearRecipe
+from fp8sim.torch import swap_linears
 
 
 @dataclass(frozen=True)

@@ -39,11 +39,12 @@ def measure(size: int, recipes: list[str], reps: int, log=print) -> list[dict]:
     import cupy as cp
     import numpy as np
     import torch
-    from fp8sim.recipes.torch_linear import Float8SimLinear
 
     from fp8sim.engine.gemm import gemm
+    from fp8sim.engine.kernel import kernel as _kernel
+    from fp8sim.recipes.catalog import LINEAR_RECIPES
     from fp8sim.recipes.gpu_casts import quantize
-    from fp8sim.recipes.layers import LINEAR_RECIPES, _kernel
+    from fp8sim.torch import Float8SimLinear
 
     torch.manual_seed(0)
     x = torch.randn(size, size, device="cuda", dtype=torch.bfloat16)

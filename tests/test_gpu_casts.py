@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 
 import fp8sim
+from fp8sim.casts import quantize as _quantize
+from fp8sim.casts.block import pow2_ceil as _pow2_ceil
+from fp8sim.casts.block import pow2_floor_log2f as _pow2_floor_log2f
 from fp8sim.engine import _gpu, _gpu_arrays
 from fp8sim.recipes import gpu_casts, gpu_linear
 from fp8sim.recipes.layers import GEMMS, LINEAR_RECIPES, linear
-from fp8sim.recipes.quant import _pow2_ceil, _pow2_floor_log2f, _quantize
 
 NO_GPU = _gpu.available()
 gpu = pytest.mark.skipif(NO_GPU is not None, reason=f"GPU engine unavailable: {NO_GPU}")
@@ -227,7 +229,7 @@ def test_gemm_on_device_arrays_returns_device_arrays(out_dtype):
 def test_float8simlinear_on_the_gpu_matches_the_cpu(recipe):
     """forward, grad_input and grad_weight of Float8SimLinear(engine='gpu') = engine='cpu'."""
     torch = pytest.importorskip("torch")
-    from fp8sim.recipes.torch_linear import Float8SimLinear
+    from fp8sim.torch import Float8SimLinear
 
     torch.manual_seed(0)
     cpu = Float8SimLinear(160, 136, bias=False, recipe=recipe)
@@ -248,7 +250,7 @@ def test_float8simlinear_on_the_gpu_matches_the_cpu(recipe):
 
 def test_float8simlinear_engine_is_checked():
     torch = pytest.importorskip("torch")
-    from fp8sim.recipes.torch_linear import Float8SimLinear, swap_linears
+    from fp8sim.torch import Float8SimLinear, swap_linears
 
     with pytest.raises(ValueError, match="^engine: expected 'cpu' or 'gpu', got 'tpu'"):
         Float8SimLinear(8, 8, recipe="deepseek-v3", engine="tpu")

@@ -45,7 +45,7 @@ def _scale_blocks(blocks: np.ndarray, fmt_max: np.float32, conv: CastConvention,
         else:
             scales = one / mult
         if pow2 and conv.pow2 == "scale-up":
-            scales = _pow2_ceil(scales)
+            scales = pow2_ceil(scales)
             return scales, blocks / scales[:, None, :, None]
         # torchao clamps x * m to +-fmt_max before its cast: a no-op, since m rounds
         # fmt_max / amax by half an ulp at most and encode rounds fmt_max * (1 + 2**-24)
@@ -54,7 +54,7 @@ def _scale_blocks(blocks: np.ndarray, fmt_max: np.float32, conv: CastConvention,
     return scales, scaled
 
 
-def _pow2_ceil(s: np.ndarray) -> np.ndarray:
+def pow2_ceil(s: np.ndarray) -> np.ndarray:
     """2**ceil(log2(s)) for positive float32 s, exactly, from the bits (no float log2).
 
     A normal float32 is 2**(field - 127) * 1.mantissa, so the smallest power of two
