@@ -117,22 +117,22 @@ def run(small: bool = False) -> list[dict]:
 def golden_layer_check() -> int:
     """Replays the H200's layer outputs (full file, else the committed rows); returns the count."""
     full = GOLDEN / "thirdparty_public_a.npz"
-    z = np.load(full if full.exists() else SUBSET)
-    key = (lambda rec, out: f"layer/{rec}/{out}") if full.exists() else (
-        lambda rec, out: f"layer_{rec}_{out}")
-    inp = (lambda v: z[f"layer/{v}"]) if full.exists() else (lambda v: z[f"layer_{v}"])
-    bf = ml_dtypes.bfloat16
-    x, w, gy = (inp(v).view(bf) for v in ("x", "w", "gy"))
-    count = 0
-    for recipe, cap in CAPTURED.items():
-        outs = fp8sim.linear(x, w, gy, recipe=recipe)
-        for out, name in zip(outs, ("y", "gx", "gw"), strict=True):
-            got = out.view(np.uint16)
-            if not full.exists():
-                got = got[z[f"rows_{name}"]]
-            want = z[key(cap, name)]
-            assert np.array_equal(got, want), f"{recipe} {name}: differs from the H200"
-            count += want.size
+    with np.load(full if full.exists() else SUBSET) as z:
+        key = (lambda rec, out: f"layer/{rec}/{out}") if full.exists() else (
+            lambda rec, out: f"layer_{rec}_{out}")
+        inp = (lambda v: z[f"layer/{v}"]) if full.exists() else (lambda v: z[f"layer_{v}"])
+        bf = ml_dtypes.bfloat16
+        x, w, gy = (inp(v).view(bf) for v in ("x", "w", "gy"))
+        count = 0
+        for recipe, cap in CAPTURED.items():
+            outs = fp8sim.linear(x, w, gy, recipe=recipe)
+            for out, name in zip(outs, ("y", "gx", "gw"), strict=True):
+                got = out.view(np.uint16)
+                if not full.exists():
+                    got = got[z[f"rows_{name}"]]
+                want = z[key(cap, name)]
+                assert np.array_equal(got, want), f"{recipe} {name}: differs from the H200"
+                count += want.size
     where = "golden/thirdparty_public_a.npz" if full.exists() else "the committed rows"
     print(f"golden check OK: fp8sim.linear reproduces {count} layer outputs of torchao's "
           f"recipes on the H200 ({where}) bit for bit")

@@ -71,7 +71,7 @@ def scaled_exact(a: np.ndarray, b: np.ndarray, a_format: str, b_format: str, kw:
     """The exact (float64) value of a scaled GEMM given its fp8sim.gemm keywords `kw`
     (`fp8sim.analysis.scales.scaled_exact`: group scales cover `promote` elements of K)."""
     return _scaled_exact(a, b, kw.get("scale_a"), kw.get("scale_b"), promote=kw.get("promote"),
-                         a_format=a_format, b_format=b_format, c=c)
+                         scaling=kw.get("scaling"), a_format=a_format, b_format=b_format, c=c)
 
 
 def golden_check(file: str, key: str, output: str, **gemm_changes) -> dict | None:

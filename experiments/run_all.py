@@ -18,9 +18,14 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
+GPU_STUDIES = ("06_training_whatif.py",)
+"""Studies whose full size needs a GPU (and torch): run them on their own, e.g.
+`python experiments/06_training_whatif.py` on a GPU machine, `--tiny` on a CPU."""
+
+
 def studies() -> list[Path]:
-    """The numbered study scripts, in order (01_*.py, 02_*.py, ...)."""
-    return sorted(HERE.glob("[0-9][0-9]_*.py"))
+    """The numbered CPU study scripts, in order (01_*.py, 02_*.py, ...; not GPU_STUDIES)."""
+    return sorted(p for p in HERE.glob("[0-9][0-9]_*.py") if p.name not in GPU_STUDIES)
 
 
 def run_study(path: Path, small: bool = False) -> float:

@@ -212,7 +212,9 @@ def measure_kernel(a: np.ndarray, b: np.ndarray, *, kernel=None, promote: int | 
     n = np.shape(b)[1]
     res = measure(functools.partial(run, **kw),
                   lambda: scaled_exact(a, b, kw.get("scale_a"), kw.get("scale_b"),
-                                       promote=eff_promote or None),
+                                       promote=eff_promote or None,
+                                       scaling=kw.get("scaling", getattr(kernel, "scaling",
+                                                                          None))),
                   ideal=ideal,
                   total=None if floats is None else lambda: exact_product(*floats))
     row = GemmRow(m, n, k, eff_promote, format_name(a), format_name(b),
