@@ -67,8 +67,9 @@ def test_default_is_the_h100_recorded_split(spy):
 
 
 def test_slices_change_the_bits_as_the_kernel_does():
-    """Forward 64 x 8192 -> 64 (K = 8192 long, a small output): slices=2 is the kernel run with 3 slices on
-    the recipe's own casts, and differs from one chain; the default is the recorded split."""
+    """Forward 64 x 8192 -> 64 (K = 8192, a small output): slices=2 is the kernel run with 2
+    slices on the recipe's own casts and differs from one chain; the default is the H100's
+    recorded 3."""
     x, w, g = _layer(64, 8192, 64)
     r = LINEAR_RECIPES["torchao-tensorwise"]
     ac, sa, bc, sb = r.forward.cast(x, np.ascontiguousarray(w.T))
