@@ -9,8 +9,8 @@ module checks those two arguments the same way everywhere and says which split r
   kernels do; DeepGEMM, Triton and row-wise scaling never do), so a `slices` for a kernel
   that never splits is refused instead of silently simulating a split no library runs;
 * `split_choice`: (slice count, source) of one GEMM: "user", "table", "rule", "bracket"
-  (`fp8sim.engine.cublaslt_splits`), "captured" (a kernel's captured `SplitK`) or "never"
-  (the kernel never splits);
+  (`fp8sim.engine.cublaslt_splits`), "captured" (a kernel's captured `SplitK`), "never"
+  (the kernel never splits) or "unrecorded" (a card without a recording of the kernel);
 * `splits`: `cublaslt_splits.batch_invariance` for any kernel (one range for the kernels
   that never split): the M ranges over which rows keep their bits.
 """
@@ -31,7 +31,9 @@ __all__ = ["SOURCES", "check_gpu", "check_slices", "kernel_splits", "refuse_unsp
 SOURCES = {"user": "passed by the caller", "table": "cuBLASLt's recorded choice",
            "rule": "the recorded rule (short K or a large output: no split)",
            "bracket": "the recorded points around the shape agree",
-           "captured": "the kernel's captured split table", "never": "the kernel never splits K"}
+           "captured": "the kernel's captured split table", "never": "the kernel never splits K",
+           "unrecorded": "no recording or captured table for this kernel on this card: the "
+                         "kernel runs one chain through K"}
 """Where a split count comes from (`split_choice`'s second value), in words."""
 
 
@@ -78,8 +80,8 @@ def refuse_unsplit(kern: str | Kernel, slices: int | None, arg: str = "slices") 
     if slices is not None and not kernel_splits(kern):
         name = getattr(lookup_kernel(kern), "name", kern)
         raise ValueError(f"{arg}: kernel {name} never splits K (only cuBLASLt's per-tensor "
-                         f"and blockwise kernels do: {', '.join(splitting_kernels())}); leave "
-                         f"{arg} out")
+                         f"and blockwise kernels do: {', '.join(splitting_kernels())}); leave it "
+                         "out")
 
 
 def splitting_kernels() -> list[str]:
@@ -118,7 +120,7 @@ def split_choice(kern: str | Kernel, m: int, n: int, k: int, *, out_dtype: str =
             return None, "unknown"
     split = kobj._split_for(ep)
     if split is None:
-        return 1, "never"
+        return 1, "unrecorded"
     if split.device and split.device != gpu and k > split.unsplit_max_k:
         return None, "unknown"
     return split.slices(m, n, k, out), "captured"
