@@ -86,3 +86,89 @@ def test_bad_split_options_are_one_line(args, words):
     r = run("gemm", "--m", "8", "--n", "8", "--k", "256", *args)
     assert_usage_error(r)
     assert words in r.stderr
+
+
+# --- fp8sim splits ------------------------------------------------------------------
+
+
+def test_splits_lists_the_recorded_ranges_and_boundaries():
+    """N = 128, K = 16384 on the H100: the text is invariance_text's, the JSON the ranges
+    of fp8sim.splits, and every M's count is the kernel's own choice."""
+    from fp8sim.engine.cublaslt_splits import invariance_text
+    from fp8sim.engine.split_choice import split_choice
+
+    r = run("splits", "--kernel", "cublaslt-fast", "--n", "128", "--k", "16384",
+            "--m-max", "2048")
+    assert r.exit_code == 0, r.stderr
+    want = invariance_text("cublaslt-fast", 128, 16384, "H100", 2048)
+    assert r.output.strip() == want.replace("(pass slices=)", "(fp8sim gemm --slices N runs one)")
+    assert "M 1-128: 6 slices" in r.output and "M 1001-2048: 1 slice (no split)" in r.output
+    r = run("splits", "--kernel", "cublaslt-fast", "--n", "128", "--k", "16384",
+            "--m-max", "2048", "--json")
+    got = json.loads(r.output)
+    ranges = [(d["m_lo"], d["m_hi"], d["slices"]) for d in got["ranges"]]
+    assert ranges == fp8sim.splits("cublaslt-fast", 128, 16384, m_max=2048)
+    assert got["changes_at"] == [lo for lo, _, _ in ranges[1:]]
+    assert got["batch_invariant"] is False and got["library"]["cublaslt_version"] == 130100
+    for lo, hi, s in ranges:
+        for m in {lo, (lo + hi) // 2, hi}:
+            assert split_choice("cublaslt-fast", m, 128, 16384)[0] == s
+
+
+def test_ranges_tile_one_to_m_max():
+    ranges = fp8sim.splits("cublaslt", 256, 65536, m_max=3000)
+    assert ranges[0][0] == 1 and ranges[-1][1] == 3000
+    assert all(a[1] + 1 == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+    assert all(a[2] != b[2] for a, b in zip(ranges, ranges[1:], strict=False))
+
+
+@pytest.mark.parametrize("kernel", ["deepgemm", "triton", "torchao-triton-blockwise"])
+def test_kernels_that_never_split_print_one_range(kernel):
+    r = run("splits", "--kernel", kernel, "--n", "7168", "--k", "16384")
+    assert r.exit_code == 0, r.stderr
+    assert "M 1-65536: 1 slice (no split)" in r.output
+    assert "rows keep their bits at any batch size" in r.output
+    got = json.loads(run("splits", "--kernel", kernel, "--n", "8", "--k", "8", "--json").output)
+    assert got["ranges"] == [{"m_lo": 1, "m_hi": 65536, "slices": 1}]
+    assert got["batch_invariant"] is True and got["library"] is None
+
+
+def test_row_wise_scaling_is_batch_invariant():
+    got = json.loads(run("splits", "--kernel", "torch-rowwise-fast", "--n", "128", "--k",
+                         "131072", "--json").output)
+    assert got["ranges"] == [{"m_lo": 1, "m_hi": 65536, "slices": 1}]
+
+
+def test_a_range_never_recorded_does_not_claim_invariance():
+    r = run("splits", "--kernel", "cublaslt", "--n", "16", "--k", "131072", "--m-max", "16")
+    assert "M 1-16: not recorded" in r.output and "any batch size" not in r.output
+    got = json.loads(run("splits", "--kernel", "cublaslt", "--n", "16", "--k", "131072",
+                         "--m-max", "16", "--json").output)
+    assert got["batch_invariant"] is None
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--kernel", "nope", "--n", "8", "--k", "8"], "--kernel: unknown kernel 'nope'"),
+    (["--kernel", "cublaslt", "--n", "0", "--k", "8"], "--n: expected a positive int"),
+    (["--kernel", "deepgemm", "--n", "8", "--k", "-1"], "--k: expected a positive int"),
+    (["--kernel", "cublaslt", "--n", "8", "--k", "999999"], "--k: 999999 is outside the "
+                                                             "recorded range"),
+    (["--kernel", "cublaslt", "--n", "50000", "--k", "16384"], "--n: 50000 is outside"),
+    (["--kernel", "cublaslt", "--n", "8", "--k", "8", "--gpu", "A100"], "'--gpu'"),
+    (["--kernel", "cublaslt", "--n", "8", "--k", "8", "--m-max", "0"], "--m-max:"),
+    (["--kernel", "triton", "--n", "8", "--k", "8", "--m-max", "70000"], "--m-max:"),
+    (["--n", "8", "--k", "8"], "--kernel"),
+])
+def test_splits_bad_input_is_one_line(args, words):
+    r = run("splits", *args)
+    assert_usage_error(r)
+    assert words in r.stderr and "slices=" not in r.stderr
+
+
+def test_splits_function_names_bad_arguments():
+    with pytest.raises(ValueError, match="^gpu:"):
+        fp8sim.splits("cublaslt", 8, 8, gpu="A100")
+    with pytest.raises(ValueError, match="^n:"):
+        fp8sim.splits("deepgemm", 0, 8)
+    with pytest.raises(ValueError, match="^kernel:"):
+        fp8sim.splits("nope", 8, 8)

@@ -23,7 +23,8 @@ _OPTION_OF = {"a": "--a", "b": "--b", "scale_a": "--scale-a", "scale_b": "--scal
               "a_format": "--a-format", "b_format": "--b-format", "promote": "--promote",
               "out_dtype": "--out-dtype", "preset": "--preset", "m": "--m", "n": "--n",
               "k": "--k", "seed": "--seed", "frac_bits": "--frac-bits", "kernel": "--kernel",
-              "recipe": "--recipe", "dist": "--dist", "slices": "--slices", "gpu": "--gpu"}
+              "recipe": "--recipe", "dist": "--dist", "slices": "--slices", "gpu": "--gpu",
+              "m_max": "--m-max"}
 
 
 def one_line(message: str) -> str:

@@ -26,7 +26,7 @@ from fp8sim.engine.kernel import _CUBLASLT_FAMILY, Kernel
 from fp8sim.engine.kernel import kernel as lookup_kernel
 
 __all__ = ["SOURCES", "check_gpu", "check_slices", "kernel_splits", "refuse_unsplit",
-           "splitting_kernels", "split_choice", "splits", "splits_text"]
+           "splitting_kernels", "split_choice", "library_split", "splits", "splits_text"]
 
 SOURCES = {"user": "passed by the caller", "table": "cuBLASLt's recorded choice",
            "rule": "the recorded rule (short K or a large output: no split)",
@@ -126,6 +126,15 @@ def split_choice(kern: str | Kernel, m: int, n: int, k: int, *, out_dtype: str =
     return split.slices(m, n, k, out), "captured"
 
 
+def library_split(kernel: str | Kernel) -> bool:
+    """True where the kernel's split of K is a library's choice per shape (cuBLASLt's
+    kernels and families, row-wise included), False for kernels that never split."""
+    if isinstance(kernel, str) and kernel in cublaslt_splits.FAMILIES:
+        return True
+    k = lookup_kernel(kernel)
+    return k.name in _CUBLASLT_FAMILY or bool(k.split)
+
+
 def splits(kernel: str | Kernel, n: int, k: int, gpu: str = "H100", m_max: int = 65536, *,
            out_dtype: str = "float32", family: str | None = None
            ) -> list[tuple[int, int, int | None]]:
@@ -145,7 +154,7 @@ def splits(kernel: str | Kernel, n: int, k: int, gpu: str = "H100", m_max: int =
         return cublaslt_splits.batch_invariance(kernel, n, k, gpu, m_max,
                                                 out_dtype=out_dtype, family=family)
     kobj = lookup_kernel(kernel)
-    if kobj.name not in _CUBLASLT_FAMILY and not kobj.split:
+    if not library_split(kobj):
         if m_max > cublaslt_splits.RANGE["m"][1]:
             raise ValueError(f"m_max: expected an int in [1, {cublaslt_splits.RANGE['m'][1]}]"
                              f", got {m_max!r}")
@@ -160,10 +169,13 @@ def splits_text(kernel: str | Kernel, n: int, k: int, gpu: str = "H100", m_max: 
     cuBLASLt kernels)."""
     ranges = splits(kernel, n, k, gpu, m_max, out_dtype=out_dtype, family=family)
     name = getattr(kernel, "name", kernel)
-    if name in cublaslt_splits.FAMILIES or name in _CUBLASLT_FAMILY or \
-            lookup_kernel(kernel).split:
-        return cublaslt_splits.invariance_text(name, n, k, gpu, m_max, out_dtype=out_dtype,
+    if library_split(kernel):
+        text = cublaslt_splits.invariance_text(name, n, k, gpu, m_max, out_dtype=out_dtype,
                                                family=family)
+        if len(ranges) == 1 and ranges[0][2] is None:  # not "rows keep their bits"
+            text = text.rsplit("\n", 1)[0] + ("\nthe split was never recorded here: whether "
+                                              "rows keep their bits across M is not known")
+        return text
     lo, hi, _ = ranges[0]
     return "\n".join([f"{name} N={n} K={k} on the {gpu}: this kernel never splits K",
                       f"M {lo}-{hi}: 1 slice (no split)",
