@@ -213,3 +213,5 @@ def test_module_and_swap_refuse_bad_gpu_and_slices(kw, match):
     with pytest.raises(ValueError, match=match):
         swap_linears(model, **kw)
     assert type(model[0]) is torch.nn.Linear  # nothing swapped before the check
+    with pytest.raises(ValueError, match=match):  # checked even with no layer to swap
+        swap_linears(torch.nn.Sequential(torch.nn.ReLU()), **kw)
