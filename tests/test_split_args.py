@@ -160,3 +160,28 @@ def test_split_choice_names_its_source():
     with pytest.raises(ValueError, match="^gpu:"):
         sc.split_choice("cublaslt", 64, 64, 16384, gpu="h100")
     assert set(sc.SOURCES) >= {"user", "table", "rule", "bracket", "captured", "never"}
+
+
+@pytest.mark.parametrize("name, m, n, k, blocks", [
+    ("cublaslt-fast", 64, 64, 16384, False), ("cublaslt-fast", 64, 64, 1024, False),
+    ("cublaslt", 64, 128, 8192, False), ("cublaslt-blockwise", 64, 128, 8192, True),
+    ("cublaslt-blockwise", 128, 256, 7168, True),
+])
+def test_split_choice_is_the_split_the_kernel_runs(name, m, n, k, blocks):
+    """The count split_choice reports (the CLI summary's) gives the kernel's default bits."""
+    from fp8sim.formats.convert import encode
+
+    g = np.random.default_rng(7)
+    a = encode(np.abs(g.standard_normal((m, k))), "e4m3").view(ml_dtypes.float8_e4m3fn)
+    b = encode(np.abs(g.standard_normal((k, n))), "e4m3").view(ml_dtypes.float8_e4m3fn)
+    if blocks:
+        sa = (g.random((m, k // 128)) + 0.5).astype(np.float32)
+        sb = (g.random((k // 128, -(-n // 128))) + 0.5).astype(np.float32)
+    else:
+        sa = sb = np.float32(1)
+    count, source = sc.split_choice(name, m, n, k, scale_a=sa, scale_b=sb)
+    assert source in ("table", "rule", "bracket") and count is not None
+    kern = KERNELS[name]
+    want = kern(a, b, scale_a=sa, scale_b=sb)
+    got = kern(a, b, scale_a=sa, scale_b=sb, slices=count)
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
