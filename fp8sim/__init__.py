@@ -3,7 +3,8 @@
 The public API: `encode`, `decode`, `gemm`, `quantize`, `identify` (the contract), the
 recipes (`fp8_matmul`, `linear`: one Linear layer forward and backward as a named stack
 runs it; `Float8SimLinear` / `swap_linears` for torch models, with the `torch` extra),
-the oracle (`compare`, `assert_matches`), and the format, preset and kernel descriptions.
+the oracle (`compare`, `assert_matches`), batch invariance (`splits`: the batch sizes over
+which a kernel keeps one split of K), and the format, preset and kernel descriptions.
 Heavier modules load lazily so `import fp8sim` stays
 fast.
 """
@@ -39,6 +40,7 @@ _LAZY = {
     "CONVENTIONS": "casts",
     "Float8SimLinear": "torch.linear",
     "swap_linears": "torch.linear",
+    "splits": "engine.split_choice",
 }
 
 __all__ = [
@@ -46,7 +48,7 @@ __all__ = [
     "quantize_mx", "delayed_scale", "identify", "fp8_matmul", "Recipe", "RECIPES", "compare",
     "assert_matches", "FormatInfo", "E4M3", "E5M2", "FORMATS", "format_info", "MMAStep",
     "PRESETS", "RoundMode", "KERNELS", "linear", "LinearRecipe", "LINEAR_RECIPES", "CONVENTIONS",
-    "Float8SimLinear", "swap_linears",
+    "Float8SimLinear", "swap_linears", "splits",
 ]
 
 

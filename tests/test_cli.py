@@ -268,7 +268,7 @@ def test_presets_lists_presets_and_kernels():
     assert "deepgemm" in r.output
 
 
-@pytest.mark.parametrize("command", ["gemm", "sweep", "encode", "decode", "presets"])
+@pytest.mark.parametrize("command", ["gemm", "sweep", "encode", "decode", "presets", "splits"])
 def test_help(command):
     r = run(command, "--help")
     assert r.exit_code == 0 and r.output.startswith("Usage:")

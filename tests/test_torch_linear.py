@@ -196,3 +196,52 @@ def test_zero_tokens_train_as_nn_linear():
     assert y.shape == (0, 4)
     y.sum().backward()
     assert x.grad.shape == (0, 8) and torch.count_nonzero(layer.weight.grad) == 0
+
+
+def _long_k_layer(seed=0):
+    """64 tokens, 8192 -> 64: the forward GEMM (K = 8192) is one cuBLASLt splits."""
+    g = np.random.default_rng(seed)
+    x = g.standard_normal((64, 8192)).astype(ml_dtypes.bfloat16)
+    w = g.standard_normal((64, 8192)).astype(ml_dtypes.bfloat16)
+    gy = g.standard_normal((64, 64)).astype(ml_dtypes.bfloat16)
+    return x, w, gy
+
+
+def test_module_passes_gpu_and_slices_as_linear_takes_them():
+    """Float8SimLinear(gpu=, slices=) and swap_linears(gpu=, slices=): the bits of
+    fp8sim.linear with the same arguments, forward and backward; other slices differ."""
+    x, w, gy = _long_k_layer()
+    kw = {"gpu": "H100", "slices": {"y": 2, "grad_w": 1}}
+    want = linear(x, w, gy, recipe="torchao-tensorwise", **kw)
+    base = torch.nn.Linear(8192, 64, bias=False, dtype=torch.bfloat16)
+    with torch.no_grad():
+        base.weight.copy_(_tensor(w))
+    for mod in (Float8SimLinear.from_linear(base, recipe="torchao-tensorwise", **kw),
+                swap_linears(torch.nn.Sequential(base), recipe="torchao-tensorwise", **kw)):
+        xt = _tensor(x).requires_grad_(True)
+        mod.zero_grad()
+        y = mod(xt)
+        y.backward(_tensor(gy))
+        weight = mod.weight if isinstance(mod, Float8SimLinear) else mod[0].weight
+        for got, ref in zip((y, xt.grad, weight.grad), want, strict=True):
+            assert np.array_equal(_bits(got), _bits(ref))
+    other = linear(x, w, gy, recipe="torchao-tensorwise", slices={"y": 3})[0]
+    assert not np.array_equal(_bits(other), _bits(want[0]))
+    assert "slices={'y': 2, 'grad_w': 1}" in repr(mod)
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"gpu": "B200"}, "^gpu: expected one of"),
+    ({"slices": 0}, "^slices: expected a positive int"),
+    ({"slices": 2, "recipe": "deepseek-v3"}, "^slices: none of deepseek-v3's GEMMs"),
+])
+def test_module_and_swap_refuse_bad_gpu_and_slices(kw, match):
+    kw = {"recipe": "torchao-tensorwise"} | kw
+    with pytest.raises(ValueError, match=match):
+        Float8SimLinear(16, 16, **kw)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 16))
+    with pytest.raises(ValueError, match=match):
+        swap_linears(model, **kw)
+    assert type(model[0]) is torch.nn.Linear  # nothing swapped before the check
+    with pytest.raises(ValueError, match=match):  # checked even with no layer to swap
+        swap_linears(torch.nn.Sequential(torch.nn.ReLU()), **kw)

@@ -115,7 +115,8 @@ def test_scaled_mm_blockwise_reproduces_the_h200_captures(case, out):
 
 
 def test_signature_is_torchs():
-    params = list(inspect.signature(fp8torch.scaled_mm).parameters)
+    params = [name for name, p in inspect.signature(fp8torch.scaled_mm).parameters.items()
+              if p.kind is not inspect.Parameter.KEYWORD_ONLY]
     assert params == ["mat_a", "mat_b", "scale_a", "scale_b", "bias", "scale_result",
                       "out_dtype", "use_fast_accum"]
 
@@ -216,3 +217,70 @@ def test_blockwise_scales_refuse_fast_accumulation():
     fp8torch.scaled_mm(a, b, sa, sb, out_dtype=torch.float32)
     with pytest.raises(ValueError, match="^use_fast_accum: .*blockwise"):
         fp8torch.scaled_mm(a, b, sa, sb, out_dtype=torch.float32, use_fast_accum=True)
+
+
+def test_slices_and_gpu_are_keyword_only_extras():
+    params = inspect.signature(fp8torch.scaled_mm).parameters
+    extra = [p for p in params.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    assert [(p.name, p.default) for p in extra] == [("gpu", "H100"), ("slices", None)]
+
+
+def test_slices_set_the_split_of_a_tensorwise_gemm():
+    """K = 16384 at 64 x 64 with fast accumulation: slices=S is the kernel run with S slices;
+    the default is the H100's recorded 6; gpu="H100" explicit is the default."""
+    import fp8sim
+
+    a, b = _operands(64, 16384, 64)
+    one = torch.tensor(1.0)
+    codes_a = a.view(torch.uint8).numpy()
+    codes_b = b.contiguous().view(torch.uint8).numpy()
+    for s in (2, 6):
+        got = fp8torch.scaled_mm(a, b, one, one, out_dtype=torch.float32, use_fast_accum=True,
+                                 slices=s)
+        want = fp8sim.KERNELS["cublaslt-fast"](codes_a, codes_b, scale_a=np.float32(1),
+                                               scale_b=np.float32(1), slices=s)
+        assert np.array_equal(_bits(got), want.view(np.uint32))
+        if s == 2:
+            two = _bits(got)
+    default = fp8torch.scaled_mm(a, b, one, one, out_dtype=torch.float32, use_fast_accum=True,
+                                 gpu="H100")
+    assert np.array_equal(_bits(default), _bits(got))
+    assert not np.array_equal(two, _bits(got))
+
+
+def test_slices_reach_the_blockwise_kernel():
+    """1x128 x 128x1 at K = 8192 (no H100 recording): slices=S runs, as the kernel does."""
+    import fp8sim
+
+    a, b = _operands(128, 8192, 128, seed=2)
+    sa = torch.rand(128, 64) + 0.5
+    sb = torch.rand(64, 128) + 0.5
+    got = fp8torch.scaled_mm(a, b, sa.t().contiguous().t(), sb, out_dtype=torch.bfloat16,
+                             slices=3)
+    want = fp8sim.KERNELS["cublaslt-blockwise"](
+        a.view(torch.uint8).numpy().view(_ml("e4m3")),
+        b.contiguous().view(torch.uint8).numpy().view(_ml("e4m3")),
+        scale_a=sa.numpy(), scale_b=sb.numpy(), out_dtype="bfloat16", slices=3)
+    assert np.array_equal(_bits(got), want.view(np.uint16))
+
+
+def _ml(fmt):
+    import ml_dtypes
+
+    return ml_dtypes.float8_e4m3fn if fmt == "e4m3" else ml_dtypes.float8_e5m2
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"gpu": "A100"}, "^gpu: expected one of 'H100', 'H200'"),
+    ({"slices": 0}, "^slices: expected a positive int"),
+    ({"slices": 1.5}, "^slices: expected a positive int"),
+    ({"slices": 2, "rowwise": True}, "^slices: row-wise scaling never splits K"),
+])
+def test_bad_gpu_and_slices_are_named(kw, match):
+    a, b = _operands()
+    if kw.pop("rowwise", False):
+        sa, sb = torch.ones(32, 1), torch.ones(1, 32)
+    else:
+        sa = sb = torch.tensor(1.0)
+    with pytest.raises(ValueError, match=match):
+        fp8torch.scaled_mm(a, b, sa, sb, out_dtype=torch.bfloat16, **kw)

@@ -156,14 +156,16 @@ def format_name(x: np.ndarray) -> str:
 
 def measure_kernel(a: np.ndarray, b: np.ndarray, *, kernel=None, promote: int | None = None,
                    preset=None, scale_a=None, scale_b=None, out_dtype: str | None = None,
-                   floats: tuple[np.ndarray, np.ndarray] | None = None
+                   floats: tuple[np.ndarray, np.ndarray] | None = None,
+                   gpu: str | None = None, slices: int | None = None
                    ) -> tuple[GemmRow, Measurement, dict]:
     """Measures `fp8sim.gemm` (or `kernel`, a `fp8sim.KERNELS` entry) on float8 operands.
 
     Left-out settings (None) take `defaults`; a tensor-scaled kernel without scales gets
     1.0 and 1.0. The ideal twin is `fp8sim.gemm` with preset "ideal" (promoting as the
     run does where group scales need it), or the kernel with the ideal step. `floats`
-    (the data before quantization) adds the `total_*` errors.
+    (the data before quantization) adds the `total_*` errors. `gpu` and `slices` go to the
+    kernel (its split of K; `Kernel.__call__`), left out where None.
 
     Returns:
         (row without data description, measurement, the scales and keywords run).
@@ -173,6 +175,9 @@ def measure_kernel(a: np.ndarray, b: np.ndarray, *, kernel=None, promote: int | 
             kernel without scales ("scale_a: ...").
     """
     eff_promote, step = defaults(promote, preset, kernel)
+    if kernel is None and (gpu is not None or slices is not None):
+        raise ValueError(f"{'slices' if slices is not None else 'gpu'}: applies to a named "
+                         "kernel (its split of K); fp8sim.gemm runs no library's split")
     kw: dict = {}
     if scale_a is not None or scale_b is not None:
         kw |= {"scale_a": scale_a, "scale_b": scale_b}
@@ -191,6 +196,7 @@ def measure_kernel(a: np.ndarray, b: np.ndarray, *, kernel=None, promote: int | 
             kw["promote"] = promote
         if preset is not None:
             kw["preset"] = preset
+        kw |= {key: v for key, v in (("gpu", gpu), ("slices", slices)) if v is not None}
         scaling = kernel_scaling(kernel)
         if scale_a is None and scaling == "tensor":
             kw |= {"scale_a": np.float32(1.0), "scale_b": np.float32(1.0)}

@@ -1,7 +1,7 @@
 """The `fp8sim` command line: assembles the group from the command modules of fp8sim.cli.
 
 Each command lives in its own module (gemm, sweep, inspect: encode/decode, presets,
-oracle: identify, capture: capture/verify); shared options are in `fp8sim.cli.options`
+splits, oracle: identify, capture: capture/verify); shared options are in `fp8sim.cli.options`
 and the one error policy (one stderr line, exit status 2) in `fp8sim.cli.errors`.
 """
 
@@ -14,6 +14,7 @@ from fp8sim.cli.errors import OneLineGroup
 from fp8sim.cli.gemm import gemm
 from fp8sim.cli.inspect import decode_, encode_
 from fp8sim.cli.presets import presets
+from fp8sim.cli.splits import splits
 from fp8sim.cli.sweep import sweep
 
 __all__ = ["main"]
@@ -25,7 +26,7 @@ def main() -> None:
     """fp8sim: bit-exact CPU simulation of FP8 GEMMs on NVIDIA Hopper Tensor Cores."""
 
 
-for _command in (gemm, sweep, encode_, decode_, presets):
+for _command in (gemm, sweep, encode_, decode_, presets, splits):
     main.add_command(_command)
 
 try:

@@ -23,7 +23,8 @@ _OPTION_OF = {"a": "--a", "b": "--b", "scale_a": "--scale-a", "scale_b": "--scal
               "a_format": "--a-format", "b_format": "--b-format", "promote": "--promote",
               "out_dtype": "--out-dtype", "preset": "--preset", "m": "--m", "n": "--n",
               "k": "--k", "seed": "--seed", "frac_bits": "--frac-bits", "kernel": "--kernel",
-              "recipe": "--recipe", "dist": "--dist"}
+              "recipe": "--recipe", "dist": "--dist", "slices": "--slices", "gpu": "--gpu",
+              "m_max": "--m-max"}
 
 
 def one_line(message: str) -> str:
@@ -34,7 +35,7 @@ def one_line(message: str) -> str:
 def cli_message(message: str) -> str:
     """An API error message with its leading argument name as the CLI option ("scale_a:" ->
     "--scale-a:"), and a keyword a kernel does not take named as its option."""
-    text = one_line(message)
+    text = one_line(message).replace("pass slices=", "pass --slices N")
     head, sep, rest = text.partition(": ")
     if sep and head in _OPTION_OF:
         return f"{_OPTION_OF[head]}: {rest}"

@@ -41,7 +41,9 @@ from fp8sim.cli.options import (
 )
 from fp8sim.cli.summary import summary
 from fp8sim.engine import budget
+from fp8sim.engine.cublaslt_splits import GPUS
 from fp8sim.engine.mma import PRESETS
+from fp8sim.engine.split_choice import refuse_unsplit, split_choice
 
 __all__ = ["gemm"]
 
@@ -99,6 +101,14 @@ def _promote(value: int | None) -> int | None:
               help="scale_b, as --scale-a, e.g. (K/128, N/128) for 128x128 blocks.")
 @click.option("--out-dtype", type=click.Choice(OUT_DTYPES), default=None,
               help="Output type. [default: float32, or the kernel's]")
+@click.option("--gpu", type=click.Choice(GPUS), default=None,
+              help="With --kernel: the card whose split of K (cuBLASLt's choice per shape, "
+                   "fp8sim.engine.cublaslt_splits) the kernel reproduces. [default: H100]")
+@click.option("--slices", type=click.IntRange(min=1), default=None, metavar="N",
+              help="With --kernel (one that splits K: cublaslt-fast, cublaslt, "
+                   "cublaslt-blockwise): cut K into N slices instead of the library's "
+                   "recorded choice (where it was never recorded the run asks for this). "
+                   "The summary says which split ran and where its count came from.")
 @click.option("--out", "out_path", default=None, metavar="FILE",
               help="Write the simulated output D to FILE bit for bit: .npy (float32, float16, "
                    "or bfloat16 as uint16 bits), or .npz with D, out_dtype and the FP8 inputs "
@@ -107,7 +117,8 @@ def _promote(value: int | None) -> int | None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print a CSV header and one row.")
 def gemm(m, n, k, dist, a_format, b_format, seed, scale, promote, preset, frac_bits, recipe,
-         a_path, b_path, kernel, scale_a, scale_b, out_dtype, out_path, as_json, as_csv):
+         a_path, b_path, kernel, scale_a, scale_b, out_dtype, gpu, slices, out_path, as_json,
+         as_csv):
     """Simulates an M x K x N FP8 GEMM and prints its error against the exact product.
 
     The data is random (--m, --n, --k, --dist, --seed) or yours (--a, --b). The exact
@@ -136,6 +147,13 @@ def gemm(m, n, k, dist, a_format, b_format, seed, scale, promote, preset, frac_b
                                "leave --scale unit with --recipe")
     promote = _promote(promote)
     kern = find_kernel(kernel) if kernel is not None else None
+    for option, value in (("--slices", slices), ("--gpu", gpu)):
+        if value is not None and kern is None:
+            raise click.UsageError(f"{option}: applies to --kernel runs (a library's split of "
+                                   "K); fp8sim.gemm and --recipe runs never split K")
+    if kern is not None:
+        with usage_errors():
+            refuse_unsplit(kern, slices)
     scaling = kernel_scaling(kern) if kern is not None else None
     if scaling not in (None, "tensor") and scale_a is None and scale != "tensor":
         raise click.BadParameter(f"kernel {kern.name} applies {scaling!r} scales; pass "
@@ -153,7 +171,7 @@ def gemm(m, n, k, dist, a_format, b_format, seed, scale, promote, preset, frac_b
     with usage_errors():
         row, out, inputs, notes = _measure(
             m, n, k, dist, a_format, b_format, seed, scale, promote, preset, recipe,
-            a_path, b_path, kern, scale_a, scale_b, out_dtype)
+            a_path, b_path, kern, scale_a, scale_b, out_dtype, gpu, slices)
     if out_path is not None:
         try:
             written = _data.save_output(out_path, out, row.get("out_dtype", "float32"), inputs)
@@ -174,7 +192,7 @@ def gemm(m, n, k, dist, a_format, b_format, seed, scale, promote, preset, frac_b
 
 
 def _measure(m, n, k, dist, a_format, b_format, seed, scale, promote, preset, recipe,
-             a_path, b_path, kern, scale_a, scale_b, out_dtype):
+             a_path, b_path, kern, scale_a, scale_b, out_dtype, gpu=None, slices=None):
     """Builds the operands and measures the GEMM: (row, output, arrays an .npz --out
     holds besides D, notes for the summary)."""
     if a_path is not None:
@@ -208,8 +226,14 @@ def _measure(m, n, k, dist, a_format, b_format, seed, scale, promote, preset, re
         row, res, kw = measure_kernel(case.a, case.b, kernel=kern, promote=promote,
                                       preset=preset, scale_a=case.scale_a,
                                       scale_b=case.scale_b, out_dtype=out_dtype,
-                                      floats=case.floats)
+                                      floats=case.floats, gpu=gpu, slices=slices)
     row.data = case.info
+    if kern is not None:  # which split of K ran, and where its count came from
+        card = gpu or "H100"
+        count, source = split_choice(kern, row.m, row.n, row.k, out_dtype=row.out_dtype,
+                                     gpu=card, slices=slices, scale_a=kw.get("scale_a"),
+                                     scale_b=kw.get("scale_b"))
+        row.data |= {"gpu": card, "slices": count, "split": source}
     for name in ("scale_a", "scale_b"):
         value = kw.get(name)
         if value is not None and np.size(value) == 1:

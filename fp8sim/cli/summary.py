@@ -20,6 +20,22 @@ def _scale_note(row: dict) -> str:
     return ", per-tensor scaled" if row.get("scale") == "tensor" and row["dist"] != "codes" else ""
 
 
+_SOURCE = {"user": "set by --slices", "table": "cuBLASLt's recorded choice for this shape",
+           "bracket": "cuBLASLt's recorded choice at the grid points around this shape",
+           "rule": "cuBLASLt's recorded rule: short K or a large output is never split",
+           "captured": "the kernel's captured split table",
+           "never": "this kernel never splits K",
+           "unrecorded": "never recorded for this kernel on this card: one chain assumed"}
+"""Where a kernel run's split count came from (`fp8sim.engine.split_choice.split_choice`)."""
+
+
+def _split(row: dict) -> str:
+    """'6 slices of K on the H100 (cuBLASLt's recorded choice for this shape)'."""
+    count = row.get("slices")
+    what = "K in 1 slice (no split)" if count == 1 else f"K in {count} slices"
+    return f"{what} on the {row.get('gpu')} ({_SOURCE.get(row['split'], row['split'])})"
+
+
 def summary(row: dict, notes: list[str] = ()) -> str:
     """The human-readable summary of one gemm row."""
     promote = f"every {row['promote']} elements of K" if row["promote"] else "never"
@@ -55,6 +71,8 @@ def summary(row: dict, notes: list[str] = ()) -> str:
     if row.get("recipe"):
         lines.append(f"split     quantization max rel {row['quantization_max_rel_error']:.3e}"
                      f", accumulation max rel {row['accumulation_max_rel_error']:.3e}")
+    if row.get("split"):
+        lines.append(f"slices    {_split(row)}")
     lines += [f"note      {note}" for note in notes]
     if row.get("out"):
         lines.append(f"output    written to {row['out']} ({row.get('out_dtype', 'float32')})")

@@ -28,6 +28,7 @@ import numpy as np
 
 from fp8sim.engine import budget
 from fp8sim.engine.bf16 import _as_bf16
+from fp8sim.engine.split_choice import check_gpu, check_slices, kernel_splits
 from fp8sim.recipes.catalog import DEEPGEMM_WGRAD, LINEAR_RECIPES, get_linear_recipe
 from fp8sim.recipes.recipe import (
     GEMMS,
@@ -38,7 +39,8 @@ from fp8sim.recipes.recipe import (
 )
 
 __all__ = ["OperandCast", "LinearGemm", "LinearRecipe", "LINEAR_RECIPES", "GEMMS", "linear",
-           "get_linear_recipe", "HP_KERNELS", "DEEPGEMM_WGRAD", "linear_shapes", "linear_bytes"]
+           "get_linear_recipe", "HP_KERNELS", "DEEPGEMM_WGRAD", "linear_shapes", "linear_bytes",
+           "gemm_slices", "SLICE_KEYS"]
 
 _BF16 = np.dtype(ml_dtypes.bfloat16)
 _SMALL_BYTES = 1 << 28
@@ -51,6 +53,8 @@ def linear(
     grad_output=None,
     *,
     recipe: str | LinearRecipe,
+    slices: int | dict[str, int] | None = None,
+    gpu: str = "H100",
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """One bias-free ``nn.Linear`` in FP8, forward and backward, as a named stack runs it on Hopper.
 
@@ -63,6 +67,20 @@ def linear(
         recipe: a name in `LINEAR_RECIPES` ("torchao-blockwise", "torchao-blockwise-triton",
             "torchao-tensorwise", "torchao-rowwise", "torchao-rowwise-gw-hp",
             "deepseek-v3") or a `LinearRecipe`.
+        slices: the split of K of the GEMMs whose kernel splits it (cuBLASLt's per-tensor
+            and blockwise kernels; `fp8sim.engine.split_choice.kernel_splits`). None (the
+            default): each GEMM takes the split the library picks for its shape on `gpu`
+            (`fp8sim.engine.cublaslt_splits`), refusing a shape where that was never
+            recorded. An int: that many slices for every GEMM of the recipe whose kernel
+            splits (the others, DeepGEMM, Triton, row-wise, bfloat16, run as always; a
+            recipe with no such GEMM is refused). A dict sets GEMMs by name, the others
+            keep the library's split: {"forward" or "y": S, "grad_input" or "grad_x": S,
+            "grad_weight" or "grad_w": S}; naming a GEMM whose kernel never splits is
+            refused.
+        gpu: "H100" (default) or "H200": the card whose split-K choice every cuBLASLt
+            GEMM of the recipe reproduces. Kernels that never split give the same bits on
+            both. Every named recipe defaulted to the H100's split before this argument
+            existed (the torchao captures on the H200 are at K <= 512, unsplit on both).
 
     Returns:
         (y, grad_x, grad_w) as ml_dtypes bfloat16 arrays: y = x @ w.T (..., OUT),
@@ -73,6 +91,8 @@ def linear(
         ValueError, TypeError: malformed arguments, naming the argument.
     """
     r = get_linear_recipe(recipe)
+    split = gemm_slices(r, slices)
+    check_gpu(gpu)
     _check_float(x, "x")
     _check_float(w, "w")
     if grad_output is not None:
@@ -81,11 +101,11 @@ def linear(
                                       None if grad_output is None else np.shape(grad_output))
     x2 = _as_bf16(x, "x").reshape(-1, in_f)
     w16 = _as_bf16(w, "w")
-    y = _linear_forward(r, x2, w16).reshape(*lead, out_f)
+    y = _linear_forward(r, x2, w16, split, gpu).reshape(*lead, out_f)
     if grad_output is None:
         return y, None, None
     g2 = _as_bf16(grad_output, "grad_output").reshape(-1, out_f)
-    grad_x, grad_w = _linear_backward(r, x2, w16, g2)
+    grad_x, grad_w = _linear_backward(r, x2, w16, g2, split, gpu)
     return y, grad_x.reshape(*lead, in_f), grad_w
 
 
@@ -138,14 +158,64 @@ def linear_bytes(m: int, in_f: int, out_f: int, *, backward: bool) -> int:
     return max(gemms) + kept
 
 
-def _linear_forward(r: LinearRecipe, x2: np.ndarray, w16: np.ndarray) -> np.ndarray:
-    """y (M, OUT) bfloat16 of 2-D bfloat16 x (M, IN) and w (OUT, IN); M = 0 gives (0, OUT)."""
+SLICE_KEYS = {"forward": "forward", "y": "forward", "grad_input": "grad_input",
+              "grad_x": "grad_input", "grad_weight": "grad_weight", "grad_w": "grad_weight"}
+"""The keys a `slices` dict takes, by the GEMM they name (`GEMMS`)."""
+
+
+def gemm_slices(r: LinearRecipe, slices) -> dict[str, int | None]:
+    """The `slices` argument of `linear` as a count (None: the library's) per GEMM name.
+
+    Raises ValueError naming `slices` for a count that is not a positive int, an unknown
+    key, a GEMM whose kernel never splits K, or an int for a recipe none of whose GEMMs
+    split.
+    """
+    split: dict[str, int | None] = dict.fromkeys(GEMMS)
+    if slices is None:
+        return split
+    splitting = [g for g in GEMMS if _splits(r.gemm(g))]
+    if isinstance(slices, dict):
+        for key, value in slices.items():
+            if key not in SLICE_KEYS:
+                raise ValueError(f"slices: unknown GEMM {key!r}; expected keys among "
+                                 f"{', '.join(SLICE_KEYS)}")
+            g = SLICE_KEYS[key]
+            count = check_slices(value, f"slices[{key!r}]")
+            if g not in splitting:
+                raise ValueError(f"slices: {r.name}'s {g} GEMM runs {_kernel_name(r.gemm(g))}, "
+                                 f"which never splits K; leave {key!r} out")
+            split[g] = count
+        return split
+    count = check_slices(slices)
+    if not splitting:
+        raise ValueError(f"slices: none of {r.name}'s GEMMs splits K (kernels "
+                         f"{', '.join(dict.fromkeys(_kernel_name(r.gemm(g)) for g in GEMMS))}); "
+                         "leave slices out")
+    return {g: count if g in splitting else None for g in GEMMS}
+
+
+def _splits(g: LinearGemm) -> bool:
+    """Whether a GEMM's kernel splits K (a bfloat16 GEMM never does)."""
+    return not g.high_precision and kernel_splits(g.kernel)
+
+
+def _kernel_name(g: LinearGemm) -> str:
+    return getattr(g.kernel, "name", g.kernel)
+
+
+def _linear_forward(r: LinearRecipe, x2: np.ndarray, w16: np.ndarray,
+                    split: dict | None = None, gpu: str = "H100") -> np.ndarray:
+    """y (M, OUT) bfloat16 of 2-D bfloat16 x (M, IN) and w (OUT, IN); M = 0 gives (0, OUT).
+
+    `split`: slices per GEMM name (`gemm_slices`); `gpu`: the card."""
     if x2.shape[0] == 0:
         return np.zeros((0, w16.shape[0]), _BF16)
-    return _bf16_out(r.forward.run(x2, np.ascontiguousarray(w16.T)))
+    return _bf16_out(r.forward.run(x2, np.ascontiguousarray(w16.T),
+                                   slices=(split or {}).get("forward"), gpu=gpu))
 
 
-def _linear_backward(r: LinearRecipe, x2: np.ndarray, w16: np.ndarray, g2: np.ndarray, *,
+def _linear_backward(r: LinearRecipe, x2: np.ndarray, w16: np.ndarray, g2: np.ndarray,
+                     split: dict | None = None, gpu: str = "H100", *,
                      need_x: bool = True, need_w: bool = True):
     """(grad_x (M, IN), grad_w (OUT, IN)) bfloat16 of 2-D operands; None where not needed.
 
@@ -154,12 +224,13 @@ def _linear_backward(r: LinearRecipe, x2: np.ndarray, w16: np.ndarray, g2: np.nd
     if x2.shape[0] == 0:
         return (np.zeros(x2.shape, _BF16) if need_x else None,
                 np.zeros(w16.shape, _BF16) if need_w else None)
-    grad_x = _bf16_out(r.grad_input.run(g2, w16)) if need_x else None
-    grad_w = _bf16_out(r.grad_weight.run(np.ascontiguousarray(g2.T), x2)) if need_w else None
+    split = split or {}
+    grad_x = _bf16_out(r.grad_input.run(g2, w16, slices=split.get("grad_input"), gpu=gpu)) \
+        if need_x else None
+    grad_w = _bf16_out(r.grad_weight.run(np.ascontiguousarray(g2.T), x2,
+                                         slices=split.get("grad_weight"), gpu=gpu)) \
+        if need_w else None
     return grad_x, grad_w
-
-
-# --- helpers -------------------------------------------------------------------------
 
 
 # --- helpers -------------------------------------------------------------------------

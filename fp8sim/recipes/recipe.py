@@ -101,20 +101,30 @@ class LinearGemm:
         return (self.a.dequantize(ac, sa, dtype=np.float64),
                 self.b.dequantize(bc, sb, dtype=np.float64))
 
-    def run(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """The GEMM's output (out_dtype) for bfloat16 operands A (M, K) and B (K, N)."""
-        if self.high_precision:
-            return HP_KERNELS[self.kernel](a, b, out_dtype=self.out_dtype)
-        return self.run_codes(*self.cast(a, b))
+    def run(self, a: np.ndarray, b: np.ndarray, *, slices: int | None = None,
+            gpu: str = "H100") -> np.ndarray:
+        """The GEMM's output (out_dtype) for bfloat16 operands A (M, K) and B (K, N).
 
-    def run_codes(self, ac, sa, bc, sb) -> np.ndarray:
-        """The GEMM's output for operands cast by `cast` (codes and the cast's scales)."""
+        `slices` and `gpu` go to the FP8 kernel (its split of K: `Kernel.__call__`);
+        a bfloat16 GEMM takes neither (slices must be None)."""
+        if self.high_precision:
+            if slices is not None:
+                raise ValueError(f"slices: this GEMM runs {self.kernel} in bfloat16, which "
+                                 "never splits K; leave slices out")
+            return HP_KERNELS[self.kernel](a, b, out_dtype=self.out_dtype)
+        return self.run_codes(*self.cast(a, b), slices=slices, gpu=gpu)
+
+    def run_codes(self, ac, sa, bc, sb, *, slices: int | None = None,
+                  gpu: str = "H100") -> np.ndarray:
+        """The GEMM's output for operands cast by `cast` (codes and the cast's scales);
+        `slices` and `gpu` go to the kernel."""
         kern = _kernel(self.kernel)
+        split = {"slices": slices, "gpu": gpu}
         (m, k), n = ac.shape, bc.shape[1]
         blocks = (self.a.resolve(ac.shape), self.b.resolve(bc.shape))
         if self.scales == "after":
             one = np.float32(1)
-            out = kern(ac, bc, scale_a=one, scale_b=one, out_dtype=self.out_dtype)
+            out = kern(ac, bc, scale_a=one, scale_b=one, out_dtype=self.out_dtype, **split)
             ra, rb = ROW.scales_from_blocks(sa, blocks[0], sb, blocks[1], m, k, n, 0)
             with np.errstate(over="ignore", invalid="ignore"):
                 return (out.astype(np.float32) * (ra * rb)).astype(out.dtype)
@@ -126,8 +136,8 @@ class LinearGemm:
             # B's scale blocks are narrower than 128 columns: one GEMM per scale column
             sa2, sw = GROUP_COLUMN.scales_from_blocks(sa, blocks[0], sb, blocks[1], m, k, n,
                                                       kern.promote)
-            return _by_scale_columns(kern, ac, bc, sa2, sw, self.out_dtype)
-        return kern(ac, bc, scale_a=sa2, scale_b=sb2, out_dtype=self.out_dtype)
+            return _by_scale_columns(kern, ac, bc, sa2, sw, self.out_dtype, split)
+        return kern(ac, bc, scale_a=sa2, scale_b=sb2, out_dtype=self.out_dtype, **split)
 
     # the flat view of a GEMM recipe (`gemm_recipe`'s fields)
 
@@ -305,7 +315,8 @@ def _group_scaled(kern: Kernel) -> bool:
     return bool(cands) and cands[0].key == GROUP.key
 
 
-def _by_scale_columns(kern: Kernel, ac, bc, sa, sw, out_dtype: str) -> np.ndarray:
+def _by_scale_columns(kern: Kernel, ac, bc, sa, sw, out_dtype: str, split: dict
+                      ) -> np.ndarray:
     """A group-scaled GEMM whose B scales differ per column: the columns gathered by their
     (bitwise identical) scale column, each set its own GEMM. Output elements depend only on
     their own row and column, so the bits are those of one large GEMM."""
@@ -317,7 +328,8 @@ def _by_scale_columns(kern: Kernel, ac, bc, sa, sw, out_dtype: str) -> np.ndarra
     for u in np.unique(inverse):
         cols = np.flatnonzero(inverse == u)
         s = np.repeat(sw[:, cols[0]][:, None], -(-cols.size // GROUP.block_n), 1)
-        part = kern(ac, bc[:, cols], scale_a=sa, scale_b=s, scaling=GROUP, out_dtype=out_dtype)
+        part = kern(ac, bc[:, cols], scale_a=sa, scale_b=s, scaling=GROUP, out_dtype=out_dtype,
+                    **split)
         if out is None:
             out = np.empty((ac.shape[0], n), dtype=part.dtype)
         out[:, cols] = part

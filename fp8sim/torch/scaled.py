@@ -124,8 +124,9 @@ def _scaling(sa: np.ndarray, sb: np.ndarray, m: int, k: int, n: int) -> str:
 def scaled_mm(mat_a: torch.Tensor, mat_b: torch.Tensor, scale_a: torch.Tensor,
               scale_b: torch.Tensor, bias: torch.Tensor | None = None,
               scale_result: torch.Tensor | None = None, out_dtype: torch.dtype | None = None,
-              use_fast_accum: bool = False) -> torch.Tensor:
-    """What ``torch._scaled_mm`` returns on an H100, computed on the CPU, bit for bit.
+              use_fast_accum: bool = False, *, gpu: str = "H100",
+              slices: int | None = None) -> torch.Tensor:
+    """What ``torch._scaled_mm`` returns on an H100 (or `gpu`), computed on the CPU, bit for bit.
 
     Args:
         mat_a: (M, K) torch.float8_e4m3fn or float8_e5m2, row-major.
@@ -139,6 +140,11 @@ def scaled_mm(mat_a: torch.Tensor, mat_b: torch.Tensor, scale_a: torch.Tensor,
         scale_result: None or a one-element float32 tensor; it only scales FP8 outputs.
         out_dtype: torch.float32, torch.bfloat16 or torch.float16.
         use_fast_accum: cuBLASLt's fast accumulation: no promotion (split-K at long K).
+        gpu: (keyword only, not torch's) "H100" (default) or "H200": the card whose
+            cuBLASLt split-K choice to reproduce (`fp8sim.engine.cublaslt_splits`).
+        slices: (keyword only, not torch's) cut K into this many slices instead of the
+            library's recorded choice: tensor-wise and blockwise scaling (the kernels that
+            split); row-wise scaling never splits and refuses it.
 
     Returns:
         (M, N) torch tensor of out_dtype on mat_a's device.
@@ -148,7 +154,11 @@ def scaled_mm(mat_a: torch.Tensor, mat_b: torch.Tensor, scale_a: torch.Tensor,
         NotImplementedError: FP8 outputs, BlockWise128x128 on A, blockwise K beyond the
             captured split-K.
     """
+    from fp8sim.engine.split_choice import check_gpu, check_slices
+
     torch = _torch()
+    check_gpu(gpu)
+    slices = check_slices(slices)
     a, fa = _fp8_codes(mat_a, "mat_a", torch)
     b, fb = _fp8_codes(mat_b, "mat_b", torch)
     m, k = a.shape
@@ -170,13 +180,17 @@ def scaled_mm(mat_a: torch.Tensor, mat_b: torch.Tensor, scale_a: torch.Tensor,
                              "tensor)")
     bias32 = _bias(bias, n, out_name, torch)
     kind = _scaling(sa, sb, m, k, n)
+    if kind == "row" and slices is not None:
+        raise ValueError("slices: row-wise scaling never splits K (torch's row-wise kernels; "
+                         "cuBLASLt's recording, fp8sim.engine.cublaslt_splits); leave slices out")
     if m == 0 or n == 0 or k == 0:
         out = np.zeros((m, n), np.float32).astype(_np_dtype(out_name))
         return _to_torch(out, out_name, mat_a.device, torch)
     a8 = a.view(getattr(ml_dtypes, "float8_e4m3fn" if fa == "e4m3" else "float8_e5m2"))
     b8 = b.view(getattr(ml_dtypes, "float8_e4m3fn" if fb == "e4m3" else "float8_e5m2"))
     compute = "float32" if bias32 is not None else out_name
-    out = _run(a8, b8, sa, sb, kind, m, n, k, out_name, compute, bool(use_fast_accum))
+    out = _run(a8, b8, sa, sb, kind, m, n, k, out_name, compute, bool(use_fast_accum), gpu,
+               slices)
     if bias32 is not None:
         out = _add_bias(out, bias32, out_name)
     return _to_torch(out, out_name, mat_a.device, torch)
@@ -221,22 +235,26 @@ def _np_dtype(out_name: str) -> np.dtype:
 
 
 def _run(a8, b8, sa, sb, kind: str, m: int, n: int, k: int, out_name: str, compute: str,
-         fast: bool) -> np.ndarray:
-    """Runs the kernel torch's dispatcher would pick; `compute` is the dtype returned."""
+         fast: bool, gpu: str = "H100", slices: int | None = None) -> np.ndarray:
+    """Runs the kernel torch's dispatcher would pick; `compute` is the dtype returned;
+    `slices` (None: the library's choice on `gpu`) the split of K."""
     from fp8sim.engine.cublaslt_splits import split_source
     from fp8sim.engine.kernel import KERNELS
 
     if kind == "tensor":
         kern = KERNELS["cublaslt-fast" if fast else "cublaslt"]
-        try:  # cuBLASLt's own split of K on the H100 (fp8sim.engine.cublaslt_splits)
-            slices, _ = split_source("tensor-fast" if fast else "tensor", m, n, k,
-                                     "float32" if out_name == "float32" else "bfloat16")
-        except ValueError:
-            slices = None
+        if slices is None:  # cuBLASLt's own split of K on the card (cublaslt_splits)
+            try:
+                slices, _ = split_source("tensor-fast" if fast else "tensor", m, n, k,
+                                         "float32" if out_name == "float32" else "bfloat16",
+                                         gpu)
+            except ValueError:
+                slices = None
         if slices is None:
             warnings.warn(f"use_fast_accum={fast}: cuBLASLt splits K at long K by a heuristic; "
-                          f"the split for (M, N, K) = ({m}, {n}, {k}) was never recorded, "
-                          "so one chain through K is assumed", stacklevel=3)
+                          f"the split for (M, N, K) = ({m}, {n}, {k}) was never recorded "
+                          f"on the {gpu}, so one chain through K is assumed (pass slices= to "
+                          "choose)", stacklevel=3)
             slices = 1
         return kern(a8, b8, scale_a=np.float32(sa.reshape(-1)[0]),
                     scale_b=np.float32(sb.reshape(-1)[0]), out_dtype=compute, slices=slices)
@@ -257,13 +275,14 @@ def _run(a8, b8, sa, sb, kind: str, m: int, n: int, k: int, out_name: str, compu
                          "accumulation with blockwise scaling (torch raises RuntimeError)")
     try:
         return kern(a8, b8, scale_a=np.ascontiguousarray(sa, np.float32),
-                    scale_b=np.ascontiguousarray(sb, np.float32), out_dtype=compute)
+                    scale_b=np.ascontiguousarray(sb, np.float32), out_dtype=compute,
+                    gpu=gpu, slices=slices)
     except ValueError as e:
         if str(e).startswith(("slices:", "gpu:")):
             raise NotImplementedError(
                 f"mat_a: cuBLASLt's split-K for blockwise scaling at (M, N, K) = ({m}, {n}, "
-                f"{k}) was never captured; fp8sim.KERNELS['cublaslt-blockwise'](..., slices=S) "
-                "runs a split of your choice") from None
+                f"{k}) on the {gpu} was never captured; scaled_mm(..., slices=S) runs a split "
+                "of your choice") from None
         raise
 
 
