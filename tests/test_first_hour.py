@@ -67,8 +67,9 @@ def test_cli_refuses_what_cannot_fit_in_about_a_second(args, sizes, tmp_path):
     line = one_error_line(err)
     assert status == 2 and out == ""
     assert sizes in line and "needs about" in line and "is available" in line
-    # the refusal costs no more than starting the program (about 0.5 s) plus a little
-    assert seconds < max(1.0, startup + 0.5) or seconds < 3.0, (seconds, startup)
+    # the refusal costs about what starting the program costs (nothing is allocated or
+    # computed); the margin is relative, so a loaded machine slows both alike
+    assert seconds < max(1.0, 1.5 * startup + 0.5) or seconds < 3.0, (seconds, startup)
     assert not any(tmp_path.iterdir())
 
 
