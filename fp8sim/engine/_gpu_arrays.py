@@ -98,16 +98,7 @@ def gemm(a, b, *, a_format, b_format, promote, c, scale_a, scale_b, scaling, out
     da, fa = _codes(a, a_format, "a", "a_format", format_info)
     db, fb = _codes(b, b_format, "b", "b_format", format_info)
     step = g._preset(preset)
-    if da.ndim != 2:
-        raise ValueError(f"a: expected a 2-D (M, K) array, got shape {da.shape}")
-    if db.ndim != 2:
-        raise ValueError(f"b: expected a 2-D (K, N) array, got shape {db.shape}")
-    m, k = da.shape
-    if k < 1:
-        raise ValueError(f"a: K must be at least 1, got shape {da.shape}")
-    if db.shape[0] != k:
-        raise ValueError(f"b: expected shape ({k}, N) to match a's K = {k}, got {db.shape}")
-    n = db.shape[1]
+    m, k, n = g.check_shapes(da.shape, db.shape)
     g._check_operand(fa, "a_format")
     g._check_operand(fb, "b_format")
     promote = g._check_promote(promote, step)

@@ -196,9 +196,11 @@ def cublaslt_slices(family: str, m: int, n: int, k: int, out_dtype: str = "float
     return s
 
 
-_KERNEL_FAMILY = {"cublaslt-fast": "tensor-fast", "cublaslt": "tensor",
-                  "torch-rowwise-fast": "row-fast", "torch-rowwise": "row",
-                  "cublaslt-blockwise": "block128"}
+KERNEL_FAMILY = {"cublaslt-fast": "tensor-fast", "cublaslt": "tensor",
+                 "torch-rowwise-fast": "row-fast", "torch-rowwise": "row",
+                 "cublaslt-blockwise": "block128"}
+"""The kernels whose split is cuBLASLt's choice (`fp8sim.KERNELS` names), by recorded
+family (blockwise: the 1x128 x 128x1 epilogue is "block1")."""
 
 
 def batch_invariance(kernel, n: int, k: int, gpu: str = "H100", m_max: int = 65536, *,
@@ -214,9 +216,9 @@ def batch_invariance(kernel, n: int, k: int, gpu: str = "H100", m_max: int = 655
     "cublaslt-blockwise" - family "block128" unless `family` says "block1") or a family.
     """
     name = getattr(kernel, "name", kernel)
-    fam = family or _KERNEL_FAMILY.get(name, name)
+    fam = family or KERNEL_FAMILY.get(name, name)
     if fam not in FAMILIES:
-        raise ValueError(f"kernel: expected a cuBLASLt kernel ({', '.join(_KERNEL_FAMILY)}) "
+        raise ValueError(f"kernel: expected a cuBLASLt kernel ({', '.join(KERNEL_FAMILY)}) "
                          f"or a family ({', '.join(FAMILIES)}), got {kernel!r}")
     if isinstance(m_max, bool) or not isinstance(m_max, (int, np.integer)) or \
             not 1 <= m_max <= RANGE["m"][1]:
@@ -245,7 +247,7 @@ def invariance_text(kernel, n: int, k: int, gpu: str = "H100", m_max: int = 6553
     library version, then one line per M range."""
     ranges = batch_invariance(kernel, n, k, gpu, m_max, out_dtype=out_dtype, family=family)
     name = getattr(kernel, "name", kernel)
-    fam = family or _KERNEL_FAMILY.get(name, name)
+    fam = family or KERNEL_FAMILY.get(name, name)
     info = card_info(gpu)
     v = info["cublaslt_version"] or 0
     lines = [f"{name} ({fam}, {out_dtype} out) N={n} K={k} on the {gpu} (cuBLASLt "

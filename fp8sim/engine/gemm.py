@@ -105,16 +105,7 @@ def gemm(
     b, bf = as_codes(b, b_format, arg="b", fmt_arg="b_format")
     step = _preset(preset)
     _check_engine(engine)
-    if a.ndim != 2:
-        raise ValueError(f"a: expected a 2-D (M, K) array, got shape {a.shape}")
-    if b.ndim != 2:
-        raise ValueError(f"b: expected a 2-D (K, N) array, got shape {b.shape}")
-    m, k = a.shape
-    if k < 1:
-        raise ValueError(f"a: K must be at least 1, got shape {a.shape}")
-    if b.shape[0] != k:
-        raise ValueError(f"b: expected shape ({k}, N) to match a's K = {k}, got {b.shape}")
-    n = b.shape[1]
+    m, k, n = check_shapes(a.shape, b.shape)
     _check_operand(af, "a_format")
     _check_operand(bf, "b_format")
     need = budget.gemm_bytes(m, n, k, copies=_copy_bytes(a, b))
@@ -288,6 +279,21 @@ def _check_c(c, m: int, n: int) -> np.ndarray | None:
         raise ValueError(f"c: expected shape ({m}, {n}), got {arr.shape}")
     return np.ascontiguousarray(arr)
 
+
+
+def check_shapes(a_shape: tuple, b_shape: tuple) -> tuple[int, int, int]:
+    """(M, K, N) of a (M, K) x (K, N) GEMM, K >= 1; ValueError naming a or b otherwise."""
+    if len(a_shape) != 2:
+        raise ValueError(f"a: expected a 2-D (M, K) array, got shape {tuple(a_shape)}")
+    if len(b_shape) != 2:
+        raise ValueError(f"b: expected a 2-D (K, N) array, got shape {tuple(b_shape)}")
+    m, k = a_shape
+    if k < 1:
+        raise ValueError(f"a: K must be at least 1, got shape {tuple(a_shape)}")
+    if b_shape[0] != k:
+        raise ValueError(f"b: expected shape ({k}, N) to match a's K = {k}, got "
+                         f"{tuple(b_shape)}")
+    return int(m), int(k), int(b_shape[1])
 
 def resolve_scaling(scaling, scale_a, scale_b, m, k, n, promote) -> Epilogue | None:
     """The epilogue asked for (the first of several whose shapes fit), or inferred from shapes."""

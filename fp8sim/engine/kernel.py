@@ -240,7 +240,7 @@ class Kernel:
         dt = np.dtype(OUT_DTYPES.get(out_dtype, out_dtype)) if isinstance(out_dtype, str) \
             else np.dtype(out_dtype)
         out = "float32" if dt == np.float32 else str(dt)
-        family = _CUBLASLT_FAMILY.get(self.name)
+        family = cublaslt_splits.KERNEL_FAMILY.get(self.name)
         if family == "block128" and ep is not None and ep.name == "group-column":
             family = "block1"
         if family is not None and cublaslt_splits.recorded(family, out, gpu):
@@ -262,11 +262,6 @@ class Kernel:
         return count
 
 
-_CUBLASLT_FAMILY = {"cublaslt-fast": "tensor-fast", "cublaslt": "tensor",
-                    "torch-rowwise-fast": "row-fast", "torch-rowwise": "row",
-                    "cublaslt-blockwise": "block128"}
-"""The kernels whose split is cuBLASLt's choice, by `cublaslt_splits` family (blockwise: the
-1x128 x 128x1 epilogue is "block1")."""
 
 
 def _shape(x) -> tuple[int, ...]:

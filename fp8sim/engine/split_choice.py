@@ -22,7 +22,8 @@ from functools import cache
 import numpy as np
 
 from fp8sim.engine import cublaslt_splits
-from fp8sim.engine.kernel import _CUBLASLT_FAMILY, Kernel
+from fp8sim.engine.cublaslt_splits import KERNEL_FAMILY
+from fp8sim.engine.kernel import Kernel
 from fp8sim.engine.kernel import kernel as lookup_kernel
 
 __all__ = ["SOURCES", "check_gpu", "check_slices", "kernel_splits", "refuse_unsplit",
@@ -71,7 +72,7 @@ def _family_splits(family: str) -> bool:
 def kernel_splits(kern: str | Kernel) -> bool:
     """True where the kernel's library splits K for some shapes (so `slices` applies)."""
     k = lookup_kernel(kern)
-    family = _CUBLASLT_FAMILY.get(k.name)
+    family = KERNEL_FAMILY.get(k.name)
     return bool(k.split) or (family is not None and _family_splits(family))
 
 
@@ -109,7 +110,7 @@ def split_choice(kern: str | Kernel, m: int, n: int, k: int, *, out_dtype: str =
     settings = {"promote": kobj.promote, "scaling": kobj.scaling, "out_dtype": out_dtype,
                 "scale_a": scale_a, "scale_b": scale_b}
     ep = kobj._epilogue(settings, m, k, n)
-    family = _CUBLASLT_FAMILY.get(kobj.name)
+    family = KERNEL_FAMILY.get(kobj.name)
     if family == "block128" and ep is not None and ep.name == "group-column":
         family = "block1"
     out = "float32" if str(out_dtype) == "float32" else "bfloat16"
@@ -132,7 +133,7 @@ def library_split(kernel: str | Kernel) -> bool:
     if isinstance(kernel, str) and kernel in cublaslt_splits.FAMILIES:
         return True
     k = lookup_kernel(kernel)
-    return k.name in _CUBLASLT_FAMILY or bool(k.split)
+    return k.name in KERNEL_FAMILY or bool(k.split)
 
 
 def splits(kernel: str | Kernel, n: int, k: int, gpu: str = "H100", m_max: int = 65536, *,
