@@ -61,3 +61,20 @@ def test_other_kernels_keep_e5m2_and_float16():
     for name in ("cublaslt", "cublaslt-fast"):
         out = KERNELS[name](A, B, scale_a=1.0, scale_b=1.0, b_format="e5m2", out_dtype="float16")
         assert out.dtype == np.float16
+
+
+def test_cublaslt_refuses_a_long_k_split_never_recorded_on_the_card():
+    """cuBLASLt splits K > 4096 by its own heuristic: on a card without a recording of the
+    per-tensor family the kernel refuses (naming gpu) instead of running one chain."""
+    from fp8sim.engine.kernel import UNSPLIT_ANY_CARD_K
+
+    one = np.float32(1)
+    a = np.zeros((64, 8192), np.uint8)
+    b = np.zeros((8192, 64), np.uint8)
+    with pytest.raises(ValueError, match=r"^gpu: cublaslt's split of K = 8192 on the H200"):
+        KERNELS["cublaslt"](a, b, scale_a=one, scale_b=one, gpu="H200")
+    k = UNSPLIT_ANY_CARD_K
+    got = KERNELS["cublaslt"](a[:, :k], b[:k], scale_a=one, scale_b=one, gpu="H200")
+    assert got.shape == (64, 64)
+    assert KERNELS["cublaslt"](a, b, scale_a=one, scale_b=one, slices=2,
+                                      gpu="H200").shape == (64, 64)

@@ -91,6 +91,10 @@ CUBLASLT_BLOCKWISE_WGRAD_SPLIT = SplitK(
 
 
 
+UNSPLIT_ANY_CARD_K = 4096
+"""K up to which no recording or capture of cuBLASLt, on any card, split K: the kernels run
+one chain there on a card whose choice was not recorded, and refuse beyond it."""
+
 @dataclass(frozen=True, kw_only=True)
 class Kernel:
     """One FP8 GEMM kernel: how it accumulates and what its epilogue does."""
@@ -246,6 +250,11 @@ class Kernel:
         if family is not None and cublaslt_splits.recorded(family, out, gpu):
             return cublaslt_splits.cublaslt_slices(family, m, n, k, out, gpu)
         if split is None:
+            if family == "tensor" and k > UNSPLIT_ANY_CARD_K:
+                raise ValueError(f"gpu: {self.name}'s split of K = {k} on the {gpu} was never "
+                                 f"recorded (cuBLASLt splits K > {UNSPLIT_ANY_CARD_K} for small "
+                                 "outputs by a heuristic of its own); pass slices= or "
+                                 "gpu='H100' (fp8sim/engine/CUBLASLT_SPLITS.md: how to record)")
             return 1
         if split.device and split.device != gpu and k > split.unsplit_max_k:
             # short K is unsplit on both cards (every recording); long K is card-specific
