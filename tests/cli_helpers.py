@@ -33,3 +33,25 @@ def one_error_line(stderr: str) -> str:
     assert len(lines) == 1, stderr
     assert lines[0].startswith("Error: ")
     return lines[0]
+
+
+TINY = ["--m", "8", "--n", "8", "--k", "256"]
+"""A GEMM small enough for every CLI test."""
+
+
+def invoke(*args: str):
+    """Invokes the CLI in standalone mode (as the console script does), stderr apart."""
+    try:
+        runner = CliRunner(mix_stderr=False)
+    except TypeError:  # click >= 8.2 always keeps stderr apart
+        runner = CliRunner()
+    return runner.invoke(main, list(args), catch_exceptions=False)
+
+
+def assert_usage_error(result) -> None:
+    """Exit status 2, exactly one stderr line, no traceback anywhere."""
+    assert result.exit_code == 2, (result.exit_code, result.output, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: ")
+    assert "Traceback" not in result.stderr and "Traceback" not in result.output
