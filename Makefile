@@ -27,10 +27,10 @@ run: $(STAMP)  ## install, then simulate the headline GEMM
 	@echo "next: run '. $(VENV)/bin/activate' to get fp8sim on your PATH (then: fp8sim --help)"
 
 test: $(TORCH_STAMP)  ## fast tests (< 5 min), torch ones included; golden files when ../shared/golden exists
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" -n auto
 
 test-all: $(TORCH_STAMP)  ## everything, the exhaustive checks too
-	FP8SIM_EXAMPLES_SCALE=10 $(PY) -m pytest -q
+	FP8SIM_EXAMPLES_SCALE=10 $(PY) -m pytest -q -n auto
 
 mutation: $(STAMP)  ## plant each bug of tests/mutants.toml in a copy and check a test fails (slow)
 	$(PY) scripts/mutation.py
