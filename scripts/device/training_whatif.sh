@@ -1,0 +1,31 @@
+#!/bin/bash
+# Usage (device tool, from the repository root, one call): LIMIT=540 bash scripts/device/training_whatif.sh
+# Bit checks on the GPU, the engine and Linear benchmarks, then study 06 in the time left; all under $OUT.
+# the device call: environment, GPU bit checks, benchmarks, then the study in the time left
+START=$(date +%s)
+LIMIT=${LIMIT:-540}
+cd "$(dirname "$0")/../.."
+export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+L=$OUT/log.txt
+left() { echo $(( LIMIT - ($(date +%s) - START) )); }
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  python3 -c "import torch, cupy, numba, numpy, ml_dtypes, matplotlib, tqdm; print('torch', torch.__version__, 'cupy', cupy.__version__, 'numba', numba.__version__, 'numpy', numpy.__version__, torch.cuda.get_device_name())"
+  python3 --version; } >> $L 2>&1
+echo "== gpu_check" >> $L
+timeout ${CHECK_S:-60} python3 scripts/device/gpu_check.py > /tmp/gpu_check.txt 2>&1; echo "gpu_check rc=$?" >> /tmp/gpu_check.txt
+grep -E "^(OK|FAIL)|failures|rc=" /tmp/gpu_check.txt >> $L; grep -A12 "^FAIL" /tmp/gpu_check.txt | head -60 >> $L
+echo "== bench_gpu $(left)s left" >> $L
+timeout 40 python3 scripts/bench_gpu.py --sizes 4096 --promotes 0,128 --reps 3 --json $OUT/bench_gpu.json >> $L 2>&1; echo "rc=$?" >> $L
+echo "== bench_gpu_linear $(left)s left" >> $L
+timeout 60 python3 scripts/bench_gpu_linear.py --size 4096 --reps 3 --json $OUT/bench_linear.json >> $L 2>&1; echo "rc=$?" >> $L
+echo "== step bench $(left)s left" >> $L
+timeout 60 python3 experiments/06_training_whatif.py --step-bench 5 >> $L 2>/tmp/step_stderr.txt; echo "rc=$?" >> $L
+tail -5 /tmp/step_stderr.txt >> $L
+B=$(( $(left) - 35 ))
+echo "== study budget ${B}s" >> $L
+timeout $(( B + 30 )) python3 experiments/06_training_whatif.py --out $OUT --jobs ${JOBS:-3} --budget-s $B 2> /tmp/study_stderr.txt
+echo "study rc=$?" >> $L
+tr '\r' '\n' < /tmp/study_stderr.txt | grep -v "it/s\]\|s/it\]\|^ *$" > $OUT/study_stderr.txt
+tail -25 $OUT/study_stderr.txt >> $L
+wc -l $OUT/training_whatif.csv >> $L
+cat $L
