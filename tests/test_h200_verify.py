@@ -25,9 +25,9 @@ import pytest
 from conftest import DATA
 
 from fp8sim.capture.golden import load_cases
+from fp8sim.casts import quantize
 from fp8sim.engine.kernel import KERNELS
 from fp8sim.engine.splitk import gemm_split_k
-from fp8sim.recipes.quant import quantize
 
 BLOCKWISE = DATA / "h200_blockwise.npz"
 STACKS = DATA / "h200_stacks.npz"

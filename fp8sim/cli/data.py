@@ -166,7 +166,7 @@ def quantize_operand(x: np.ndarray, fmt: str, scale: str, option: str
                         "multiply special values")
     if scale == "unit":
         return as_float8(encode(x, fmt, saturate=True), fmt), None
-    from fp8sim.recipes.quant import quantize
+    from fp8sim.casts import quantize
 
     codes, scales = quantize(np.asarray(x, np.float32), fmt, block=x.shape)
     return as_float8(codes, fmt), np.float32(scales.reshape(()))

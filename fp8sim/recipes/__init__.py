@@ -5,6 +5,5 @@
   GEMMs); `gemm_recipe` builds a GEMM recipe from flat fields (`fp8sim.Recipe`);
 * `catalog` - the named recipes: `LINEAR_RECIPES`, `GEMM_RECIPES` (`fp8sim.RECIPES`);
 * `layers` - `linear`: one nn.Linear forward and backward, bit for bit;
-* `pipeline` - `quantized_gemm`: float inputs to one FP8 GEMM by a GEMM recipe;
-* `quant` - the casts' former path (`fp8sim.casts`).
+* `pipeline` - `quantized_gemm`: float inputs to one FP8 GEMM by a GEMM recipe.
 """

@@ -1,6 +1,6 @@
 """The recipes' FP8 casts on any array module (CuPy on the GPU, numpy to check them on a CPU).
 
-`quantize(x, ..., xp=cupy)` is `fp8sim.quantize` (``recipes/quant.py``) for device arrays,
+`quantize(x, ..., xp=cupy)` is `fp8sim.quantize` (``casts/cast.py``) for device arrays,
 bit for bit: the same steps in the same float32 / float64 operations, written only with
 operations numpy and CuPy share, so that running this very code with ``xp=numpy`` replays
 the GPU's arithmetic on a CPU (`tests/test_gpu_casts.py` checks it against the CPU casts).
