@@ -243,11 +243,11 @@ def run_grid(probe: Probe, card: str, out_dir: Path, families=FAMILIES, shapes=N
     return path
 
 
-def random_cases(card: str, count: int) -> list[tuple[str, str, int, int, int]]:
+def random_cases(card: str, count: int, families=FAMILIES) -> list[tuple[str, str, int, int, int]]:
     """(family, out, M, N, K) at random shapes, most with few output tiles and long K."""
     rng = np.random.default_rng({"H100": 100, "H200": 200}.get(card, 7))
     cases = []
-    combos = [(f, o) for f in FAMILIES for o in OUTS]
+    combos = [(f, o) for f in families for o in OUTS]
     for i in range(count):
         fam, out = combos[i % len(combos)]
         m = int(rng.integers(1, 400))
@@ -269,7 +269,8 @@ def _wide(torch, gen, rows: int, cols: int):
     return (x * torch.exp2(e)).clamp(-448, 448).to(torch.float8_e4m3fn)
 
 
-def run_captures(probe: Probe, card: str, out_dir: Path, count: int) -> Path:
+def run_captures(probe: Probe, card: str, out_dir: Path, count: int,
+                 families=FAMILIES) -> Path:
     """Random-shape GEMMs at full precision: cropped rows/columns of A, B, scales, D and the
     recorded configuration -> captures.npz."""
     import torch
@@ -277,7 +278,7 @@ def run_captures(probe: Probe, card: str, out_dir: Path, count: int) -> Path:
     gen = torch.Generator(device="cuda").manual_seed(1234)
     rng = np.random.default_rng(99)
     saved: dict[str, np.ndarray] = {}
-    for i, (fam, out, m, n, k) in enumerate(random_cases(card, count)):
+    for i, (fam, out, m, n, k) in enumerate(random_cases(card, count, families)):
         a, b = _wide(torch, gen, m, k), _wide(torch, gen, n, k).t()
         sa, sb = _scales(torch, fam, m, n, k, gen, True)
         probe.tag(f"cap {fam} {out} {m} {n} {k}")
@@ -358,14 +359,20 @@ def main(argv=None) -> None:
     p.add_argument("--captures", type=int, default=48)
     p.add_argument("--budget", type=float, default=300.0)
     p.add_argument("--random", type=int, default=3000, help="random split-region shapes")
+    p.add_argument("--families", default=",".join(FAMILIES),
+                   help="comma-separated subset of " + ", ".join(FAMILIES))
     args = p.parse_args(argv)
+    fams = tuple(args.families.split(","))
+    unknown = set(fams) - set(FAMILIES)
+    if unknown:
+        p.error(f"--families: unknown {sorted(unknown)}; expected some of {FAMILIES}")
     out = Path(args.out)
     probe = Probe(os.environ["FP8SIM_LT_LOG"])
     steps = [("check", lambda: run_check(probe, out)),
-             ("captures", lambda: run_captures(probe, args.card, out, args.captures)),
-             ("grid", lambda: run_grid(probe, args.card, out, budget_s=args.budget,
+             ("captures", lambda: run_captures(probe, args.card, out, args.captures, fams)),
+             ("grid", lambda: run_grid(probe, args.card, out, fams, budget_s=args.budget,
                                        shapes=grid_shapes(extended=True))),
-             ("grid", lambda: run_grid(probe, args.card, out, budget_s=args.budget / 4,
+             ("grid", lambda: run_grid(probe, args.card, out, fams, budget_s=args.budget / 4,
                                        shapes=random_shapes(args.random),
                                        name="random.csv"))]
     for name, step in steps:
