@@ -65,6 +65,24 @@ def grid_shapes(extended: bool = False) -> list[tuple[int, int, int]]:
     return sorted(shapes)
 
 
+DENSE_MN = 160_000
+"""Dense recordings cover outputs up to this many elements (past the largest split one)."""
+
+
+def dense_forward_shapes() -> list[tuple[int, int, int]]:
+    """Every M from 1 to DENSE_MN / N for N and K projections (K >= 5120): the forward and
+    Dgrad GEMMs of the common models at any token count, where cuBLASLt may split."""
+    return [(m, n, k) for n in DIMS for k in DIMS if k >= 5120
+            for m in range(1, min(MS[-1], DENSE_MN // n) + 1)]
+
+
+def dense_wgrad_shapes(step: int) -> list[tuple[int, int, int]]:
+    """Every K (tokens, a multiple of `step`) from 5120 to 131072 for M and N projections
+    with M x N <= DENSE_MN: the Wgrad GEMMs of the common models at any token count."""
+    return [(m, n, k) for m in DIMS for n in DIMS if m * n <= DENSE_MN
+            for k in range(5120, WGRAD_K[-1] + 1, step)]
+
+
 def random_shapes(count: int, seed: int = 11) -> list[tuple[int, int, int]]:
     """Random shapes of the split region (held out from the grid, to validate a rule)."""
     rng = np.random.default_rng(seed)
@@ -244,19 +262,33 @@ def run_grid(probe: Probe, card: str, out_dir: Path, families=FAMILIES, shapes=N
 
 
 def random_cases(card: str, count: int, families=FAMILIES) -> list[tuple[str, str, int, int, int]]:
-    """(family, out, M, N, K) at random shapes, most with few output tiles and long K."""
+    """(family, out, M, N, K) at random shapes: a third with few output tiles and long K
+    (anywhere), a third forward/Dgrad (random M, N and K projections), a third Wgrad (M and
+    N projections, random tokens K) -- the last two inside the densely recorded range."""
     rng = np.random.default_rng({"H100": 100, "H200": 200}.get(card, 7))
     cases = []
     combos = [(f, o) for f in families for o in OUTS]
+    pairs = sorted({(m, n) for m, n, _ in dense_wgrad_shapes(1 << 20)})
     for i in range(count):
         fam, out = combos[i % len(combos)]
-        m = int(rng.integers(1, 400))
-        if fam.startswith("block") and i % 2:
-            m = 4 * int(rng.integers(1, 100))
-        n = 16 * int(rng.integers(1, 24))
-        k = 128 * int(rng.integers(40, 160)) if i % 5 else 128 * int(rng.integers(4, 40))
-        if fam.startswith("tensor") or fam.startswith("row"):
-            k += 16 * int(rng.integers(0, 8))
+        block = fam.startswith("block")
+        kind = (i // len(combos)) % 3
+        if kind == 0:
+            m = int(rng.integers(1, 400))
+            if block and i % 2:
+                m = 4 * int(rng.integers(1, 100))
+            n = 16 * int(rng.integers(1, 24))
+            k = 128 * int(rng.integers(40, 160)) if i % 5 else 128 * int(rng.integers(4, 40))
+            if not block:
+                k += 16 * int(rng.integers(0, 8))
+        elif kind == 1:
+            n = DIMS[int(rng.integers(0, 9))]
+            k = DIMS[int(rng.integers(8, len(DIMS) - 3))]
+            m = int(rng.integers(4 if block else 1, DENSE_MN // n + 1))
+        else:
+            m, n = pairs[int(rng.integers(0, len(pairs)))]
+            k = (128 if block else 16) * int(rng.integers(5120 // 16 // (8 if block else 1),
+                                                         65536 // (128 if block else 16)))
         cases.append((fam, out, m, n, k))
     return cases
 
@@ -353,12 +385,14 @@ def run_check(probe: Probe, out_dir: Path) -> dict:
 def main(argv=None) -> None:
     """Command line: check, captures, grid or all."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=("check", "captures", "grid", "all"))
+    p.add_argument("what", choices=("check", "captures", "dense", "grid", "all"))
     p.add_argument("--out", required=True)
     p.add_argument("--card", required=True)
     p.add_argument("--captures", type=int, default=48)
     p.add_argument("--budget", type=float, default=300.0)
     p.add_argument("--random", type=int, default=3000, help="random split-region shapes")
+    p.add_argument("--dense-budget", type=float, default=150.0,
+                   help="seconds for the dense (any M / any tokens) recordings")
     p.add_argument("--families", default=",".join(FAMILIES),
                    help="comma-separated subset of " + ", ".join(FAMILIES))
     args = p.parse_args(argv)
@@ -368,8 +402,18 @@ def main(argv=None) -> None:
         p.error(f"--families: unknown {sorted(unknown)}; expected some of {FAMILIES}")
     out = Path(args.out)
     probe = Probe(os.environ["FP8SIM_LT_LOG"])
+    dense = [f for f in fams if f not in ("tensor-fast", "row-fast")]  # equal to their twins
     steps = [("check", lambda: run_check(probe, out)),
              ("captures", lambda: run_captures(probe, args.card, out, args.captures, fams)),
+             ("dense", lambda: run_grid(probe, args.card, out, dense,
+                                        budget_s=args.dense_budget * 0.45,
+                                        shapes=dense_forward_shapes(), name="dense_m.csv")),
+             ("dense", lambda: run_grid(probe, args.card, out, [f for f in dense if f == "tensor"],
+                                        budget_s=args.dense_budget * 0.35,
+                                        shapes=dense_wgrad_shapes(16), name="dense_k16.csv")),
+             ("dense", lambda: run_grid(probe, args.card, out, [f for f in dense if f != "tensor"],
+                                        budget_s=args.dense_budget * 0.2,
+                                        shapes=dense_wgrad_shapes(128), name="dense_k128.csv")),
              ("grid", lambda: run_grid(probe, args.card, out, fams, budget_s=args.budget,
                                        shapes=grid_shapes(extended=True))),
              ("grid", lambda: run_grid(probe, args.card, out, fams, budget_s=args.budget / 4,
