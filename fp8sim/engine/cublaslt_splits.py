@@ -65,6 +65,10 @@ class _Table:
             self.table[(m, n, k)] = s
         keys = np.array(sorted(self.table), dtype=np.int64).reshape(-1, 3)
         self.axes = tuple(np.unique(keys[:, i]).tolist() for i in range(3))
+        self.m_runs = {tuple(int(v) for v in key.split(",")): r
+                       for key, r in rec.get("m_runs", {}).items()}
+        self.k_runs = {tuple(int(v) for v in key.split(",")): r
+                       for key, r in rec.get("k_runs", {}).items()}
 
     def rule(self, m: int, n: int, k: int) -> int | None:
         """1 outside the split region, None inside."""
@@ -72,10 +76,24 @@ class _Table:
             return 1
         return None
 
+    def dense(self, m: int, n: int, k: int) -> int | None:
+        """The count from the dense recordings (every M at projection N and K; every token
+        count K at projection M and N), None off them or where a point was not recorded."""
+        r = self.m_runs.get((n, k))
+        if r is not None and m <= r[0]:
+            return _run_value(r[1:], m)
+        r = self.k_runs.get((m, n))
+        if r is not None and r[1] <= k <= r[2] and (k - r[1]) % r[0] == 0:
+            return _run_value(r[3:], k)
+        return None
+
     def known(self, m: int, n: int, k: int) -> int | None:
         """The rule's or the recorded count, None if neither."""
         r = self.rule(m, n, k)
-        return r if r is not None else self.table.get((m, n, k))
+        if r is not None:
+            return r
+        s = self.table.get((m, n, k))
+        return s if s is not None else self.dense(m, n, k)
 
     def bracket(self, m: int, n: int, k: int) -> int | None:
         """The common count of the 8 corners of the recorded box around (m, n, k), or None."""
@@ -90,6 +108,13 @@ class _Table:
                 return None
         counts = {self.known(a, b, c) for a in sides[0] for b in sides[1] for c in sides[2]}
         return counts.pop() if len(counts) == 1 and None not in counts else None
+
+
+def _run_value(runs: list[int], x: int) -> int | None:
+    """The value of the run [start, value, start, value, ...] holding x (0: not recorded)."""
+    i = bisect.bisect_right(runs[0::2], x) - 1
+    v = runs[2 * i + 1] if i >= 0 else 0
+    return v or None
 
 
 @cache
@@ -151,7 +176,7 @@ def _check(family, m, n, k, out_dtype, gpu) -> tuple[int, int, int, str]:
 
 def split_source(family: str, m: int, n: int, k: int, out_dtype: str = "float32",
                  gpu: str = "H100") -> tuple[int | None, str]:
-    """(slice count, where it came from: "rule", "table", "bracket" or "unknown").
+    """(slice count, where it came from: "rule", "table", "dense", "bracket" or "unknown").
 
     K <= the card's ``unsplit_max_k`` is unsplit at any M, N >= 1 (every recording); longer
     K must lie in `RANGE`."""
@@ -167,6 +192,9 @@ def split_source(family: str, m: int, n: int, k: int, out_dtype: str = "float32"
     s = t.table.get((m, n, k))
     if s is not None:
         return s, "table"
+    s = t.dense(m, n, k)
+    if s is not None:
+        return s, "dense"
     s = t.bracket(m, n, k)
     return (s, "bracket") if s is not None else (None, "unknown")
 

@@ -31,6 +31,8 @@ __all__ = ["SOURCES", "check_gpu", "check_slices", "kernel_splits", "refuse_unsp
 
 SOURCES = {"user": "passed by the caller", "table": "cuBLASLt's recorded choice",
            "rule": "the recorded rule (short K or a large output: no split)",
+           "dense": "cuBLASLt's recorded choice (dense recording: every M at projection N, K; "
+                    "every token count K at projection M, N)",
            "bracket": "the recorded points around the shape agree",
            "captured": "the kernel's captured split table", "never": "the kernel never splits K",
            "unrecorded": "no recording or captured table for this kernel on this card: the "

@@ -19,6 +19,8 @@ import gzip
 import json
 from pathlib import Path
 
+from fp8sim.capture.cublaslt_probe.record import DENSE_MN, DIMS, MS, WGRAD_K
+
 GROUPS = {"tensor-fast": "tensor", "tensor": "tensor", "row-fast": "row", "row": "row",
           "block128": "block128", "block1": "block1"}
 """Families whose recorded splits agree are stored once (checked when building)."""
@@ -32,7 +34,8 @@ def load_points(dirs: list[Path]) -> tuple[dict, dict]:
     for d in dirs:
         if not env and (d / "env.json").exists():
             env = json.loads((d / "env.json").read_text())
-        for name in ("grid.csv.gz", "random.csv.gz"):
+        for name in ("grid.csv.gz", "random.csv.gz", "dense_m.csv.gz", "dense_k16.csv.gz",
+                     "dense_k128.csv.gz"):
             if not (d / name).exists():
                 continue
             with gzip.open(d / name, "rt") as f:
@@ -71,6 +74,46 @@ def write_npz(cards: dict[str, dict], path: str) -> None:
     np.savez_compressed(path, **arrays)
 
 
+def _runs(values: list[int]) -> list[int]:
+    """[start index, value, start index, value, ...] of the runs of equal values."""
+    out: list[int] = []
+    for i, v in enumerate(values):
+        if not out or out[-1] != v:
+            out += [i, v]
+    return out
+
+
+def dense_runs(pts: dict, group: str) -> tuple[dict, dict, set]:
+    """The dense recordings of one group and output as runs: ``m_runs["N,K"] = [M max,
+    M start, S, ...]`` (every M from 1 for projection N, K >= 5120) and ``k_runs["M,N"] =
+    [step, K min, K max, K start, S, ...]`` (every token count K for projection M, N);
+    S 0 where nothing was recorded. Also the points the runs cover."""
+    m_runs, k_runs, covered = {}, {}, set()
+    for n in DIMS:
+        mmax = min(MS[-1], DENSE_MN // n)
+        for k in (k for k in DIMS if k >= 5120):
+            vals = [pts.get((m, n, k), 0) for m in range(1, mmax + 1)]
+            if sum(v > 0 for v in vals) > mmax // 2:
+                runs = _runs(vals)
+                runs[0::2] = [i + 1 for i in runs[0::2]]
+                m_runs[f"{n},{k}"] = [mmax] + runs
+                covered |= {(m, n, k) for m in range(1, mmax + 1)}
+    step = 16 if group == "tensor" else 128
+    kmin, kmax = 5120, WGRAD_K[-1]
+    for m in DIMS:
+        for n in DIMS:
+            if m * n > DENSE_MN:
+                continue
+            ks = range(kmin, kmax + 1, step)
+            vals = [pts.get((m, n, k), 0) for k in ks]
+            if sum(v > 0 for v in vals) > len(vals) // 2:
+                runs = _runs(vals)
+                runs[0::2] = [kmin + step * i for i in runs[0::2]]
+                k_runs[f"{m},{n}"] = [step, kmin, kmax] + runs
+                covered |= {(m, n, k) for k in ks}
+    return m_runs, k_runs, covered
+
+
 def build_card(points: dict, env: dict) -> dict:
     """One card's record: thresholds, split-region tables, counts."""
     groups: dict = {}
@@ -99,9 +142,12 @@ def build_card(points: dict, env: dict) -> dict:
             split_max_mn = max((s[0] * s[1] for s in split), default=0)
             region = sorted((s, v) for s, v in pts.items()
                             if s[2] > unsplit_max_k and s[0] * s[1] <= split_max_mn)
+            m_runs, k_runs, covered = dense_runs(pts, group)
             o.update(unsplit_max_k=unsplit_max_k, split_max_mn=split_max_mn,
                      points=len(pts), rule_points=len(pts) - len(region),
-                     table=" ".join(f"{m},{n},{k},{v}" for (m, n, k), v in region))
+                     table=" ".join(f"{m},{n},{k},{v}" for (m, n, k), v in region
+                                    if (m, n, k) not in covered),
+                     m_runs=m_runs, k_runs=k_runs)
     return {"device": env.get("device", ""), "sms": env.get("sms"),
             "cublaslt_version": env.get("lt_version"), "torch": env.get("torch"),
             "cuda": env.get("cuda"), "groups": groups}
@@ -125,7 +171,7 @@ def main(argv=None) -> None:
             for out, o in g["outs"].items():
                 print(f"{name} {group} {out}: {o['points']} points, {o['rule_points']} by the "
                       f"rule (K <= {o['unsplit_max_k']} or M*N > {o['split_max_mn']})")
-    data = {"format": 1, "source": "fp8sim/capture/cublaslt_probe (record.py all; "
+    data = {"format": 2, "source": "fp8sim/capture/cublaslt_probe (record.py all; "
             "tabulate.py)", "cards": cards}
     if args.npz:
         write_npz(all_points, args.npz)
