@@ -87,6 +87,22 @@ class _Table:
             return _run_value(r[3:], k)
         return None
 
+    def dense_text(self) -> str:
+        """The densely recorded range in words ('' when there is none)."""
+        parts = []
+        if self.m_runs:
+            ns = sorted({n for n, _ in self.m_runs})
+            ks = sorted({k for _, k in self.m_runs})
+            parts.append(f"every M for N in {{{', '.join(map(str, ns))}}} and K in "
+                         f"{{{', '.join(map(str, ks))}}} (up to M x N = "
+                         f"{max(r[0] * n for (n, _), r in self.m_runs.items())})")
+        if self.k_runs:
+            mn = sorted(self.k_runs)
+            r = next(iter(self.k_runs.values()))
+            parts.append(f"every K (a multiple of {r[0]}, {r[1]}..{r[2]}) for (M, N) in "
+                         f"{{{', '.join(f'{m}x{n}' for m, n in mn)}}}")
+        return " (recorded densely: " + "; ".join(parts) + ")" if parts else ""
+
     def known(self, m: int, n: int, k: int) -> int | None:
         """The rule's or the recorded count, None if neither."""
         r = self.rule(m, n, k)
@@ -218,9 +234,9 @@ def cublaslt_slices(family: str, m: int, n: int, k: int, out_dtype: str = "float
         raise ValueError(
             f"slices: cuBLASLt's split of ({m}, {n}, {k}) ({family}, {out_dtype}, {gpu}) was "
             f"not recorded: with K > {t.unsplit_max_k} and M x N <= {t.split_max_mn} the "
-            "library picks it by a heuristic, and the recorded points around this shape "
-            "disagree; pass slices= (fp8sim.identify(..., search='split') finds it from "
-            "outputs) or record it (fp8sim/engine/CUBLASLT_SPLITS.md)")
+            "library picks it by a heuristic, and this shape is off the recording"
+            f"{t.dense_text()}; pass slices= (fp8sim.identify(..., search='split') finds it "
+            "from outputs) or record it (fp8sim/engine/CUBLASLT_SPLITS.md)")
     return s
 
 

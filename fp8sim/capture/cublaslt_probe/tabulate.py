@@ -133,7 +133,7 @@ def build_card(points: dict, env: dict) -> dict:
                 prev["_all"].update(pts)
             else:
                 g["outs"][out] = {"_all": dict(pts)}
-    for g in groups.values():
+    for group, g in groups.items():
         for o in g["outs"].values():
             pts = o.pop("_all")
             split = [s for s, v in pts.items() if v > 1]
