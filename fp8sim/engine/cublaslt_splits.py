@@ -15,8 +15,12 @@ The answer for a shape comes from, in order:
 1. the rule: no split at K <= ``unsplit_max_k`` (5120 on the H100; 5696 for per-tensor
    float32, where a capture adds a point) or for outputs of more than ``split_max_mn``
    elements (M x N; 128000 on the H100); row-wise scaling never splits;
-2. the recorded count at that (M, N, K);
-3. the bracket rule: the shape lies in a box of recorded grid values (M1 <= M <= M2, N1 <= N
+2. the recorded count at that (M, N, K) (grid and held-out random shapes);
+3. the dense recordings, kept as runs: every M (1 up to M x N = 160000) at N and K among
+   the projections of common models (forward and Dgrad GEMMs at any token count), and
+   every K (a multiple of 16, or of 128 for blockwise) up to 131072 at M and N among them
+   (Wgrad GEMMs at any token count);
+4. the bracket rule: the shape lies in a box of recorded grid values (M1 <= M <= M2, N1 <= N
    <= N2, K1 <= K <= K2) whose 8 corners all have the same count (the rule counts for
    corners outside the split region): that count. Held-out random shapes test it.
 
