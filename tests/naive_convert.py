@@ -9,6 +9,7 @@ definition of a power-of-two scale one value at a time with `math.frexp`.
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 
@@ -203,3 +204,14 @@ def code_table(fmt, *, saturate: bool, negative: bool) -> np.ndarray:
     lut[OVF] = lut[INF] = (info.max_code | sign) if saturate else inf
     lut[NAN] = info.nan_code if saturate else info.nan_code | zsign
     return lut
+
+
+def ml_encode(x: np.ndarray, fmt) -> np.ndarray:
+    """ml_dtypes' cast (round to nearest even, no saturation) as uint8 codes."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return x.astype(fmt.ml_dtype).view(np.uint8)
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    """'0.7.0rc1' -> (0, 7, 0): a library version, comparable."""
+    return tuple(int(p) for p in re.findall(r"\d+", text)[:3])
