@@ -257,3 +257,29 @@ def test_float8simlinear_engine_is_checked():
     if NO_GPU is not None:
         with pytest.raises(ValueError, match="^engine: 'gpu' cannot run here"):
             swap_linears(torch.nn.Linear(8, 8), recipe="deepseek-v3", engine="gpu")
+
+
+def test_float32_reciprocal_in_float64_equals_float32_division():
+    """The deepgemm multiplier's 1 / amax, computed in float64 (no FTZ on the GPU), is the
+    float32 quotient bit for bit, subnormal quotients of huge amax included."""
+    rng = np.random.default_rng(12)
+    bits = rng.integers(0x0080_0000, 0x7F80_0000, 200_000, dtype=np.uint32)
+    amax = np.concatenate([bits.view(np.float32), np.float32([3e38, 3.4e38, 1e-4, 2.0**126,
+                                                              2.0**127 * 1.5])])
+    want = np.float32(1) / amax
+    got = gpu_casts._fl32_in_float64(1.0 / amax.astype(np.float64), np)
+    assert got.dtype == np.float64  # rounded in float64: the float32 cast comes later
+    assert np.array_equal(got.view(np.uint64), want.astype(np.float64).view(np.uint64))
+
+
+def test_gpu_modules_call_names_that_exist():
+    """The GPU paths run only on a GPU, never in CI: every `g.NAME` they take from the CPU
+    engine must still exist there (a rename once broke them unseen)."""
+    import inspect
+    import re
+
+    from fp8sim.engine import gemm as g
+
+    source = inspect.getsource(_gpu_arrays)
+    names = set(re.findall(r"\bg\.([A-Za-z_]\w*)", source))
+    assert names and not [n for n in names if not hasattr(g, n)]

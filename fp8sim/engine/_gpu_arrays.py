@@ -102,7 +102,7 @@ def gemm(a, b, *, a_format, b_format, promote, c, scale_a, scale_b, scaling, out
     g._check_operand(fa, "a_format")
     g._check_operand(fb, "b_format")
     promote = g._check_promote(promote, step)
-    out_dt = g._check_out_dtype(out_dtype)
+    out_dt = g.check_out_dtype(out_dtype)
     has_c = c is not None
     if has_c:
         dc, _ = to_cupy(c, "c")

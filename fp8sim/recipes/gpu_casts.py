@@ -114,6 +114,13 @@ def pow2_floor_log2f(m, xp):
     return xp.where(m < 0, np.float32(np.nan), out)  # log2 of a negative: NaN
 
 
+def _fl32_in_float64(r, xp):
+    """float64 r rounded to float32 precision, subnormals included, in float64 arithmetic
+    (to nearest, ties to even): FTZ flushes a float32 subnormal, not a float64 one."""
+    sub = xp.rint(r * 2.0**149) * 2.0**-149  # exact scalings; rint ties to even
+    return xp.where(xp.abs(r) < 2.0**-126, sub, r.astype(np.float32).astype(np.float64))
+
+
 def pow2_ceil(s, xp):
     """2**ceil(log2 s) for positive float32 s, exactly from the bits (DeepGEMM's UE8M0)."""
     s = xp.ascontiguousarray(s, dtype=np.float32)
@@ -157,7 +164,11 @@ def quantize(x, fmt: str | FormatInfo = "e4m3", *, block: tuple[int, int] = (1, 
         xp.zeros((mb, kb), np.float32)
     if conv.multiplier == "float32-reciprocal":
         amax = xp.maximum(amax, np.float32(conv.amax_floor))
-        mult = fmt_max * (one / amax)
+        # fl32(fmt_max * fl32(1 / amax)) without float32 arithmetic: 1 / amax of a huge
+        # amax is a float32 subnormal, which CuPy's FTZ would flush (codes of 0 for the
+        # block); the product is exact in float64 and normal, so one cast rounds it.
+        mult = (np.float64(fmt_max) * _fl32_in_float64(1.0 / amax.astype(np.float64), xp)
+                ).astype(np.float32)
     else:
         amax = xp.maximum(amax.astype(np.float64), np.float64(conv.amax_floor))
         mult = (np.float64(fmt_max) / amax).astype(np.float32)
