@@ -49,7 +49,7 @@ GPUS = ("H100", "H200")
 RANGE = {"m": (1, 65536), "n": (1, 28672), "k": (1, 131072)}
 """The shapes the recordings span (torch's M, N, K); outside: ValueError (except that K at
 or below a card's never-split bound is unsplit at any M and N)."""
-_GROUP = {"tensor-fast": "tensor", "tensor": "tensor", "row-fast": "row", "row": "row",
+_GROUP = {"tensor-fast": "tensor-fast", "tensor": "tensor", "row-fast": "row", "row": "row",
           "block128": "block128", "block1": "block1"}
 _OUTS = {"float32": "float32", "bfloat16": "bfloat16", "float16": "bfloat16"}
 """float16 outputs are taken to split as bfloat16 ones (both 16-bit; not recorded)."""
