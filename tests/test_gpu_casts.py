@@ -224,20 +224,26 @@ def test_gemm_on_device_arrays_returns_device_arrays(out_dtype):
     assert np.array_equal(bits.view(np.uint8), want.view(np.uint8))
 
 
+SPLIT_SHAPE = (4, 2048, 384, 256)
+"""(batch, tokens, in, out) whose Wgrad (256 x 384, K = 8192 tokens) cuBLASLt splits."""
+
+
 @gpu
+@pytest.mark.parametrize("shape", [(3, 32, 160, 136), SPLIT_SHAPE], ids=["small", "split"])
 @pytest.mark.parametrize("recipe", GPU_RECIPES)
-def test_float8simlinear_on_the_gpu_matches_the_cpu(recipe):
+def test_float8simlinear_on_the_gpu_matches_the_cpu(recipe, shape=(3, 32, 160, 136)):
     """forward, grad_input and grad_weight of Float8SimLinear(engine='gpu') = engine='cpu'."""
     torch = pytest.importorskip("torch")
     from fp8sim.torch import Float8SimLinear
 
+    batch, tokens, d_in, d_out = shape
     torch.manual_seed(0)
-    cpu = Float8SimLinear(160, 136, bias=False, recipe=recipe)
-    dev = Float8SimLinear(160, 136, bias=False, recipe=recipe, engine="gpu").cuda()
+    cpu = Float8SimLinear(d_in, d_out, bias=False, recipe=recipe)
+    dev = Float8SimLinear(d_in, d_out, bias=False, recipe=recipe, engine="gpu").cuda()
     with torch.no_grad():
         dev.weight.copy_(cpu.weight)
-    x = torch.randn(3, 32, 160).to(torch.bfloat16)
-    gy = torch.randn(3, 32, 136).to(torch.bfloat16)
+    x = torch.randn(batch, tokens, d_in).to(torch.bfloat16)
+    gy = torch.randn(batch, tokens, d_out).to(torch.bfloat16)
     outs = []
     for layer, xx, gg in ((cpu, x, gy), (dev, x.cuda(), gy.cuda())):
         xx = xx.clone().requires_grad_(True)
@@ -283,3 +289,47 @@ def test_gpu_modules_call_names_that_exist():
     source = inspect.getsource(_gpu_arrays)
     names = set(re.findall(r"\bg\.([A-Za-z_]\w*)", source))
     assert names and not [n for n in names if not hasattr(g, n)]
+
+
+class _DeviceLike(np.ndarray):
+    """A host array that says it lives on a GPU (has __cuda_array_interface__)."""
+
+    @property
+    def __cuda_array_interface__(self):
+        return {}
+
+
+@pytest.mark.parametrize("out", ["float32", "bfloat16"])
+@pytest.mark.parametrize("kernel", ["cublaslt", "torch-rowwise", "cublaslt-blockwise"])
+def test_split_k_on_device_arrays_takes_the_host_path_bits(monkeypatch, kernel, out):
+    """gemm_split_k's device branch (slices on the GPU engine, host scales, bfloat16 bits)
+    with numpy standing in for CuPy and the CPU engine for the GPU one: the bits of the
+    host path, for the kernels a recipe runs split (Wgrad at few output tiles)."""
+    import types
+
+    from fp8sim.engine import _gpu, splitk
+    from fp8sim.engine.gemm import gemm as cpu_gemm
+
+    fake_cp = types.SimpleNamespace(**{n: getattr(np, n) for n in (
+        "asarray", "ascontiguousarray", "isnan", "where")}, asnumpy=np.asarray)
+    monkeypatch.setattr(_gpu, "_cupy", lambda: fake_cp)
+    monkeypatch.setattr(splitk, "gemm", lambda a, b, engine="cpu", **kw: cpu_gemm(
+        np.asarray(a), np.asarray(b), **kw))
+    rng = np.random.default_rng(13)
+    m, k, n = 8, 3 * 1024, 24
+    a = fp8sim.encode(rng.standard_normal((m, k)).astype(np.float32), "e4m3")
+    b = fp8sim.encode(rng.standard_normal((k, n)).astype(np.float32), "e4m3")
+    kern = fp8sim.KERNELS[kernel]
+    if kernel == "cublaslt":
+        sa, sb = np.float32(0.5), np.float32(3.0)
+    elif kernel == "torch-rowwise":
+        sa, sb = rng.random((m, 1), np.float32) + 0.5, rng.random((1, n), np.float32) + 0.5
+    else:
+        sa, sb = rng.random((m, k // 128), np.float32) + 0.5, \
+            rng.random((k // 128, 1), np.float32) + 0.5
+    want = kern(a, b, scale_a=sa, scale_b=sb, out_dtype=out, slices=3)
+    dev = [np.asarray(x).view(_DeviceLike) for x in (a, b, sa, sb)]
+    got = kern(dev[0], dev[1], scale_a=dev[2], scale_b=dev[3], out_dtype=out, slices=3,
+               a_format="e4m3", b_format="e4m3")
+    assert np.array_equal(np.asarray(got).view(np.uint16 if out != "float32" else np.uint32),
+                          want.view(np.uint16 if out != "float32" else np.uint32))

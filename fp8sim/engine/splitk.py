@@ -131,8 +131,12 @@ def gemm_split_k(a, b, *, slices: int, align: int = 128, out_dtype: str = "float
         (M, N) array of out_dtype; NaN results are 0x7FFFFFFF in float32.
     """
     out_dt = check_out_dtype(out_dtype)
-    a, af = as_codes(a, gemm_kwargs.pop("a_format", None), arg="a", fmt_arg="a_format")
-    b, bf = as_codes(b, gemm_kwargs.pop("b_format", None), arg="b", fmt_arg="b_format")
+    xp, gemm_kwargs = _on_device(a, b, gemm_kwargs)
+    if xp is np:
+        a, af = as_codes(a, gemm_kwargs.pop("a_format", None), arg="a", fmt_arg="a_format")
+        b, bf = as_codes(b, gemm_kwargs.pop("b_format", None), arg="b", fmt_arg="b_format")
+    else:  # CuPy uint8 codes (`fp8sim.gemm(engine="gpu")` checks them slice by slice)
+        af, bf = gemm_kwargs.pop("a_format", None), gemm_kwargs.pop("b_format", None)
     if a.ndim != 2:
         raise ValueError(f"a: expected a 2-D (M, K) array, got shape {a.shape}")
     if b.ndim != 2 or a.shape[1] != b.shape[0]:
@@ -167,7 +171,7 @@ def gemm_split_k(a, b, *, slices: int, align: int = 128, out_dtype: str = "float
         kw = dict(gemm_kwargs)
         if ep is not None:
             kw |= {"scaling": ep, **_slice_scales(ep, scale_a, scale_b, k0, k1, promote)}
-        part = gemm(np.ascontiguousarray(a[:, k0:k1]), np.ascontiguousarray(b[k0:k1]),
+        part = gemm(xp.ascontiguousarray(a[:, k0:k1]), xp.ascontiguousarray(b[k0:k1]),
                     a_format=af, b_format=bf, **kw)
         if acc is None:
             acc = part
@@ -175,9 +179,13 @@ def gemm_split_k(a, b, *, slices: int, align: int = 128, out_dtype: str = "float
             with np.errstate(over="ignore", invalid="ignore"):
                 acc = acc + part
     if end is not None:
-        acc = _end_scale(*end, acc)
-    nan = np.isnan(acc)
+        acc = _end_scale(*end, acc, xp)
+    nan = xp.isnan(acc)
     acc.view(np.uint32)[nan] = _NAN32
+    if out_dt != acc.dtype and xp is not np and out_dt != np.float16:  # CuPy: bf16 bits
+        from fp8sim.engine._gpu_arrays import bf16_bits
+
+        return bf16_bits(acc, xp)  # 0x7FFF NaN, as gemm(engine="gpu") writes bfloat16
     if out_dt != acc.dtype:
         with np.errstate(over="ignore"):
             acc = acc.astype(out_dt)
@@ -185,11 +193,29 @@ def gemm_split_k(a, b, *, slices: int, align: int = 128, out_dtype: str = "float
     return acc
 
 
-def _end_scale(ep, sa, sb, acc: np.ndarray) -> np.ndarray:
+def _on_device(a, b, kwargs: dict):
+    """(array module, gemm keyword arguments) of a split GEMM: numpy for host arrays; for
+    GPU arrays CuPy, the slices run on the GPU engine, and the scales (a scalar or a row or
+    column of them) are read to the host, where `check_scales` checks them."""
+    from fp8sim.engine import _gpu_arrays
+
+    if not _gpu_arrays.is_device(a, b):
+        return np, kwargs
+    from fp8sim.engine._gpu import _cupy
+
+    cp = _cupy()
+    kwargs = dict(kwargs)
+    for key in ("scale_a", "scale_b"):
+        if _gpu_arrays.is_device(kwargs.get(key)):
+            kwargs[key] = cp.asnumpy(_gpu_arrays.to_cupy(kwargs[key], key)[0])
+    return cp, kwargs | {"engine": "gpu"}
+
+
+def _end_scale(ep, sa, sb, acc, xp=np):
     """An end epilogue on the FP32 sum: product acc * fl(sa*sb), a-first fl(acc*sa)*sb,
     b-first fl(acc*sb)*sa, each product rounded to float32."""
-    sa = np.asarray(sa, np.float32)
-    sb = np.asarray(sb, np.float32)
+    sa = xp.asarray(sa, np.float32)
+    sb = xp.asarray(sb, np.float32)
     with np.errstate(over="ignore", invalid="ignore"):
         if ep.order == "product":
             return acc * (sa * sb).astype(np.float32)

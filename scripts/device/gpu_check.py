@@ -61,6 +61,8 @@ def main() -> int:
     for r in t.GPU_RECIPES:
         check(f"Float8SimLinear {r}",
               lambda r=r: t.test_float8simlinear_on_the_gpu_matches_the_cpu(r))
+        check(f"Float8SimLinear {r} (split-K Wgrad)",
+              lambda r=r: t.test_float8simlinear_on_the_gpu_matches_the_cpu(r, t.SPLIT_SHAPE))
     print("failures:", fails)
     return fails
 
