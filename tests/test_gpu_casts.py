@@ -224,14 +224,15 @@ def test_gemm_on_device_arrays_returns_device_arrays(out_dtype):
     assert np.array_equal(bits.view(np.uint8), want.view(np.uint8))
 
 
+SMALL_SHAPE = (3, 32, 160, 136)
 SPLIT_SHAPE = (4, 2048, 384, 256)
 """(batch, tokens, in, out) whose Wgrad (256 x 384, K = 8192 tokens) cuBLASLt splits."""
 
 
 @gpu
-@pytest.mark.parametrize("shape", [(3, 32, 160, 136), SPLIT_SHAPE], ids=["small", "split"])
+@pytest.mark.parametrize("shape", [SMALL_SHAPE, SPLIT_SHAPE], ids=["small", "split"])
 @pytest.mark.parametrize("recipe", GPU_RECIPES)
-def test_float8simlinear_on_the_gpu_matches_the_cpu(recipe, shape=(3, 32, 160, 136)):
+def test_float8simlinear_on_the_gpu_matches_the_cpu(recipe, shape):
     """forward, grad_input and grad_weight of Float8SimLinear(engine='gpu') = engine='cpu'."""
     torch = pytest.importorskip("torch")
     from fp8sim.torch import Float8SimLinear

@@ -60,7 +60,7 @@ def main() -> int:
               lambda od=od: t.test_gemm_on_device_arrays_returns_device_arrays(od))
     for r in t.GPU_RECIPES:
         check(f"Float8SimLinear {r}",
-              lambda r=r: t.test_float8simlinear_on_the_gpu_matches_the_cpu(r))
+              lambda r=r: t.test_float8simlinear_on_the_gpu_matches_the_cpu(r, t.SMALL_SHAPE))
         check(f"Float8SimLinear {r} (split-K Wgrad)",
               lambda r=r: t.test_float8simlinear_on_the_gpu_matches_the_cpu(r, t.SPLIT_SHAPE))
     print("failures:", fails)
