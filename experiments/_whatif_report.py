@@ -148,9 +148,19 @@ def _verdict(rows, band, per, timing, device, params, tiny, png_name) -> str:
               "diverged: " + (", ".join(verdicts["outside"]) or "none") + ". Diverged (gap > "
               f"{100 * DIVERGED:.0f}% or non-finite): "
               + (", ".join(verdicts["diverged"]) or "none") + "."]
+    if noise > DEEPSEEK_BAND:
+        lines += ["", f"At this run length the bf16 seeds alone differ by up to "
+                  f"+-{100 * noise:.2f}%, more than the 0.25% band: a gap inside the noise "
+                  "neither passes nor fails it; longer runs or more seeds resolve it."]
     if verdicts["unfinished"]:
         lines += ["", "Unfinished (the device budget ran out; not judged): "
                   + ", ".join(verdicts["unfinished"]) + "."]
+    ran = {r["run"] for r in rows}
+    failed = sorted({t["run"] for t in timing if t["run"] not in ran})
+    if failed:
+        lines += ["", "No rows (the budget ran out before they started, or they failed: "
+                  "see the run's stderr): "
+                  + ", ".join(failed) + "."]
     if tiny:
         lines += ["", "(A tiny smoke run: a few steps, far too short for these gaps to mean "
                   "anything about FP8 training.)"]
