@@ -97,22 +97,22 @@ def test_splits_lists_the_recorded_ranges_and_boundaries():
     from fp8sim.engine.cublaslt_splits import invariance_text
     from fp8sim.engine.split_choice import split_choice
 
-    r = run("splits", "--kernel", "cublaslt-fast", "--n", "128", "--k", "16384",
+    r = run("splits", "--kernel", "cublaslt", "--n", "128", "--k", "16384",
             "--m-max", "2048")
     assert r.exit_code == 0, r.stderr
-    want = invariance_text("cublaslt-fast", 128, 16384, "H100", 2048)
+    want = invariance_text("cublaslt", 128, 16384, "H100", 2048)
     assert r.output.strip() == want.replace("(pass slices=)", "(fp8sim gemm --slices N runs one)")
-    assert "M 1-128: 6 slices" in r.output and "M 1001-2048: 1 slice (no split)" in r.output
-    r = run("splits", "--kernel", "cublaslt-fast", "--n", "128", "--k", "16384",
+    assert "M 1-48: 6 slices" in r.output and "M 1024-2048: 1 slice (no split)" in r.output
+    r = run("splits", "--kernel", "cublaslt", "--n", "128", "--k", "16384",
             "--m-max", "2048", "--json")
     got = json.loads(r.output)
     ranges = [(d["m_lo"], d["m_hi"], d["slices"]) for d in got["ranges"]]
-    assert ranges == fp8sim.splits("cublaslt-fast", 128, 16384, m_max=2048)
+    assert ranges == fp8sim.splits("cublaslt", 128, 16384, m_max=2048)
     assert got["changes_at"] == [lo for lo, _, _ in ranges[1:]]
     assert got["batch_invariant"] is False and got["library"]["cublaslt_version"] == 130100
     for lo, hi, s in ranges:
         for m in {lo, (lo + hi) // 2, hi}:
-            assert split_choice("cublaslt-fast", m, 128, 16384)[0] == s
+            assert split_choice("cublaslt", m, 128, 16384)[0] == s
 
 
 def test_ranges_tile_one_to_m_max():
@@ -140,9 +140,9 @@ def test_row_wise_scaling_is_batch_invariant():
 
 
 def test_a_range_never_recorded_does_not_claim_invariance():
-    r = run("splits", "--kernel", "cublaslt", "--n", "16", "--k", "131072", "--m-max", "16")
+    r = run("splits", "--kernel", "cublaslt", "--n", "17", "--k", "131072", "--m-max", "16")
     assert "M 1-16: not recorded" in r.output and "any batch size" not in r.output
-    got = json.loads(run("splits", "--kernel", "cublaslt", "--n", "16", "--k", "131072",
+    got = json.loads(run("splits", "--kernel", "cublaslt", "--n", "17", "--k", "131072",
                          "--m-max", "16", "--json").output)
     assert got["batch_invariant"] is None
 

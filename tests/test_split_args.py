@@ -159,7 +159,7 @@ def test_split_choice_names_its_source():
     assert (count, source) == (None, "unknown")
     with pytest.raises(ValueError, match="^gpu:"):
         sc.split_choice("cublaslt", 64, 64, 16384, gpu="h100")
-    assert set(sc.SOURCES) >= {"user", "table", "rule", "bracket", "captured", "never"}
+    assert set(sc.SOURCES) >= {"user", "table", "rule", "dense", "captured", "never"}
 
 
 @pytest.mark.parametrize("name, m, n, k, blocks", [
@@ -180,7 +180,7 @@ def test_split_choice_is_the_split_the_kernel_runs(name, m, n, k, blocks):
     else:
         sa = sb = np.float32(1)
     count, source = sc.split_choice(name, m, n, k, scale_a=sa, scale_b=sb)
-    assert source in ("table", "rule", "dense", "bracket") and count is not None
+    assert source in ("table", "rule", "dense") and count is not None
     kern = KERNELS[name]
     want = kern(a, b, scale_a=sa, scale_b=sb)
     got = kern(a, b, scale_a=sa, scale_b=sb, slices=count)

@@ -22,7 +22,6 @@ def _scale_note(row: dict) -> str:
 
 _SOURCE = {"user": "set by --slices", "table": "cuBLASLt's recorded choice for this shape",
            "dense": "cuBLASLt's recorded choice for this shape (dense recording)",
-           "bracket": "cuBLASLt's recorded choice at the grid points around this shape",
            "rule": "cuBLASLt's recorded rule: short K or a large output is never split",
            "captured": "the kernel's captured split table",
            "never": "this kernel never splits K",

@@ -12,18 +12,20 @@ See CUBLASLT_SPLITS.md beside this file.
 
 The answer for a shape comes from, in order:
 
-1. the rule: no split at K <= ``unsplit_max_k`` (5120 on the H100; 5696 for per-tensor
-   float32, where a capture adds a point) or for outputs of more than ``split_max_mn``
-   elements (M x N; 128000 on the H100); row-wise scaling never splits;
+1. the rule: no split at K <= ``unsplit_max_k`` (5120 on the H100 for most families; each
+   family and output type has its own, in the data) or for outputs of more than
+   ``split_max_mn`` elements (M x N; about 130000 on the H100); row-wise scaling never
+   splits; both thresholds hold at every recorded point;
 2. the recorded count at that (M, N, K) (grid and held-out random shapes);
 3. the dense recordings, kept as runs: every M (1 up to M x N = 160000) at N and K among
    the projections of common models (forward and Dgrad GEMMs at any token count), and
    every K (a multiple of 16, or of 128 for blockwise) up to 131072 at M and N among them
-   (Wgrad GEMMs at any token count);
-4. the bracket rule: the shape lies in a box of recorded grid values (M1 <= M <= M2, N1 <= N
-   <= N2, K1 <= K <= K2) whose 8 corners all have the same count (the rule counts for
-   corners outside the split region): that count. Held-out random shapes test it.
+   (Wgrad GEMMs at any token count).
 
+Nothing is interpolated: the dense recordings show the count jumping between neighbouring
+M (N = 128, K = 16384 on the H100: 6 slices at M 1-48 and 64, 5 at M 49-63, 4 at 65-72),
+and a bracket rule (the common count of the recorded grid points around a shape), tried on
+the first H100 grid, was wrong at 1,759 of 48,926 dense points it answered.
 Anything else inside the split region is refused with a ValueError naming ``slices=``.
 
 Families: "tensor-fast", "tensor" (per-tensor scales, with / without fast accumulation),
@@ -67,8 +69,6 @@ class _Table:
         for item in rec["table"].split():
             m, n, k, s = (int(v) for v in item.split(","))
             self.table[(m, n, k)] = s
-        keys = np.array(sorted(self.table), dtype=np.int64).reshape(-1, 3)
-        self.axes = tuple(np.unique(keys[:, i]).tolist() for i in range(3))
         self.m_runs = {tuple(int(v) for v in key.split(",")): r
                        for key, r in rec.get("m_runs", {}).items()}
         self.k_runs = {tuple(int(v) for v in key.split(",")): r
@@ -114,20 +114,6 @@ class _Table:
             return r
         s = self.table.get((m, n, k))
         return s if s is not None else self.dense(m, n, k)
-
-    def bracket(self, m: int, n: int, k: int) -> int | None:
-        """The common count of the 8 corners of the recorded box around (m, n, k), or None."""
-        sides = []
-        for v, axis in zip((m, n, k), self.axes, strict=True):
-            i = bisect.bisect_left(axis, v)
-            if i < len(axis) and axis[i] == v:
-                sides.append((v,))
-            elif 0 < i < len(axis):
-                sides.append((axis[i - 1], axis[i]))
-            else:
-                return None
-        counts = {self.known(a, b, c) for a in sides[0] for b in sides[1] for c in sides[2]}
-        return counts.pop() if len(counts) == 1 and None not in counts else None
 
 
 def _run_value(runs: list[int], x: int) -> int | None:
@@ -196,7 +182,7 @@ def _check(family, m, n, k, out_dtype, gpu) -> tuple[int, int, int, str]:
 
 def split_source(family: str, m: int, n: int, k: int, out_dtype: str = "float32",
                  gpu: str = "H100") -> tuple[int | None, str]:
-    """(slice count, where it came from: "rule", "table", "dense", "bracket" or "unknown").
+    """(slice count, where it came from: "rule", "table", "dense" or "unknown").
 
     K <= the card's ``unsplit_max_k`` is unsplit at any M, N >= 1 (every recording); longer
     K must lie in `RANGE`."""
@@ -215,8 +201,7 @@ def split_source(family: str, m: int, n: int, k: int, out_dtype: str = "float32"
     s = t.dense(m, n, k)
     if s is not None:
         return s, "dense"
-    s = t.bracket(m, n, k)
-    return (s, "bracket") if s is not None else (None, "unknown")
+    return None, "unknown"
 
 
 def cublaslt_slices(family: str, m: int, n: int, k: int, out_dtype: str = "float32",
@@ -230,7 +215,7 @@ def cublaslt_slices(family: str, m: int, n: int, k: int, out_dtype: str = "float
         gpu: "H100" or "H200".
 
     Raises ValueError outside `RANGE`, and inside the split region where neither the
-    recording nor the bracket rule gives the count (the message names the way out).
+    recording gives the count (the message names the way out).
     """
     s, _ = split_source(family, m, n, k, out_dtype, gpu)
     if s is None:
@@ -311,6 +296,8 @@ def invariance_text(kernel, n: int, k: int, gpu: str = "H100", m_max: int = 6553
     if len(ranges) > 1:
         lines.append("rows keep their bits while M stays within one range; they may change "
                      "across a boundary")
+    elif ranges[0][2] is None:
+        lines.append("not recorded at any M here: whether rows keep their bits is unknown")
     else:
         lines.append("one split for every M: rows keep their bits at any batch size")
     return "\n".join(lines)

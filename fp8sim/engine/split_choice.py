@@ -8,7 +8,7 @@ module checks those two arguments the same way everywhere and says which split r
 * `kernel_splits`: whether a kernel ever splits K (cuBLASLt's per-tensor and blockwise
   kernels do; DeepGEMM, Triton and row-wise scaling never do), so a `slices` for a kernel
   that never splits is refused instead of silently simulating a split no library runs;
-* `split_choice`: (slice count, source) of one GEMM: "user", "table", "rule", "bracket"
+* `split_choice`: (slice count, source) of one GEMM: "user", "table", "rule", "dense"
   (`fp8sim.engine.cublaslt_splits`), "captured" (a kernel's captured `SplitK`), "never"
   (the kernel never splits) or "unrecorded" (a card without a recording of the kernel);
 * `splits`: `cublaslt_splits.batch_invariance` for any kernel (one range for the kernels
@@ -33,7 +33,6 @@ SOURCES = {"user": "passed by the caller", "table": "cuBLASLt's recorded choice"
            "rule": "the recorded rule (short K or a large output: no split)",
            "dense": "cuBLASLt's recorded choice (dense recording: every M at projection N, K; "
                     "every token count K at projection M, N)",
-           "bracket": "the recorded points around the shape agree",
            "captured": "the kernel's captured split table", "never": "the kernel never splits K",
            "unrecorded": "no recording or captured table for this kernel on this card: the "
                          "kernel runs one chain through K"}
