@@ -204,3 +204,13 @@ def test_invariance_text_claims_nothing_where_nothing_was_recorded():
     assert text.splitlines()[1:] == [
         "M 1-16: not recorded (pass slices=)",
         "not recorded at any M here: whether rows keep their bits is unknown"]
+
+
+def test_blockwise_m_that_cublaslt_refuses_is_named():
+    """cuBLASLt 13.1 runs blockwise scaling only for M a multiple of 4 (the recording's
+    every other M failed): inside the split region such an M is refused naming why."""
+    assert cs._table("H100", "block128", "float32").m_multiple == 4
+    with pytest.raises(ValueError, match=r"^m: cuBLASLt runs block128 scaling only for M a "
+                                         r"multiple of 4 .* got M = 6; pass slices="):
+        cs.cublaslt_slices("block128", 6, 256, 7168, "float32", "H100")
+    assert cs.cublaslt_slices("block128", 8, 256, 7168, "float32", "H100") >= 1

@@ -63,6 +63,9 @@ class _Table:
     def __init__(self, rec: dict):
         self.unsplit_max_k = int(rec["unsplit_max_k"])
         self.split_max_mn = int(rec["split_max_mn"])
+        self.m_multiple = int(rec.get("m_multiple", 1))
+        """Every recorded M is a multiple of this (4 for blockwise scaling on cuBLASLt 13.1:
+        other M raise CUBLAS_STATUS_NOT_SUPPORTED)."""
         self.points = int(rec["points"])
         self.rule_points = int(rec["rule_points"])
         self.table: dict[tuple[int, int, int], int] = {}
@@ -220,6 +223,11 @@ def cublaslt_slices(family: str, m: int, n: int, k: int, out_dtype: str = "float
     s, _ = split_source(family, m, n, k, out_dtype, gpu)
     if s is None:
         t = _table(gpu, _GROUP[family], _check(family, m, n, k, out_dtype, gpu)[3])
+        if m % t.m_multiple:
+            raise ValueError(
+                f"m: cuBLASLt runs {family} scaling only for M a multiple of {t.m_multiple} "
+                f"(every other M raised CUBLAS_STATUS_NOT_SUPPORTED on the {gpu}), got M = {m}; "
+                "pass slices= to simulate such a GEMM anyway")
         raise ValueError(
             f"slices: cuBLASLt's split of ({m}, {n}, {k}) ({family}, {out_dtype}, {gpu}) was "
             f"not recorded: with K > {t.unsplit_max_k} and M x N <= {t.split_max_mn} the "

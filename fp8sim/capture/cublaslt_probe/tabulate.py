@@ -17,6 +17,7 @@ import argparse
 import csv
 import gzip
 import json
+import math
 from pathlib import Path
 
 from fp8sim.capture.cublaslt_probe.record import DENSE_MN, DIMS, MS, WGRAD_K
@@ -155,7 +156,8 @@ def build_card(points: dict, env: dict) -> dict:
             region = sorted((s, v) for s, v in pts.items()
                             if s[2] > unsplit_max_k and s[0] * s[1] <= split_max_mn)
             m_runs, k_runs, covered = dense_runs(pts, group)
-            o.update(unsplit_max_k=unsplit_max_k, split_max_mn=split_max_mn,
+            m_multiple = math.gcd(*(s[0] for s in pts))  # blockwise: M a multiple of 4
+            o.update(unsplit_max_k=unsplit_max_k, split_max_mn=split_max_mn, m_multiple=m_multiple,
                      points=len(pts), rule_points=len(pts) - len(region),
                      table=" ".join(f"{m},{n},{k},{v}" for (m, n, k), v in region
                                     if (m, n, k) not in covered),
