@@ -5,9 +5,9 @@ when an output has few tiles and K is long; which count it picks is its heuristi
 (`fp8sim/capture/cublaslt_probe`: an LD_PRELOAD interposer of ``cublasLtMatmul``) recorded
 the configuration torch ran for a grid of shapes models use, per card, family and output
 type; `data/cublaslt_splits.json.gz` keeps it (card, cuBLASLt and torch versions with it).
-Recorded so far: the H100 (tensor, row, block128); a card or family without a recording
-raises ValueError naming `gpu` or `family` (the kernels then fall back to their captured
-`SplitK` tables).
+Recorded so far: the H100 (every family; per-tensor fast accumulation on the grid only);
+a card or family without a recording raises ValueError naming `gpu` or `family` (the
+kernels then fall back to their captured `SplitK` tables).
 See CUBLASLT_SPLITS.md beside this file.
 
 The answer for a shape comes from, in order:
