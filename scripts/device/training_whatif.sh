@@ -21,6 +21,11 @@ timeout 60 python3 scripts/bench_gpu_linear.py --size 4096 --reps 3 --json $OUT/
 echo "== step bench $(left)s left" >> $L
 timeout 60 python3 experiments/06_training_whatif.py --step-bench 5 >> $L 2>/tmp/step_stderr.txt; echo "rc=$?" >> $L
 tail -5 /tmp/step_stderr.txt >> $L
+R=experiments/results/06_training_whatif
+if [ -f $R.csv ] && ! grep -q ",cpu," $R.csv; then  # resume the committed GPU run
+  cp $R.csv $OUT/training_whatif.csv; cp ${R}_timing.csv $OUT/training_whatif_timing.csv 2>/dev/null
+  echo "resuming from $R.csv ($(wc -l < $R.csv) lines)" >> $L
+fi
 B=$(( $(left) - 35 ))
 echo "== study budget ${B}s" >> $L
 timeout $(( B + 30 )) python3 experiments/06_training_whatif.py --out $OUT --jobs ${JOBS:-3} --budget-s $B 2> /tmp/study_stderr.txt
