@@ -53,8 +53,36 @@ def test_the_readme_has_examples():
     assert any("--scheduler local:" in line for line in lines)
 
 
-def test_every_sh_example_runs(tmp_path):
-    """One folder for all lines, in order: later lines read what earlier ones wrote."""
+CHUNKS = 4
+"""The runnable lines are spread over this many tests, so pytest-xdist runs them at once."""
+
+
+def _runnable() -> list[str]:
+    return [c for c in _sh_lines()
+            if not (_needs_gpu(c) or _needs_cluster(c) or c.startswith("make "))]
+
+
+def _chunks() -> list[list[str]]:
+    """The runnable lines in CHUNKS groups, each run in order in one folder: a line that
+    names a file an earlier line names (results/case.npz) joins that line's group."""
+    groups: list[list[str]] = [[] for _ in range(CHUNKS)]
+    owner: dict[str, int] = {}
+    for i, command in enumerate(_runnable()):
+        paths = [w for w in shlex.split(command) if "/" in w and "." in w.rsplit("/", 1)[-1]]
+        g = next((owner[p] for p in paths if p in owner), i % CHUNKS)
+        owner.update(dict.fromkeys(paths, g))
+        groups[g].append(command)
+    return groups
+
+
+def test_the_chunks_hold_every_runnable_line_once():
+    assert sorted(sum(_chunks(), [])) == sorted(_runnable())
+    assert len(_runnable()) >= 15
+
+
+@pytest.mark.parametrize("chunk", range(CHUNKS))
+def test_every_sh_example_runs(chunk, tmp_path):
+    """One folder for a group of lines, in order: later lines read what earlier ones wrote."""
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "data").symlink_to(ROOT / "tests" / "data")
     bin_dir = tmp_path / "bin"
@@ -66,18 +94,13 @@ def test_every_sh_example_runs(tmp_path):
     launcher.chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
            "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    ran = []
-    for command in _sh_lines():
-        if _needs_gpu(command) or _needs_cluster(command) or command.startswith("make "):
-            continue
+    for command in _chunks()[chunk]:
         r = subprocess.run(shlex.split(command), cwd=tmp_path, env=env, capture_output=True,
                            text=True, timeout=SECONDS)
         assert r.returncode == 0, f"{command!r} exited {r.returncode}: {r.stderr[-2000:]}"
         assert "Traceback" not in r.stderr, command
-        ran.append(command)
-    assert len(ran) >= 15
-    assert (tmp_path / "results" / "sweep.csv").exists()
-    assert (tmp_path / "results" / "D.npy").exists()
+        for out in re.findall(r"--out (results/\S+)", command):  # results/sweep: .csv
+            assert list(tmp_path.glob(out + "*")), out
 
 
 @pytest.mark.parametrize("index", range(len(_blocks("python"))))
