@@ -1,7 +1,11 @@
 """Builds fp8sim/engine/data/cublaslt_splits.json.gz from the probe's grid recordings.
 
     python -m fp8sim.capture.cublaslt_probe.tabulate --card H100 DIR1 [DIR2 ...] \\
-        [--card H200 DIR3 ...] --out fp8sim/engine/data/cublaslt_splits.json.gz
+        [--card H200 DIR3 ...] --out fp8sim/engine/data/cublaslt_splits.json.gz \\
+        --npz tests/data/cublaslt_splits_points.npz
+
+A DIR may be that npz itself: the card's points tabulated before (a new recording adds to
+them; the raw recordings need not be kept).
 
 Each DIR holds what ``record.py all`` wrote on one card: env.json, grid.csv.gz and
 optionally random.csv.gz (held-out shapes, kept as recorded points too). The file keeps,
@@ -30,11 +34,36 @@ scaling with and without fast accumulation agreed on every grid shape but differ
 OUTS = ("float32", "bfloat16")
 
 
-def load_points(dirs: list[Path]) -> tuple[dict, dict]:
-    """({(family, out, M, N, K): S}, env of the first dir) over every csv in dirs."""
+def _npz_points(path: Path, card: str) -> tuple[dict, dict]:
+    """The points and env a card's earlier tabulation kept in its npz (`write_npz`)."""
+    import numpy as np
+
+    with np.load(path) as z:
+        if f"{card}/shapes" not in z.files:
+            raise ValueError(f"{path}: no points of the {card}")
+        combos = [str(c).split() for c in z["combos"]]
+        env = json.loads(str(z[f"{card}/env"])) if f"{card}/env" in z.files else {}
+        points = {}
+        for shape, counts in zip(z[f"{card}/shapes"].tolist(), z[f"{card}/slices"].tolist(),
+                                 strict=True):
+            for (fam, out), v in zip(combos, counts, strict=True):
+                if v:
+                    points[(fam, out, *shape)] = v
+    return points, env
+
+
+def load_points(dirs: list[Path], card: str | None = None) -> tuple[dict, dict]:
+    """({(family, out, M, N, K): S}, env of the first source) over every csv in dirs; a
+    source that is an npz of `write_npz` (tests/data/cublaslt_splits_points.npz) gives the
+    card's points tabulated before, so a new recording adds to them without the old dirs."""
     points: dict = {}
     env: dict = {}
     for d in dirs:
+        if d.suffix == ".npz":
+            old, old_env = _npz_points(d, card or "")
+            points.update(old)
+            env = env or old_env
+            continue
         if not env and (d / "env.json").exists():
             env = json.loads((d / "env.json").read_text())
         for name in ("grid.csv.gz", "random.csv.gz", "dense_m.csv.gz", "dense_k16.csv.gz",
@@ -69,9 +98,10 @@ def card_of(directory: Path) -> str | None:
     return next((c for c in ("H200", "H100") if c in device), None)
 
 
-def write_npz(cards: dict[str, dict], path: str) -> None:
+def write_npz(cards: dict[str, dict], path: str, envs: dict | None = None) -> None:
     """The recorded points per card as arrays (tests/data): shapes (n, 3) int32 and the
-    slice count per family x out (n, 12) uint8, 0 where nothing was recorded."""
+    slice count per family x out (n, 12) uint8, 0 where nothing was recorded, and the
+    recording's env.json (what `load_points` reads back)."""
     import numpy as np
     arrays = {}
     combos = [(f, o) for f in GROUPS for o in OUTS]
@@ -83,6 +113,7 @@ def write_npz(cards: dict[str, dict], path: str) -> None:
             counts[index[tuple(shape)], combos.index((fam, out))] = v
         arrays[f"{name}/shapes"] = np.array(shapes, np.int32)
         arrays[f"{name}/slices"] = counts
+        arrays[f"{name}/env"] = np.array(json.dumps((envs or {}).get(name, {})))
     arrays["combos"] = np.array([f"{f} {o}" for f, o in combos])
     np.savez_compressed(path, **arrays)
 
@@ -175,14 +206,14 @@ def main(argv=None) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--npz", help="also write the recorded points here (tests/data)")
     args = p.parse_args(argv)
-    cards = {}
-    all_points = {}
+    cards, all_points, envs = {}, {}, {}
     for name, *dirs in args.card:
         wrong = [d for d in dirs if card_of(Path(d)) not in (None, name)]
         if wrong:
             p.error(f"--card {name}: {', '.join(wrong)} ran on the {card_of(Path(wrong[0]))}")
-        points, env = load_points([Path(d) for d in dirs])
+        points, env = load_points([Path(d) for d in dirs], name)
         all_points[name] = points
+        envs[name] = env
         cards[name] = build_card(points, env)
         for group, g in cards[name]["groups"].items():
             for out, o in g["outs"].items():
@@ -191,14 +222,12 @@ def main(argv=None) -> None:
     data = {"format": 2, "source": "fp8sim/capture/cublaslt_probe (record.py all; "
             "tabulate.py)", "cards": cards}
     if args.npz:
-        write_npz(all_points, args.npz)
+        write_npz(all_points, args.npz, envs)
     text = json.dumps(data, separators=(",", ":")).encode()
-    with open(args.out, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
-        f.write(text)  # mtime 0: the same recordings give the same bytes
+    with open(args.out, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb",
+                                                    mtime=0) as f:
+        f.write(text)  # no name, mtime 0: the same recordings give the same bytes
 
-
-if __name__ == "__main__":
-    main()
 
 
 def compact_captures(sources: list[str], path: str, per_card: int = 12) -> None:
@@ -239,3 +268,7 @@ def compact_captures(sources: list[str], path: str, per_card: int = 12) -> None:
                         f"{pre}/D": z[k + "/D"][rows, cols], f"{pre}/shape": z[k + "/shape"],
                         f"{pre}/meta": np.array(json.dumps(meta))}
     np.savez_compressed(path, **out)
+
+
+if __name__ == "__main__":
+    main()
