@@ -6,9 +6,9 @@
 # 7 files under $OUT. The card's name is read from nvidia-smi.
 CARD=$(nvidia-smi --query-gpu=name --format=csv,noheader | grep -o 'H[12]00' | head -1)
 mkdir -p /tmp/r
-OUT=/tmp/r FAMILIES=tensor-fast CAPTURES=12 timeout 200 \
-  bash scripts/device/record_cublaslt.sh ${CARD:-H100} 5 170 110 > /tmp/r/stdout.txt 2>&1
+OUT=/tmp/r FAMILIES=tensor-fast CAPTURES=12 timeout 170 \
+  bash scripts/device/record_cublaslt.sh ${CARD:-H100} 5 160 150 > /tmp/r/stdout.txt 2>&1
 tail -5 /tmp/r/log.txt; tar cf $OUT/rec.tar -C /tmp/r .
-SKIP_BENCH=1 LIMIT=${LIMIT:-380} bash scripts/device/training_whatif.sh
+SKIP_BENCH=1 LIMIT=${LIMIT:-410} bash scripts/device/training_whatif.sh
 cd $OUT && tar cf extra.tar $(ls bench_*.json study_stderr.txt 2>/dev/null) --remove-files
 ls -la $OUT
