@@ -214,3 +214,13 @@ def test_blockwise_m_that_cublaslt_refuses_is_named():
                                          r"multiple of 4 .* got M = 6; pass slices="):
         cs.cublaslt_slices("block128", 6, 256, 7168, "float32", "H100")
     assert cs.cublaslt_slices("block128", 8, 256, 7168, "float32", "H100") >= 1
+
+
+def test_blockwise_invariance_ranges_step_over_the_m_cublaslt_refuses():
+    ranges = cs.batch_invariance("cublaslt-blockwise", 256, 7168, "H100", m_max=600)
+    assert ranges[0][0] == 1 and ranges[-1][1] == 600
+    assert all(b[0] == a[1] + 1 for a, b in zip(ranges, ranges[1:]))  # contiguous
+    assert all(s is not None for _, _, s in ranges)  # no "not recorded" at M % 4 != 0
+    text = cs.invariance_text("cublaslt-blockwise", 256, 7168, "H100", m_max=600)
+    assert text.splitlines()[1].startswith("(cuBLASLt runs block128 scaling only for M a "
+                                           "multiple of 4")

@@ -251,7 +251,9 @@ def batch_invariance(kernel, n: int, k: int, gpu: str = "H100", m_max: int = 655
 
     Within a range a row's bits do not change with the batch size M (the split is the only
     M-dependent part of the arithmetic fp8sim models); at a range boundary they may.
-    slices None: the count is not known there (off the recording).
+    slices None: the count is not known there (off the recording). Where cuBLASLt runs the
+    family only for M a multiple of `m_multiple` (blockwise: 4), the split-region ranges
+    hold for those M (the others raise in the library).
 
     kernel: a kernel name ("cublaslt-fast", "cublaslt", "torch-rowwise[-fast]",
     "cublaslt-blockwise" - family "block128" unless `family` says "block1") or a family.
@@ -268,17 +270,18 @@ def batch_invariance(kernel, n: int, k: int, gpu: str = "H100", m_max: int = 655
     t = _table(gpu, _GROUP[fam], _check(fam, 1, n, k, out_dtype, gpu)[3])
     ranges: list[list] = []
     last_small = min(m_max, t.split_max_mn // n) if k > t.unsplit_max_k else 0
-    for m in range(1, last_small + 1):
+    step = t.m_multiple
+    for m in range(step, last_small + 1, step):
         s, _ = split_source(fam, m, n, k, out_dtype, gpu)
         if ranges and ranges[-1][2] == s:
             ranges[-1][1] = m
-        else:
-            ranges.append([m, m, s])
+        else:  # contiguous: the M between multiples of `step` go with the range after them
+            ranges.append([ranges[-1][1] + 1 if ranges else 1, m, s])
     if last_small < m_max:
         if ranges and ranges[-1][2] == 1:
             ranges[-1][1] = m_max
         else:
-            ranges.append([last_small + 1, m_max, 1])
+            ranges.append([(ranges[-1][1] + 1) if ranges else 1, m_max, 1])
     return [tuple(r) for r in ranges]
 
 
@@ -293,6 +296,10 @@ def invariance_text(kernel, n: int, k: int, gpu: str = "H100", m_max: int = 6553
     v = info["cublaslt_version"] or 0
     lines = [f"{name} ({fam}, {out_dtype} out) N={n} K={k} on the {gpu} (cuBLASLt "
              f"{v // 10000}.{v // 100 % 100}.{v % 100}, torch {info['torch']})"]
+    step = _table(gpu, _GROUP[fam], _check(fam, 1, n, k, out_dtype, gpu)[3]).m_multiple
+    if step > 1:
+        lines.append(f"(cuBLASLt runs {fam} scaling only for M a multiple of {step}; the "
+                     "ranges hold for those M)")
     for lo, hi, s in ranges:
         where = f"M {lo}-{hi}" if lo != hi else f"M {lo}"
         if s is None:
