@@ -10,6 +10,7 @@ configuration: fp8sim must give their bits with the slices it predicts.
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -219,7 +220,7 @@ def test_blockwise_m_that_cublaslt_refuses_is_named():
 def test_blockwise_invariance_ranges_step_over_the_m_cublaslt_refuses():
     ranges = cs.batch_invariance("cublaslt-blockwise", 256, 7168, "H100", m_max=600)
     assert ranges[0][0] == 1 and ranges[-1][1] == 600
-    assert all(b[0] == a[1] + 1 for a, b in zip(ranges, ranges[1:]))  # contiguous
+    assert all(b[0] == a[1] + 1 for a, b in itertools.pairwise(ranges))  # contiguous
     assert all(s is not None for _, _, s in ranges)  # no "not recorded" at M % 4 != 0
     text = cs.invariance_text("cublaslt-blockwise", 256, 7168, "H100", m_max=600)
     assert text.splitlines()[1].startswith("(cuBLASLt runs block128 scaling only for M a "
