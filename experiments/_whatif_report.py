@@ -156,11 +156,11 @@ def _verdict(rows, band, per, timing, device, params, tiny, png_name) -> str:
         lines += ["", "Unfinished (the device budget ran out; not judged): "
                   + ", ".join(verdicts["unfinished"]) + "."]
     ran = {r["run"] for r in rows}
-    failed = sorted({t["run"] for t in timing if t["run"] not in ran})
-    if failed:
+    no_rows = sorted({t["run"] for t in timing if t["run"] not in ran})
+    if no_rows:
         lines += ["", "No rows (the budget ran out before they started, or they failed: "
                   "see the run's stderr): "
-                  + ", ".join(failed) + "."]
+                  + ", ".join(no_rows) + "."]
     if tiny:
         lines += ["", "(A tiny smoke run: a few steps, far too short for these gaps to mean "
                   "anything about FP8 training.)"]

@@ -38,22 +38,30 @@ def _median_ms(fn, reps: int) -> float:
     return statistics.median(times)
 
 
-def _torch_ms(x, y, reps: int) -> float:
-    """Median time of torch.matmul(x, y) in milliseconds (CUDA events)."""
+def torch_median_ms(fn, reps: int) -> float:
+    """Median time of fn() in milliseconds, torch CUDA events, after one warm-up call
+    (also what scripts/bench_gpu_linear.py times with)."""
     import torch
 
-    torch.matmul(x, y)
+    fn()
     torch.cuda.synchronize()
     times = []
     for _ in range(reps):
         start = torch.cuda.Event(enable_timing=True)
         stop = torch.cuda.Event(enable_timing=True)
         start.record()
-        torch.matmul(x, y)
+        fn()
         stop.record()
         stop.synchronize()
         times.append(start.elapsed_time(stop))
     return statistics.median(times)
+
+
+def _torch_ms(x, y, reps: int) -> float:
+    """Median time of torch.matmul(x, y) in milliseconds (CUDA events)."""
+    import torch
+
+    return torch_median_ms(functools.partial(torch.matmul, x, y), reps)
 
 
 def measure(sizes: list[int], promotes: list[int], reps: int = 3, extra: bool = False,

@@ -13,25 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 
-
-def _median_ms(fn, reps: int) -> float:
-    import torch
-
-    fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        start = torch.cuda.Event(enable_timing=True)
-        stop = torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        stop.record()
-        stop.synchronize()
-        times.append(start.elapsed_time(stop))
-    return statistics.median(times)
+from bench_gpu import torch_median_ms as _median_ms  # run as a script: scripts/ is on the path
 
 
 def measure(size: int, recipes: list[str], reps: int, log=print) -> list[dict]:

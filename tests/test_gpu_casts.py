@@ -83,6 +83,10 @@ def _operand(rng, shape, extreme: bool = True) -> np.ndarray:
     return x.astype(np.float32).astype(ml_dtypes.bfloat16).astype(np.float32)
 
 
+def _cast_id(op) -> str:
+    return f"{op.convention}-{op.fmt}-{op.block}-{'pow2' if op.pow2_scale else 'f32'}"
+
+
 def _casts():
     """Every distinct OperandCast of the recipes."""
     seen = {}
@@ -95,8 +99,7 @@ def _casts():
     return list(seen.values())
 
 
-@pytest.mark.parametrize("op", _casts(), ids=lambda op: f"{op.convention}-{op.fmt}-"
-                         f"{op.block}-{'pow2' if op.pow2_scale else 'f32'}")
+@pytest.mark.parametrize("op", _casts(), ids=_cast_id)
 def test_quantize_replay_matches_the_cpu_casts(op):
     """Codes and scales of every cast the recipes run, with partial edge blocks."""
     rng = np.random.default_rng(7)
@@ -170,8 +173,7 @@ def test_device_arrays_are_recognised_and_refused_by_the_cpu_engine():
 
 
 @gpu
-@pytest.mark.parametrize("op", _casts(), ids=lambda op: f"{op.convention}-{op.fmt}-"
-                         f"{op.block}-{'pow2' if op.pow2_scale else 'f32'}")
+@pytest.mark.parametrize("op", _casts(), ids=_cast_id)
 def test_gpu_quantize_matches_the_cpu_casts(op):
     import cupy as cp
 

@@ -110,14 +110,6 @@ class _Table:
                          f"{{{', '.join(f'{m}x{n}' for m, n in mn)}}}")
         return " (recorded densely: " + "; ".join(parts) + ")" if parts else ""
 
-    def known(self, m: int, n: int, k: int) -> int | None:
-        """The rule's or the recorded count, None if neither."""
-        r = self.rule(m, n, k)
-        if r is not None:
-            return r
-        s = self.table.get((m, n, k))
-        return s if s is not None else self.dense(m, n, k)
-
 
 def _run_value(runs: list[int], x: int) -> int | None:
     """The value of the run [start, value, start, value, ...] holding x (0: not recorded)."""
@@ -217,8 +209,8 @@ def cublaslt_slices(family: str, m: int, n: int, k: int, out_dtype: str = "float
         out_dtype: "float32" or "bfloat16" ("float16" taken as bfloat16).
         gpu: "H100" or "H200".
 
-    Raises ValueError outside `RANGE`, and inside the split region where neither the
-    recording gives the count (the message names the way out).
+    Raises ValueError outside `RANGE`, and inside the split region where the recording
+    does not give the count (the message names the way out).
     """
     s, _ = split_source(family, m, n, k, out_dtype, gpu)
     if s is None:

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fp8sim.engine import _gpu_arrays
 from fp8sim.engine.gemm import check_out_dtype, check_scales, gemm, resolve_scaling
 from fp8sim.formats.convert import as_codes
 
@@ -183,9 +184,7 @@ def gemm_split_k(a, b, *, slices: int, align: int = 128, out_dtype: str = "float
     nan = xp.isnan(acc)
     acc.view(np.uint32)[nan] = _NAN32
     if out_dt != acc.dtype and xp is not np and out_dt != np.float16:  # CuPy: bf16 bits
-        from fp8sim.engine._gpu_arrays import bf16_bits
-
-        return bf16_bits(acc, xp)  # 0x7FFF NaN, as gemm(engine="gpu") writes bfloat16
+        return _gpu_arrays.bf16_bits(acc, xp)  # 0x7FFF NaN, as gemm(engine="gpu") writes bfloat16
     if out_dt != acc.dtype:
         with np.errstate(over="ignore"):
             acc = acc.astype(out_dt)
@@ -197,8 +196,6 @@ def _on_device(a, b, kwargs: dict):
     """(array module, gemm keyword arguments) of a split GEMM: numpy for host arrays; for
     GPU arrays CuPy, the slices run on the GPU engine, and the scales (a scalar or a row or
     column of them) are read to the host, where `check_scales` checks them."""
-    from fp8sim.engine import _gpu_arrays
-
     if not _gpu_arrays.is_device(a, b):
         return np, kwargs
     from fp8sim.engine._gpu import _cupy
