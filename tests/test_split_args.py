@@ -155,7 +155,8 @@ def test_split_choice_names_its_source():
     assert sc.split_choice("cublaslt-fast", 64, 64, 16384, slices=2) == (2, "user")
     assert sc.split_choice("deepgemm", 64, 64, 16384) == (1, "never")
     assert sc.split_choice("torch-rowwise", 64, 64, 16384, out_dtype="bfloat16") == (1, "never")
-    count, source = sc.split_choice("cublaslt-fast", 160, 128, 16384)
+    assert sc.split_choice("cublaslt-fast", 160, 128, 16384) == (6, "dense")
+    count, source = sc.split_choice("cublaslt-fast", 160, 100, 16384)  # N off the projections
     assert (count, source) == (None, "unknown")
     with pytest.raises(ValueError, match="^gpu:"):
         sc.split_choice("cublaslt", 64, 64, 16384, gpu="h100")

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Usage (device tool, from the repository root, one call): LIMIT=540 bash scripts/device/training_whatif.sh
-# Bit checks on the GPU, the engine and Linear benchmarks, then study 06 in the time left; all under $OUT.
+# Bit checks on the GPU, the engine, Linear and step benchmarks (SKIP_BENCH=1: none), then study 06 in the time left; all under $OUT.
 # the device call: environment, GPU bit checks, benchmarks, then the study in the time left
 START=$(date +%s)
 LIMIT=${LIMIT:-540}
@@ -17,9 +17,9 @@ grep -E "^(OK|FAIL)|failures|rc=" /tmp/gpu_check.txt >> $L; grep -A12 "^FAIL" /t
 echo "== bench_gpu $(left)s left" >> $L
 [ -n "$SKIP_BENCH" ] || timeout 40 python3 scripts/bench_gpu.py --sizes 4096 --promotes 0,128 --reps 3 --json $OUT/bench_gpu.json >> $L 2>&1; echo "rc=$?" >> $L
 echo "== bench_gpu_linear $(left)s left" >> $L
-timeout 60 python3 scripts/bench_gpu_linear.py --size 4096 --reps 3 --json $OUT/bench_linear.json >> $L 2>&1; echo "rc=$?" >> $L
+[ -n "$SKIP_BENCH" ] || timeout 60 python3 scripts/bench_gpu_linear.py --size 4096 --reps 3 --json $OUT/bench_linear.json >> $L 2>&1; echo "rc=$?" >> $L
 echo "== step bench $(left)s left" >> $L
-timeout 60 python3 experiments/06_training_whatif.py --step-bench 5 >> $L 2>/tmp/step_stderr.txt; echo "rc=$?" >> $L
+[ -n "$SKIP_BENCH" ] || timeout 60 python3 experiments/06_training_whatif.py --step-bench 5 >> $L 2>/tmp/step_stderr.txt; echo "rc=$?" >> $L
 tail -5 /tmp/step_stderr.txt >> $L
 R=experiments/results/06_training_whatif
 if [ -f $R.csv ] && ! grep -q ",cpu," $R.csv; then  # resume the committed GPU run
