@@ -103,7 +103,44 @@ def test_unknown_engine(engine):
         fp8sim.gemm(a, a, engine=engine)
 
 
+@pytest.mark.parametrize("tiles, intervals, m, n, want", [
+    (1, 64, 64, 64, 1),         # one tile, 64 intervals: 64 groups of 1 (<= 4 x 132 blocks)
+    (24, 64, 256, 384, 3),      # a Wgrad: 22 groups wanted, 3 intervals a group
+    (264, 64, 1024, 1024, 0),   # two blocks an SM already: no split
+    (4, 1, 64, 64, 0),          # one interval: nothing to split
+    (1, 2, 64, 64, 1),
+    (36, 8192, 384, 384, 0),    # the interval sums would pass 1 GiB
+])
+def test_k_groups_splits_only_promoted_gemms_with_few_tiles(tiles, intervals, m, n, want):
+    assert _gpu.k_groups(tiles, intervals, m, n, sms=132) == want
+
+
+@pytest.mark.parametrize("promote, c", [(32, False), (128, True), (64, True)])
+@pytest.mark.parametrize("preset", ["hopper", "ideal", "blackwell"])  # (exact never promotes)
+def test_promoted_intervals_are_independent(promote, c, preset):
+    """What the GPU's K split rests on: a promoted GEMM is the in-order float32 sum of its
+    intervals' sums, each computed alone from zero (C in the first), on the CPU engine."""
+    rng = np.random.default_rng(promote)
+    m, n, k = 5, 7, 300
+    a, b = random_case(m, n, k, dist="normal", seed=promote)
+    cc = (rng.standard_normal((m, n)) * 1e3).astype(np.float32) if c else None
+    want = fp8sim.gemm(a, b, promote=promote, c=cc, preset=preset)
+    acc = np.zeros((m, n), np.float32)
+    for g, k0 in enumerate(range(0, k, promote)):
+        part = fp8sim.gemm(a[:, k0:k0 + promote], b[k0:k0 + promote], promote=0,
+                           c=cc if g == 0 else None, preset=preset)
+        acc = (acc + part).astype(np.float32)
+    assert np.array_equal(as_bits(acc), as_bits(want))
+
+
 # ------------------------------------------------------------------ on a GPU
+
+
+@pytest.fixture(params=[True, False], ids=["k-split", "serial"])
+def k_split(request, monkeypatch):
+    """Both paths of a promoted GEMM with few tiles: intervals in parallel, or in one block."""
+    monkeypatch.setattr(_gpu, "K_SPLIT", request.param)
+    return request.param
 
 def _same(kwargs_a, a, b, **kw):
     """gemm on both engines; asserts the bits agree; returns the element count."""
@@ -136,6 +173,7 @@ def test_golden_cases_gpu_equals_cpu(path):
 
 
 @gpu
+@pytest.mark.usefixtures("k_split")
 @pytest.mark.parametrize("preset", list(PRESETS) + ["frac20", "frac17", "frac25", "terms64"])
 @pytest.mark.parametrize("promote", [0, 128])
 def test_random_cases_of_every_preset(preset, promote):
@@ -151,6 +189,7 @@ def test_random_cases_of_every_preset(preset, promote):
 
 
 @gpu
+@pytest.mark.usefixtures("k_split")
 @pytest.mark.parametrize("scaling", [None, "group", "tensor", "row"])
 @pytest.mark.parametrize("out_dtype", ["float32", "bfloat16", "float16"])
 def test_random_cases_of_every_scaling(scaling, out_dtype):
@@ -167,6 +206,7 @@ def test_random_cases_of_every_scaling(scaling, out_dtype):
 
 
 @gpu
+@pytest.mark.usefixtures("k_split")
 @pytest.mark.parametrize("promote", [0, 32, 128])
 @pytest.mark.parametrize("shape", [(67, 300, 65), (128, 512, 64)])  # ragged / whole tiles
 def test_special_codes_and_accumulators(promote, shape):
@@ -186,6 +226,7 @@ def test_special_codes_and_accumulators(promote, shape):
 
 
 @gpu
+@pytest.mark.usefixtures("k_split")
 @pytest.mark.parametrize("preset", ["hopper", "ideal", "exact", "blackwell"])
 def test_subnormal_accumulators_and_scales(preset):
     """Subnormal C through all-zero rows of A, subnormal scaled partials: no flush to zero.
@@ -229,6 +270,7 @@ def _epilogue_variants():
 
 
 @gpu
+@pytest.mark.usefixtures("k_split")
 @pytest.mark.parametrize("ep", _epilogue_variants(),
                          ids=lambda e: "-".join(str(v) for v in e.key[:5]))
 def test_every_epilogue_variant(ep):
@@ -264,3 +306,28 @@ def test_tiled_kernel_equals_the_generic_kernel_at_size():
                             one, _gpu.NO_COLUMN, out, kernel=kernel)
             outs.append(as_bits(out))
         assert np.array_equal(outs[0], outs[1])
+
+
+@gpu
+@pytest.mark.parametrize("scaling", [None, "group"])
+def test_k_split_at_a_wgrad_shape(scaling):
+    """A Wgrad-like GEMM (few output tiles, K = 8192 tokens): K split, serial and CPU agree."""
+    from fp8sim.engine import _gpu_arrays  # noqa: F401  (the device path needs CuPy)
+
+    m, n, k = 256, 384, 8192
+    a, b = random_case(m, n, k, dist="normal", seed=9)
+    rng = np.random.default_rng(9)
+    sa = sb = None
+    if scaling:
+        sa = rng.random((m, k // 128), np.float32) * 8
+        sb = rng.random((k // 128, -(-n // 128)), np.float32)
+    assert _gpu.k_groups(-(-m // 64) * -(-n // 64), k // 128, m, n, _gpu._sm_count()) > 0
+    cpu = as_bits(fp8sim.gemm(a, b, promote=128, scale_a=sa, scale_b=sb, scaling=scaling))
+    for on in (True, False):
+        _gpu.K_SPLIT = on
+        try:
+            got = as_bits(fp8sim.gemm(a, b, engine="gpu", promote=128, scale_a=sa, scale_b=sb,
+                                      scaling=scaling))
+        finally:
+            _gpu.K_SPLIT = True
+        assert np.array_equal(got, cpu), f"K_SPLIT={on}: {np.count_nonzero(got != cpu)} differ"

@@ -11,6 +11,7 @@ on disk).
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,10 @@ _TILED_TERMS = (16, 32)
 _BM = 64  # outputs per block, each way
 _MAX_ROW_TILES = 65535  # grid.y limit
 _SOURCE = Path(__file__).with_name("_gpu_gemm.cu")
+_PARTS_MAX_BYTES = 1 << 30  # the interval sums of a K-split GEMM (see k_groups)
+K_SPLIT = os.environ.get("FP8SIM_GPU_K_SPLIT", "1") != "0"
+"""Promoted GEMMs with few output tiles sum their intervals in parallel (`k_groups`);
+FP8SIM_GPU_K_SPLIT=0 turns it off (same bits, the serial kernel: for timings)."""
 
 
 @functools.cache
@@ -76,14 +81,31 @@ def _i32(x) -> np.int32:
     return np.int32(int(x))
 
 
+def k_groups(tiles: int, intervals: int, m: int, n: int, sms: int) -> int:
+    """Promotion intervals per K group of a promoted GEMM with few output tiles; 0: no split.
+
+    The intervals of a promoted GEMM start from zero, so they can be summed in parallel
+    (K groups, the grid's z) and promoted in order after (promote_parts): the same bits.
+    Groups are added until each SM has about four blocks, while the interval sums
+    (intervals x M x N float32) fit in _PARTS_MAX_BYTES.
+    """
+    if intervals < 2 or tiles >= 2 * sms or intervals * m * n * 4 > _PARTS_MAX_BYTES:
+        return 0
+    groups = min(intervals, -(-4 * sms // tiles))
+    per = -(-intervals // groups)
+    return per if per < intervals else 0
+
+
 def gemm_device(a, b, tables, c, has_c, mode, terms, frac, chunk, promoted, when, order, fused,
-                sa, sb, bdiv, out, *, kernel: str = "auto"):
+                sa, sb, bdiv, out, *, kernel: str = "auto", k_split: bool | None = None):
     """Runs one engine kernel on device arrays; `out` (M, N) float32 on the device.
 
     a (M, K) and b (K, N) uint8 codes, tables (1024,) float32 (A values, A 2**e, B values,
     B 2**e), c (M, N) float32 or a dummy, sa and sb float32 2-D scale arrays (shapes as
     the numba engine reads them). kernel: "auto" (tiled where it applies), "tiled" or
-    "generic" (one thread per output, the CPU engine's integer arithmetic).
+    "generic" (one thread per output, the CPU engine's integer arithmetic). k_split: let
+    a promoted tiled GEMM with few output tiles sum its intervals in parallel (`k_groups`;
+    None: the module's K_SPLIT, which the GPU tests switch to check both paths).
     """
     cp = _cupy()
     m, k = a.shape
@@ -110,6 +132,16 @@ def gemm_device(a, b, tables, c, has_c, mode, terms, frac, chunk, promoted, when
     f = _kernel(name)
     # rows in slices the grid can address; A goes in transposed, (K, rows)
     rows = _MAX_ROW_TILES * _BM
+    tiles = -(-n // _BM) * -(-m // _BM)
+    intervals = -(-k // chunk)
+    if k_split is None:
+        k_split = K_SPLIT
+    per = k_groups(tiles, intervals, m, n, _sm_count()) if promoted and k_split and m <= rows \
+        else 0
+    if per:
+        return _gemm_k_split(f, a, b, tables, c, has_c, frac, chunk, when, order, fused, sa, sb,
+                             bdiv, out, per, intervals)
+    none = cp.zeros(1, np.float32)
     for r0 in range(0, m, rows):
         r1 = min(m, r0 + rows)
         at = cp.ascontiguousarray(a[r0:r1].T)
@@ -122,8 +154,36 @@ def gemm_device(a, b, tables, c, has_c, mode, terms, frac, chunk, promoted, when
                          _i32(n), _i32(k), _i32(frac), _i32(chunk), _i32(when), _i32(order),
                          _i32(fused), cp.ascontiguousarray(sa_part), _i32(sa_part.shape[0]),
                          _i32(sa_part.shape[1]), sb, _i32(sb.shape[0]), _i32(sb.shape[1]),
-                         _i32(bdiv), out_part))
+                         _i32(bdiv), out_part, none, _i32(0)))
     return out
+
+
+def _gemm_k_split(f, a, b, tables, c, has_c, frac, chunk, when, order, fused, sa, sb, bdiv,
+                  out, per, intervals):
+    """gemm_tiled over K groups of `per` intervals (grid z), then promote_parts in K order."""
+    cp = _cupy()
+    m, k = a.shape
+    n = b.shape[1]
+    parts = cp.empty((intervals, m, n), np.float32)
+    sa, sb = cp.ascontiguousarray(sa), cp.ascontiguousarray(sb)
+    grid = ((n + _BM - 1) // _BM, (m + _BM - 1) // _BM, -(-intervals // per))
+    f(grid, (128,), (cp.ascontiguousarray(a.T), b, tables, cp.ascontiguousarray(c),
+                     _i32(has_c), _i32(m), _i32(n), _i32(k), _i32(frac), _i32(chunk),
+                     _i32(when), _i32(order), _i32(fused), sa, _i32(sa.shape[0]),
+                     _i32(sa.shape[1]), sb, _i32(sb.shape[0]), _i32(sb.shape[1]), _i32(bdiv),
+                     out, parts, _i32(per)))
+    threads = 256
+    _kernel("promote_parts")((-(-m * n // threads),), (threads,), (
+        parts, _i32(intervals), _i32(m), _i32(n), _i32(when), _i32(order), _i32(fused), sa,
+        _i32(sa.shape[0]), _i32(sa.shape[1]), sb, _i32(sb.shape[0]), _i32(sb.shape[1]),
+        _i32(bdiv), out))
+    return out
+
+
+@functools.cache
+def _sm_count() -> int:
+    """The current GPU's multiprocessor count."""
+    return int(_cupy().cuda.Device().attributes["MultiProcessorCount"])
 
 
 def gemm_tiles(a, b, tav, tag, tbv, tbg, c, has_c, mode, terms, frac, chunk, promoted, when,

@@ -165,7 +165,10 @@ gemm_tiled(const u8* __restrict__ At,      // (K, M) codes: A transposed
            int when, int order, int fused,
            const float* __restrict__ sa, int sa_rows, int sa_cols,
            const float* __restrict__ sb, int sb_rows, int sb_cols, int bdiv,
-           float* __restrict__ out) {
+           float* __restrict__ out,
+           float* __restrict__ parts, int g_per_z) {
+    // g_per_z > 0 (PROMOTED only): block z sums promotion intervals [z, z + 1) * g_per_z
+    // and stores each interval's sum in parts (G, M, N); promote_parts adds them in order
     __shared__ float tab[4][256];
     __shared__ __align__(16) float As_v[T][BM];
     __shared__ __align__(16) float Bs_v[T][BN];
@@ -199,15 +202,18 @@ gemm_tiled(const u8* __restrict__ At,      // (K, M) codes: A transposed
 #pragma unroll
         for (int j = 0; j < TN; j++) {
             int gi = i0 + r0 + i, gj = j0 + q0 + j;
-            float c = (has_c && gi < M && gj < N) ? C[(size_t)gi * N + gj] : 0.0f;
+            float c = (has_c && blockIdx.z == 0 && gi < M && gj < N) ? C[(size_t)gi * N + gj]
+                                                                       : 0.0f;
             part[i][j] = c;
             acc[i][j] = 0.0f;
             if (MODE == MODE_EXACT) part64[i][j] = to_f64(c);
         }
     __syncthreads();
 
-    int g = 0;
-    for (int c0 = 0; c0 < K; c0 += chunk) {
+    const bool split = PROMOTED && g_per_z > 0;
+    int g = split ? blockIdx.z * g_per_z : 0;
+    const int k_end = split ? min(K, (g + g_per_z) * chunk) : K;
+    for (int c0 = g * chunk; c0 < k_end; c0 += chunk) {
         const int c1 = min(c0 + chunk, K);
         for (int k0 = c0; k0 < c1; k0 += T) {
             const int nk = min(k0 + T, c1) - k0;
@@ -416,7 +422,16 @@ gemm_tiled(const u8* __restrict__ At,      // (K, M) codes: A transposed
                     part64[i][j] = 0.0;
                 }
         }
-        if (PROMOTED) {
+        if (split) {
+#pragma unroll
+            for (int i = 0; i < TM; i++)
+#pragma unroll
+                for (int j = 0; j < TN; j++) {
+                    const int gi = i0 + r0 + i, gj = j0 + q0 + j;
+                    if (gi < M && gj < N) parts[((size_t)g * M + gi) * N + gj] = part[i][j];
+                    part[i][j] = 0.0f;
+                }
+        } else if (PROMOTED) {
 #pragma unroll
             for (int i = 0; i < TM; i++) {
                 const int gi = min(i0 + r0 + i, M - 1);
@@ -434,6 +449,7 @@ gemm_tiled(const u8* __restrict__ At,      // (K, M) codes: A transposed
         }
         g++;
     }
+    if (split) return;
 #pragma unroll
     for (int i = 0; i < TM; i++) {
         const int gi = i0 + r0 + i;
@@ -449,6 +465,29 @@ gemm_tiled(const u8* __restrict__ At,      // (K, M) codes: A transposed
             out[(size_t)gi * N + gj] = res;
         }
     }
+}
+
+// One thread per output: the promotions of gemm_tiled's interval sums `parts` (G, M, N),
+// in K order, then the end scale: the same operations as gemm_tiled's own promotions
+__global__ void promote_parts(const float* __restrict__ parts, int G, int M, int N,
+                              int when, int order, int fused,
+                              const float* __restrict__ sa, int sa_rows, int sa_cols,
+                              const float* __restrict__ sb, int sb_rows, int sb_cols, int bdiv,
+                              float* __restrict__ out) {
+    const size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (e >= (size_t)M * N) return;
+    const int i = (int)(e / N), j = (int)(e % N);
+    float acc = 0.0f;
+    for (int g = 0; g < G; g++) {
+        const float sav = when == WHEN_PROMOTION ? scale_a_at(sa, sa_rows, sa_cols, i, g) : 0.0f;
+        const float sbv = when == WHEN_PROMOTION ? scale_b_at(sb, sb_rows, sb_cols, g, j, bdiv)
+                                                 : 0.0f;
+        acc = promote_one(acc, parts[(size_t)g * M * N + e], when, order, fused, sav, sbv);
+    }
+    if (when == WHEN_END)
+        acc = scale_end(acc, order, scale_a_at(sa, sa_rows, sa_cols, i, 0),
+                        scale_b_at(sb, sb_rows, sb_cols, 0, j, bdiv));
+    out[e] = acc;
 }
 
 // One thread per output: the CPU engine's FUSED arithmetic (integer sums), any step size

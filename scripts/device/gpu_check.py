@@ -63,8 +63,38 @@ def main() -> int:
               lambda r=r: t.test_float8simlinear_on_the_gpu_matches_the_cpu(r, t.SMALL_SHAPE))
         check(f"Float8SimLinear {r} (split-K Wgrad)",
               lambda r=r: t.test_float8simlinear_on_the_gpu_matches_the_cpu(r, t.SPLIT_SHAPE))
+    _engine_checks(check)
     print("failures:", fails)
     return fails
+
+
+def _engine_checks(check) -> None:
+    """The GPU engine against the CPU engine with the K split on and off (test_gpu_engine)."""
+    import test_gpu_engine as e
+
+    from fp8sim.engine import _gpu
+
+    for scaling in (None, "group"):
+        check(f"engine K split at a Wgrad shape, scaling {scaling}",
+              lambda s=scaling: e.test_k_split_at_a_wgrad_shape(s))
+    for on in (True, False):
+        def run(fn, *args, on=on):
+            _gpu.K_SPLIT = on
+            try:
+                fn(*args)
+            finally:
+                _gpu.K_SPLIT = True
+        tag = "K split" if on else "serial"
+        for promote in (32, 128):
+            for shape in ((67, 300, 65), (128, 512, 64)):
+                check(f"engine special codes {tag} promote {promote} {shape}",
+                      lambda p=promote, sh=shape: run(e.test_special_codes_and_accumulators, p, sh))
+        for scaling in (None, "group", "tensor", "row"):
+            check(f"engine scaling {scaling} {tag}",
+                  lambda sc=scaling: run(e.test_random_cases_of_every_scaling, sc, "bfloat16"))
+        check(f"engine {len(e._epilogue_variants())} epilogues {tag}",
+              lambda: run(lambda: [e.test_every_epilogue_variant(ep)
+                                   for ep in e._epilogue_variants()]))
 
 
 if __name__ == "__main__":
