@@ -26,7 +26,8 @@ TILED_MAX_FRAC = 17  # the tiled fused kernel's float32 sums are exact up to her
 _TILED_TERMS = (16, 32)
 _BM = 64  # outputs per block, each way
 _MAX_ROW_TILES = 65535  # grid.y limit
-_SOURCE = Path(__file__).with_name("_gpu_gemm.cu")
+_SOURCE = Path(os.environ.get("FP8SIM_GPU_SOURCE") or Path(__file__).with_name("_gpu_gemm.cu"))
+"""The CUDA source (FP8SIM_GPU_SOURCE: another file, for scripts/device/gpu_mutants.py)."""
 _PARTS_MAX_BYTES = 1 << 30  # the interval sums of a K-split GEMM (see k_groups)
 K_SPLIT = os.environ.get("FP8SIM_GPU_K_SPLIT", "1") != "0"
 """Promoted GEMMs with few output tiles sum their intervals in parallel (`k_groups`);
