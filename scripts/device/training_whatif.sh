@@ -1,7 +1,8 @@
 #!/bin/bash
 # Usage (device tool, from the repository root, one call): LIMIT=540 bash scripts/device/training_whatif.sh
-# Bit checks on the GPU, the engine and Linear benchmarks (SKIP_BENCH=1: none), the step time with
-# and without the K split, then study 06 in the time left; all under $OUT.
+# Bit checks on the GPU (MUTANTS=1: and the K split's planted bugs), the engine and Linear
+# benchmarks (SKIP_BENCH=1: none; SKIP_LINEAR=1: no Linear), the step time with and without
+# the K split, then study 06 in the time left; all under $OUT.
 # the device call: environment, GPU bit checks, benchmarks, then the study in the time left
 START=$(date +%s)
 LIMIT=${LIMIT:-540}
@@ -15,16 +16,17 @@ left() { echo $(( LIMIT - ($(date +%s) - START) )); }
 echo "== gpu_check" >> $L
 timeout ${CHECK_S:-150} python3 scripts/device/gpu_check.py > /tmp/gpu_check.txt 2>&1; echo "gpu_check rc=$?" >> /tmp/gpu_check.txt
 grep -E "^(OK|FAIL)|failures|rc=" /tmp/gpu_check.txt >> $L; grep -A12 "^FAIL" /tmp/gpu_check.txt | head -60 >> $L
+if [ -n "$MUTANTS" ]; then echo "== gpu_mutants" >> $L; timeout 150 python3 scripts/device/gpu_mutants.py >> $L 2>&1; fi
 echo "== bench_gpu $(left)s left" >> $L
 [ -n "$SKIP_BENCH" ] || timeout 40 python3 scripts/bench_gpu.py --sizes 4096 --promotes 0,128 --reps 3 --json $OUT/bench_gpu.json >> $L 2>&1; echo "rc=$?" >> $L
 echo "== bench_gpu_linear $(left)s left" >> $L
-[ -n "$SKIP_BENCH" ] || timeout 60 python3 scripts/bench_gpu_linear.py --size 4096 --reps 3 --json $OUT/bench_linear.json >> $L 2>&1; echo "rc=$?" >> $L
+[ -n "$SKIP_BENCH$SKIP_LINEAR" ] || timeout 60 python3 scripts/bench_gpu_linear.py --size 4096 --reps 3 --json $OUT/bench_linear.json >> $L 2>&1; echo "rc=$?" >> $L
 echo "== step bench $(left)s left" >> $L
 if grep -q "^FAIL engine" /tmp/gpu_check.txt; then export FP8SIM_GPU_K_SPLIT=0; echo "K split off: its checks failed" >> $L; fi
-timeout 60 python3 experiments/06_training_whatif.py --step-bench 5 >> $L 2>/tmp/step_stderr.txt; echo "rc=$?" >> $L
+timeout 45 python3 experiments/06_training_whatif.py --step-bench 5 >> $L 2>/tmp/step_stderr.txt; echo "rc=$?" >> $L
 tail -5 /tmp/step_stderr.txt >> $L
 echo "== step bench, K split off" >> $L
-FP8SIM_GPU_K_SPLIT=0 timeout 60 python3 experiments/06_training_whatif.py --step-bench 5 >> $L 2>/tmp/step_stderr.txt; echo "rc=$?" >> $L
+FP8SIM_GPU_K_SPLIT=0 timeout 45 python3 experiments/06_training_whatif.py --step-bench 5 >> $L 2>/tmp/step_stderr.txt; echo "rc=$?" >> $L
 R=experiments/results/06_training_whatif
 if [ -f $R.csv ] && ! grep -q ",cpu," $R.csv; then  # resume the committed GPU run
   cp $R.csv $OUT/training_whatif.csv; cp ${R}_timing.csv $OUT/training_whatif_timing.csv 2>/dev/null
