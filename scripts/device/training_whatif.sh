@@ -16,7 +16,6 @@ left() { echo $(( LIMIT - ($(date +%s) - START) )); }
 echo "== gpu_check" >> $L
 timeout ${CHECK_S:-150} python3 scripts/device/gpu_check.py > /tmp/gpu_check.txt 2>&1; echo "gpu_check rc=$?" >> /tmp/gpu_check.txt
 grep -E "^(OK|FAIL)|failures|rc=" /tmp/gpu_check.txt >> $L; grep -A12 "^FAIL" /tmp/gpu_check.txt | head -60 >> $L
-if [ -n "$MUTANTS" ]; then echo "== gpu_mutants" >> $L; timeout 150 python3 scripts/device/gpu_mutants.py >> $L 2>&1; fi
 echo "== bench_gpu $(left)s left" >> $L
 [ -n "$SKIP_BENCH" ] || timeout 40 python3 scripts/bench_gpu.py --sizes 4096 --promotes 0,128 --reps 3 --json $OUT/bench_gpu.json >> $L 2>&1; echo "rc=$?" >> $L
 echo "== bench_gpu_linear $(left)s left" >> $L
@@ -26,7 +25,10 @@ if grep -q "^FAIL engine" /tmp/gpu_check.txt; then export FP8SIM_GPU_K_SPLIT=0; 
 timeout 45 python3 experiments/06_training_whatif.py --step-bench 5 >> $L 2>/tmp/step_stderr.txt; echo "rc=$?" >> $L
 tail -5 /tmp/step_stderr.txt >> $L
 echo "== step bench, K split off" >> $L
-FP8SIM_GPU_K_SPLIT=0 timeout 45 python3 experiments/06_training_whatif.py --step-bench 5 >> $L 2>/tmp/step_stderr.txt; echo "rc=$?" >> $L
+[ $(left) -gt 60 ] && FP8SIM_GPU_K_SPLIT=0 timeout 45 python3 experiments/06_training_whatif.py --step-bench 5 >> $L 2>/tmp/step_stderr.txt; echo "rc=$?" >> $L
+if [ -n "$MUTANTS" ] && [ $(left) -gt 100 ]; then
+  echo "== gpu_mutants $(left)s left" >> $L; timeout $(( $(left) - 20 )) python3 scripts/device/gpu_mutants.py >> $L 2>&1
+fi
 R=experiments/results/06_training_whatif
 if [ -f $R.csv ] && ! grep -q ",cpu," $R.csv; then  # resume the committed GPU run
   cp $R.csv $OUT/training_whatif.csv; cp ${R}_timing.csv $OUT/training_whatif_timing.csv 2>/dev/null
@@ -34,7 +36,7 @@ if [ -f $R.csv ] && ! grep -q ",cpu," $R.csv; then  # resume the committed GPU r
 fi
 B=$(( $(left) - 35 ))
 echo "== study budget ${B}s" >> $L
-timeout $(( B + 30 )) python3 experiments/06_training_whatif.py --out $OUT --jobs ${JOBS:-3} --budget-s $B 2> /tmp/study_stderr.txt
+[ $B -gt 30 ] && timeout $(( B + 30 )) python3 experiments/06_training_whatif.py --out $OUT --jobs ${JOBS:-3} --budget-s $B 2> /tmp/study_stderr.txt
 echo "study rc=$?" >> $L
 tr '\r' '\n' < /tmp/study_stderr.txt | grep -v "it/s\]\|s/it\]\|^ *$" > $OUT/study_stderr.txt
 tail -25 $OUT/study_stderr.txt >> $L
