@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TORCH_STAMP := $(VENV)/.installed-torch
 
-.PHONY: install run test test-all mutation bench lint experiments notebooks clean
+.PHONY: install run test test-all mutation bench gpu-compile lint experiments notebooks clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ mutation: $(STAMP)  ## plant each bug of tests/mutants.toml in a copy and check 
 
 bench: $(STAMP)  ## speed figures (CPU engine, Dask sweeps, GPU engine where CuPy finds a GPU) -> bench/results.csv
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) scripts/bench.py --csv bench/results.csv
+
+gpu-compile: $(STAMP)  ## compile the GPU engine's CUDA source with NVRTC (no GPU needed)
+	$(PY) -m pip install -q nvidia-cuda-nvrtc-cu12
+	$(PY) scripts/compile_gpu_source.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check fp8sim tests experiments scripts
