@@ -133,6 +133,20 @@ def test_promoted_intervals_are_independent(promote, c, preset):
     assert np.array_equal(as_bits(acc), as_bits(want))
 
 
+def test_the_gpu_mutants_still_apply():
+    """Each planted bug of scripts/device/gpu_mutants.py edits the CUDA source once."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "scripts" / "device" / "gpu_mutants.py"
+    spec = importlib.util.spec_from_file_location("gpu_mutants", path)
+    mutants = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mutants)
+    text = _gpu._SOURCE.read_text()
+    assert {name: text.count(old) for name, (old, _) in mutants.MUTANTS.items()} == \
+        dict.fromkeys(mutants.MUTANTS, 1)
+
+
 # ------------------------------------------------------------------ on a GPU
 
 
