@@ -49,6 +49,11 @@ def parse_scheduler(scheduler: str) -> tuple[str, int | str]:
         return "local", int(n)
     if s.endswith(".json"):
         return "file", s
+    scheme, sep, rest = s.rpartition("://")
+    host, colon, port = rest.rpartition(":")
+    if not rest or (not sep and not (colon and host and port.isdigit())):  # host:port
+        raise ValueError(f"scheduler: expected 'local:N', a scheduler address with a port "
+                         f"(tcp://host:8786) or a scheduler file (.json), got {scheduler!r}")
     return "address", s
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from fp8sim.analysis.measure import measure
 from fp8sim.analysis.stats import exact_product, normwise_error
 from fp8sim.engine import budget
-from fp8sim.engine.gemm import gemm
+from fp8sim.engine.gemm import check_shapes, gemm
 from fp8sim.engine.mma import preset as _preset
 from fp8sim.formats.convert import decode, encode
 from fp8sim.formats.info import FormatInfo, decode_table, format_info
@@ -177,8 +177,13 @@ def gemm_stats(a: np.ndarray, b: np.ndarray, *, a_format: str | None = None,
     Raises:
         ValueError, TypeError: invalid arguments, from `fp8sim.gemm`.
     """
-    m, k = np.shape(a)
-    n = np.shape(b)[-1]
+    for arg, x in (("a", a), ("b", b)):
+        if x is None:
+            raise TypeError(f"{arg}: expected an array of FP8 codes, got {type(x).__name__}")
+    if keep is not None and not isinstance(keep, dict):
+        raise TypeError(f"keep: expected a dict (it receives the output), got "
+                        f"{type(keep).__name__}")
+    m, k, n = check_shapes(np.shape(a), np.shape(b))
     budget.check_memory(stats_bytes(m, n, k), f"gemm_stats: M={m} N={n} K={k}",
                         hint="choose smaller matrices")
     run = functools.partial(gemm, a, b, a_format=a_format, b_format=b_format,

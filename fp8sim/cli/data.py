@@ -164,6 +164,11 @@ def quantize_operand(x: np.ndarray, fmt: str, scale: str, option: str
     if not np.all(np.isfinite(x)):
         raise DataError(f"{option}: the float data holds NaN or Inf; pass FP8 codes to "
                         "multiply special values")
+    big = float(np.finfo(np.float32).max)
+    if x.dtype == np.float64 and x.size and float(np.max(np.abs(x))) > big:
+        raise DataError(f"{option}: the float64 data holds values beyond float32's range "
+                        f"(|x| up to {float(np.max(np.abs(x))):.3g} > {big:.4g}); fp8sim "
+                        "casts float32")
     if scale == "unit":
         return as_float8(encode(x, fmt, saturate=True), fmt), None
     from fp8sim.casts import quantize

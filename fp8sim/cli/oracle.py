@@ -122,9 +122,11 @@ def _load(path: Path) -> dict[str, np.ndarray]:
     if not path.exists():
         fail(f"FILE: {path} does not exist")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            if not isinstance(z, np.lib.npyio.NpzFile):
-                fail(f"FILE: {path} is not an .npz archive")
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            fail(f"FILE: {path} is not an .npz archive (one array, .npy: save A, B and D "
+                 "with np.savez)")
+        with z:
             return {k: z[k] for k in z.files}
     except (OSError, ValueError, zipfile.BadZipFile) as e:
         fail(f"FILE: cannot read {path} as .npz ({e})")

@@ -36,7 +36,7 @@ _METRICS = {"max_rel_error": "max relative error", "mean_rel_error": "mean relat
 def _int_list(ctx, param, value: str) -> list[int]:
     """Parses a comma-separated list of positive integers."""
     try:
-        values = [int(v) for v in value.replace(" ", "").split(",") if v]
+        values = [int(v) for v in value.replace(" ", "").split(",")]
     except ValueError:
         raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
     if not values or any(v < 1 for v in values):
@@ -172,8 +172,9 @@ def _dask_client(scheduler: str | None):
     with contextlib.ExitStack() as stack:
         try:
             kind, where = parse_scheduler(scheduler)
-            if sys.modules.get("distributed", True) is not None and \
+            if sys.stderr.isatty() and sys.modules.get("distributed", True) is not None and \
                     importlib.util.find_spec("distributed") is not None:  # else connect says
+                # (at a terminal only: a failed run's stderr stays its one error line)
                 click.echo(f"fp8sim sweep: {_connecting(kind, where)}", err=True)
             client = stack.enter_context(connect(scheduler))
         except (ImportError, ValueError, OSError, RuntimeError) as e:  # incl. timeouts

@@ -141,6 +141,18 @@ def recorded(family: str, out_dtype: str = "float32", gpu: str = "H100") -> bool
         "outs", {})
 
 
+@cache
+def family_splits(family: str) -> bool:
+    """Whether a family splits K on some recorded card: the smallest output at the longest K
+    is where it splits first, so a family the rule leaves unsplit there never does."""
+    for gpu in GPUS:
+        for out in ("float32", "bfloat16"):
+            if recorded(family, out, gpu) and \
+                    split_source(family, 1, 1, RANGE["k"][1], out, gpu) != (1, "rule"):
+                return True
+    return False
+
+
 def card_info(gpu: str = "H100") -> dict:
     """Where a card's recording came from: device name, SM count, cuBLASLt and torch
     versions."""
@@ -155,13 +167,30 @@ def _check_gpu(gpu) -> None:
         raise ValueError(f"gpu: expected one of {', '.join(repr(g) for g in have)}, got {gpu!r}")
 
 
-def _check(family, m, n, k, out_dtype, gpu) -> tuple[int, int, int, str]:
-    if family not in FAMILIES:
+def check_family(family) -> str:
+    """A family name of FAMILIES, else a ValueError naming `family`."""
+    if not isinstance(family, str) or family not in FAMILIES:
         raise ValueError(f"family: expected one of {', '.join(FAMILIES)}, got {family!r}")
-    _check_gpu(gpu)
-    out = _OUTS.get(str(np.dtype(out_dtype)) if not isinstance(out_dtype, str) else out_dtype)
+    return family
+
+
+def check_out(out_dtype) -> str:
+    """The recorded output name ("float32" or "bfloat16"; float16 splits as bfloat16) of an
+    output dtype, else a ValueError naming `out_dtype`."""
+    try:
+        key = out_dtype if isinstance(out_dtype, str) else str(np.dtype(out_dtype))
+    except TypeError:
+        key = None
+    out = _OUTS.get(key)
     if out is None:
         raise ValueError(f"out_dtype: expected float32, bfloat16 or float16, got {out_dtype!r}")
+    return out
+
+
+def _check(family, m, n, k, out_dtype, gpu) -> tuple[int, int, int, str]:
+    check_family(family)
+    _check_gpu(gpu)
+    out = check_out(out_dtype)
     vals = []
     for name, v in (("m", m), ("n", n), ("k", k)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)):

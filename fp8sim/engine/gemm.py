@@ -297,6 +297,12 @@ def check_shapes(a_shape: tuple, b_shape: tuple) -> tuple[int, int, int]:
 
 def resolve_scaling(scaling, scale_a, scale_b, m, k, n, promote) -> Epilogue | None:
     """The epilogue asked for (the first of several whose shapes fit), or inferred from shapes."""
+    for arg, x in (("scale_a", scale_a), ("scale_b", scale_b)):
+        try:
+            np.shape(x)
+        except ValueError:  # numpy's "inhomogeneous shape"
+            raise ValueError(f"{arg}: expected an array of scales (a scalar, a row, a column "
+                             "or a grid), got a ragged sequence") from None
     candidates = as_candidates(scaling)
     if scale_a is None and scale_b is None:
         if candidates is None:

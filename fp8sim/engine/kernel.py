@@ -168,6 +168,19 @@ class Kernel:
                              "each promotion are not one gemm; call the kernel")
         return settings
 
+    @property
+    def splits_k(self) -> bool:
+        """True where this kernel's library splits K for some shapes (so `slices` applies)."""
+        family = cublaslt_splits.KERNEL_FAMILY.get(self.name)
+        return bool(self.split) or (family is not None and cublaslt_splits.family_splits(family))
+
+    def refuse_slices(self, slices, arg: str = "slices") -> None:
+        """A ValueError naming `arg` where `slices` is given and this kernel never splits K."""
+        if slices is not None and not self.splits_k:
+            names = ", ".join(name for name, k in KERNELS.items() if k.splits_k)
+            raise ValueError(f"{arg}: kernel {self.name} never splits K (only cuBLASLt's "
+                             f"per-tensor and blockwise kernels do: {names}); leave it out")
+
     def _resolve(self, a, b, slices, problem_shape, kwargs, gpu: str = "H100"
                  ) -> tuple[dict, int, SplitK | None]:
         """(gemm settings, slices left to run one by one, the split used): a split that is
@@ -188,8 +201,10 @@ class Kernel:
             m, n = _check_problem_shape(problem_shape, m, n, k)
         if slices is None:
             slices = self._captured_slices(split, m, n, k, settings["out_dtype"], gpu, ep)
-        if isinstance(slices, bool) or not isinstance(slices, (int, np.integer)) or slices < 1:
+        elif isinstance(slices, bool) or not isinstance(slices, (int, np.integer)) or slices < 1:
             raise ValueError(f"slices: expected a positive int, got {slices!r}")
+        else:
+            self.refuse_slices(slices)
         align = split.align if split is not None else 128
         bounds = split_bounds(k, int(slices), align)
         if len(bounds) > 1 and settings.get("c") is not None:
@@ -241,8 +256,7 @@ class Kernel:
         """The split-K slice count of an (M, N, K) GEMM on `gpu`: cuBLASLt's recorded choice
         (`cublaslt_splits`), else from `split` where it was captured on that card; or a
         ValueError."""
-        dt = np.dtype(OUT_DTYPES.get(out_dtype, out_dtype)) if isinstance(out_dtype, str) \
-            else np.dtype(out_dtype)
+        dt = check_out_dtype(out_dtype)
         out = "float32" if dt == np.float32 else str(dt)
         family = cublaslt_splits.KERNEL_FAMILY.get(self.name)
         if family == "block128" and ep is not None and ep.name == "group-column":
@@ -314,7 +328,14 @@ def _check_problem_shape(shape, m: int, n: int, k: int) -> tuple[int, int]:
     return int(full[0]), int(full[1])
 
 
-KERNELS: dict[str, Kernel] = {k.name: k for k in (
+class _Named(dict):
+    """A dict of named things whose missing key is a KeyError listing the names there are."""
+
+    def __missing__(self, key):
+        raise KeyError(f"kernel: unknown name {key!r}; expected one of {', '.join(self)}")
+
+
+KERNELS: dict[str, Kernel] = _Named({k.name: k for k in (
     Kernel(name="triton", verified=True,
            description="Triton on Hopper: tl.dot chains wgmma steps through all of K and never "
                        "promotes."),
@@ -354,7 +375,7 @@ KERNELS: dict[str, Kernel] = {k.name: k for k in (
                        "tl.dot per 128 of K (a chain of 4 wgmma steps from +0), then "
                        "`acc += dot * a_s * b_s` compiles to acc = fma(fl(p*sa), sb, acc). "
                        "bf16 out rounds the float32 result; never splits K."),
-)}
+)})
 """Every named kernel."""
 
 

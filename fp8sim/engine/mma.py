@@ -23,6 +23,10 @@ _ROUNDING_WORDS = {RoundMode.TowardZero: "truncated", RoundMode.TiesToEven: "rou
                    "rounded down", RoundMode.Stochastic: "rounded stochastically"}
 
 
+MAX_TERMS = 4096
+"""The most products one fused sum may take (the engine keeps a step's terms in memory)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class MMAStep:
     """One MMA step: a fused sum of `terms` exact products and the accumulator input C."""
@@ -50,11 +54,28 @@ class MMAStep:
 
     def __post_init__(self) -> None:
         """Rejects steps no hardware could have, naming the field."""
-        if isinstance(self.terms, bool) or not isinstance(self.terms, int) or self.terms < 1:
-            raise ValueError(f"terms: expected a positive int, got {self.terms!r}")
+        if isinstance(self.terms, bool) or not isinstance(self.terms, int) or \
+                not 1 <= self.terms <= MAX_TERMS:
+            raise ValueError(f"terms: expected an int in 1..{MAX_TERMS} (products in one fused "
+                             f"sum; wgmma FP8 has 32), got {self.terms!r}")
         if self.frac_bits is not None and (isinstance(self.frac_bits, bool) or not isinstance(
                 self.frac_bits, int) or not 0 <= self.frac_bits <= 52):
             raise ValueError(f"frac_bits: expected None or an int in 0..52, got {self.frac_bits!r}")
+        for field in ("align_rounding", "result_rounding"):
+            value = getattr(self, field)
+            if not isinstance(value, RoundMode):
+                try:
+                    object.__setattr__(self, field, RoundMode(value))
+                except ValueError:
+                    modes = ", ".join(m.name for m in RoundMode)
+                    raise ValueError(f"{field}: expected a RoundMode ({modes}), got {value!r}"
+                                     ) from None
+        for field in ("zero_products_in_emax", "sequential", "exact", "verified"):
+            if not isinstance(getattr(self, field), bool):
+                raise TypeError(f"{field}: expected True or False, got {getattr(self, field)!r}")
+        if not isinstance(self.name, str) or not isinstance(self.description, str):
+            raise TypeError(f"name, description: expected strings, got {self.name!r}, "
+                            f"{self.description!r}")
 
     def replace(self, **changes) -> MMAStep:
         """A copy with some fields changed (e.g. frac_bits=20 for a what-if study).

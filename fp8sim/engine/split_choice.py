@@ -17,14 +17,13 @@ module checks those two arguments the same way everywhere and says which split r
 
 from __future__ import annotations
 
-from functools import cache
-
 import numpy as np
 
 from fp8sim.engine import cublaslt_splits
 from fp8sim.engine.cublaslt_splits import KERNEL_FAMILY
-from fp8sim.engine.kernel import Kernel
+from fp8sim.engine.kernel import KERNELS, Kernel
 from fp8sim.engine.kernel import kernel as lookup_kernel
+from fp8sim.engine.splitk import split_bounds
 
 __all__ = ["SOURCES", "check_gpu", "check_slices", "kernel_splits", "refuse_unsplit",
            "splitting_kernels", "split_choice", "library_split", "splits", "splits_text"]
@@ -57,40 +56,19 @@ def check_slices(slices, arg: str = "slices") -> int | None:
     return int(slices)
 
 
-@cache
-def _family_splits(family: str) -> bool:
-    """Whether a cuBLASLt family splits K on some recorded card: the smallest output at the
-    longest K is where it splits first, so a family the rule leaves unsplit there never does."""
-    k_max = cublaslt_splits.RANGE["k"][1]
-    for gpu in cublaslt_splits.GPUS:
-        for out in ("float32", "bfloat16"):
-            if cublaslt_splits.recorded(family, out, gpu):
-                if cublaslt_splits.split_source(family, 1, 1, k_max, out, gpu) != (1, "rule"):
-                    return True
-    return False
-
-
 def kernel_splits(kern: str | Kernel) -> bool:
     """True where the kernel's library splits K for some shapes (so `slices` applies)."""
-    k = lookup_kernel(kern)
-    family = KERNEL_FAMILY.get(k.name)
-    return bool(k.split) or (family is not None and _family_splits(family))
+    return lookup_kernel(kern).splits_k
 
 
 def refuse_unsplit(kern: str | Kernel, slices: int | None, arg: str = "slices") -> None:
     """A ValueError naming `arg` where `slices` is given for a kernel that never splits K."""
-    if slices is not None and not kernel_splits(kern):
-        name = getattr(lookup_kernel(kern), "name", kern)
-        raise ValueError(f"{arg}: kernel {name} never splits K (only cuBLASLt's per-tensor "
-                         f"and blockwise kernels do: {', '.join(splitting_kernels())}); leave it "
-                         "out")
+    lookup_kernel(kern).refuse_slices(slices, arg)
 
 
 def splitting_kernels() -> list[str]:
     """The names in `fp8sim.KERNELS` whose library splits K."""
-    from fp8sim.engine.kernel import KERNELS
-
-    return [name for name in KERNELS if kernel_splits(name)]
+    return [name for name, k in KERNELS.items() if k.splits_k]
 
 
 def split_choice(kern: str | Kernel, m: int, n: int, k: int, *, out_dtype: str = "float32",
@@ -104,13 +82,15 @@ def split_choice(kern: str | Kernel, m: int, n: int, k: int, *, out_dtype: str =
     """
     kobj = lookup_kernel(kern)
     check_gpu(gpu)
-    if check_slices(slices) is not None:
-        return slices, "user"
-    if not kernel_splits(kobj):
-        return 1, "never"
     settings = {"promote": kobj.promote, "scaling": kobj.scaling, "out_dtype": out_dtype,
                 "scale_a": scale_a, "scale_b": scale_b}
     ep = kobj._epilogue(settings, m, k, n)
+    if check_slices(slices) is not None:
+        kobj.refuse_slices(slices)
+        split = kobj._split_for(ep)  # the slices K is cut in (fewer than asked at short K)
+        return len(split_bounds(k, slices, split.align if split is not None else 128)), "user"
+    if not kernel_splits(kobj):
+        return 1, "never"
     family = KERNEL_FAMILY.get(kobj.name)
     if family == "block128" and ep is not None and ep.name == "group-column":
         family = "block1"
@@ -152,6 +132,9 @@ def splits(kernel: str | Kernel, n: int, k: int, gpu: str = "H100", m_max: int =
     for name, v in (("n", n), ("k", k), ("m_max", m_max)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{name}: expected a positive int, got {v!r}")
+    cublaslt_splits.check_out(out_dtype)
+    if family is not None:
+        cublaslt_splits.check_family(family)
     if isinstance(kernel, str) and kernel in cublaslt_splits.FAMILIES:
         return cublaslt_splits.batch_invariance(kernel, n, k, gpu, m_max,
                                                 out_dtype=out_dtype, family=family)

@@ -211,7 +211,8 @@ def _linear_forward(r: LinearRecipe, x2: np.ndarray, w16: np.ndarray,
     if x2.shape[0] == 0:
         return np.zeros((0, w16.shape[0]), _BF16)
     return _bf16_out(r.forward.run(x2, np.ascontiguousarray(w16.T),
-                                   slices=(split or {}).get("forward"), gpu=gpu))
+                                   slices=(split or {}).get("forward"), gpu=gpu,
+                                   args=("x", "w")))
 
 
 def _linear_backward(r: LinearRecipe, x2: np.ndarray, w16: np.ndarray, g2: np.ndarray,
@@ -225,11 +226,11 @@ def _linear_backward(r: LinearRecipe, x2: np.ndarray, w16: np.ndarray, g2: np.nd
         return (np.zeros(x2.shape, _BF16) if need_x else None,
                 np.zeros(w16.shape, _BF16) if need_w else None)
     split = split or {}
-    grad_x = _bf16_out(r.grad_input.run(g2, w16, slices=split.get("grad_input"), gpu=gpu)) \
-        if need_x else None
+    grad_x = _bf16_out(r.grad_input.run(g2, w16, slices=split.get("grad_input"), gpu=gpu,
+                                        args=("grad_output", "w"))) if need_x else None
     grad_w = _bf16_out(r.grad_weight.run(np.ascontiguousarray(g2.T), x2,
-                                         slices=split.get("grad_weight"), gpu=gpu)) \
-        if need_w else None
+                                         slices=split.get("grad_weight"), gpu=gpu,
+                                         args=("grad_output", "x"))) if need_w else None
     return grad_x, grad_w
 
 

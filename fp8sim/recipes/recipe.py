@@ -102,17 +102,18 @@ class LinearGemm:
                 self.b.dequantize(bc, sb, dtype=np.float64))
 
     def run(self, a: np.ndarray, b: np.ndarray, *, slices: int | None = None,
-            gpu: str = "H100") -> np.ndarray:
+            gpu: str = "H100", args: tuple[str, str] = ("a", "b")) -> np.ndarray:
         """The GEMM's output (out_dtype) for bfloat16 operands A (M, K) and B (K, N).
 
         `slices` and `gpu` go to the FP8 kernel (its split of K: `Kernel.__call__`);
-        a bfloat16 GEMM takes neither (slices must be None)."""
+        a bfloat16 GEMM takes neither (slices must be None). `args` name A and B in
+        error messages (the caller's names: x, w, grad_output)."""
         if self.high_precision:
             if slices is not None:
                 raise ValueError(f"slices: this GEMM runs {self.kernel} in bfloat16, which "
                                  "never splits K; leave slices out")
             return HP_KERNELS[self.kernel](a, b, out_dtype=self.out_dtype)
-        return self.run_codes(*self.cast(a, b), slices=slices, gpu=gpu)
+        return self.run_codes(*self.cast(a, b, args=args), slices=slices, gpu=gpu)
 
     def run_codes(self, ac, sa, bc, sb, *, slices: int | None = None,
                   gpu: str = "H100") -> np.ndarray:
