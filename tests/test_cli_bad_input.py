@@ -108,19 +108,26 @@ def test_the_memory_refusal_counts_outputs_not_bytes():
     assert "1.0e+12 outputs" in r.stderr and "TB outputs" not in r.stderr
 
 
-def test_sweep_says_where_it_connects_and_fails_in_one_line(tmp_path):
+@pytest.mark.parametrize("terminal", [False, True])
+def test_sweep_says_where_it_connects_and_fails_in_one_line(tmp_path, monkeypatch, terminal):
+    """An unreachable scheduler: one error line naming it; at a terminal, a status line
+    before the wait says where it connects and when it gives up."""
     dask = pytest.importorskip("dask")
     pytest.importorskip("distributed")
+    from fp8sim.cli import sweep
+
+    monkeypatch.setattr(sweep, "_at_terminal", lambda: terminal)
     with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
         r = run("sweep", "--k-values", "64", "--m", "2", "--n", "2", "--out",
                 str(tmp_path / "s"), "--scheduler", "tcp://127.0.0.1:9")
     assert r.exit_code == 2, r.stderr
     lines = r.stderr.strip().splitlines()
-    assert lines[0] == ("fp8sim sweep: connecting to the Dask scheduler tcp://127.0.0.1:9 "
-                        "(gives up after 1s; DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT "
-                        "changes it) ...")
-    assert len(lines) == 2 and lines[1].startswith("Error: ") and "--scheduler" in lines[1]
-    assert "tcp://127.0.0.1:9" in lines[1]
+    if terminal:
+        assert lines.pop(0) == (
+            "fp8sim sweep: connecting to the Dask scheduler tcp://127.0.0.1:9 (gives up "
+            "after 1s; DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT changes it) ...")
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "--scheduler" in lines[0]
+    assert "tcp://127.0.0.1:9" in lines[0]
 
 
 @pytest.fixture

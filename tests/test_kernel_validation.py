@@ -19,10 +19,10 @@ SB = np.ones((8, 1), np.float32)
 
 @pytest.mark.parametrize("call", [
     lambda: KERNELS["cublaslt-fast"](A, B, scale_a=1.0, scale_b=1.0, slices=3, c=C),
-    lambda: KERNELS["triton"](A, B, slices=2, c=C),
+    lambda: KERNELS["cublaslt"](A, B, scale_a=1.0, scale_b=1.0, slices=2, c=C),
     lambda: KERNELS["cublaslt-blockwise"](A, B, scale_a=SA, scale_b=SB, slices=2, c=C),
     lambda: gemm_split_k(A, B, slices=2, c=C),
-], ids=["cublaslt-fast", "triton", "cublaslt-blockwise", "gemm_split_k"])
+], ids=["cublaslt-fast", "cublaslt", "cublaslt-blockwise", "gemm_split_k"])
 def test_split_k_with_c_is_refused_everywhere(call):
     """cublaslt-fast folded its slices into promotion and added C into the first slice,
     while the blockwise kernels and gemm_split_k refused C; now every split refuses it."""
@@ -33,8 +33,15 @@ def test_split_k_with_c_is_refused_everywhere(call):
 def test_one_slice_with_c_runs():
     """One slice is a plain gemm: C is its accumulator input, split or not requested."""
     want = KERNELS["triton"](A, B, c=C)
-    for got in (KERNELS["triton"](A, B, slices=1, c=C), gemm_split_k(A, B, slices=1, c=C)):
+    one = np.float32(1)
+    for got in (KERNELS["cublaslt-fast"](A, B, scale_a=one, scale_b=one, slices=1, c=C),
+                gemm_split_k(A, B, slices=1, c=C)):
         assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+def test_slices_for_a_kernel_that_never_splits_are_refused_with_c_too():
+    with pytest.raises(ValueError, match="^slices: kernel triton never splits K"):
+        KERNELS["triton"](A, B, slices=2, c=C)
 
 
 @pytest.mark.parametrize("name", ["cublaslt-blockwise", "torchao-triton-blockwise"])

@@ -172,7 +172,7 @@ def _dask_client(scheduler: str | None):
     with contextlib.ExitStack() as stack:
         try:
             kind, where = parse_scheduler(scheduler)
-            if sys.stderr.isatty() and sys.modules.get("distributed", True) is not None and \
+            if _at_terminal() and sys.modules.get("distributed", True) is not None and \
                     importlib.util.find_spec("distributed") is not None:  # else connect says
                 # (at a terminal only: a failed run's stderr stays its one error line)
                 click.echo(f"fp8sim sweep: {_connecting(kind, where)}", err=True)
@@ -183,6 +183,11 @@ def _dask_client(scheduler: str | None):
                 text = f"cannot reach the Dask scheduler {where} ({text})"
             raise click.BadParameter(text, param_hint="'--scheduler'") from None
         yield client
+
+
+def _at_terminal() -> bool:
+    """Whether stderr is a terminal (where a status line before a long wait helps)."""
+    return sys.stderr.isatty()
 
 
 def _connecting(kind: str, where) -> str:
