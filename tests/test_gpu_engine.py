@@ -338,10 +338,10 @@ def test_k_split_at_a_wgrad_shape(scaling):
     assert _gpu.k_groups(-(-m // 64) * -(-n // 64), k // 128, m, n, _gpu._sm_count()) > 0
     cpu = as_bits(fp8sim.gemm(a, b, promote=128, scale_a=sa, scale_b=sb, scaling=scaling))
     for on in (True, False):
-        _gpu.K_SPLIT = on
+        before, _gpu.K_SPLIT = _gpu.K_SPLIT, on
         try:
             got = as_bits(fp8sim.gemm(a, b, engine="gpu", promote=128, scale_a=sa, scale_b=sb,
                                       scaling=scaling))
         finally:
-            _gpu.K_SPLIT = True
+            _gpu.K_SPLIT = before
         assert np.array_equal(got, cpu), f"K_SPLIT={on}: {np.count_nonzero(got != cpu)} differ"

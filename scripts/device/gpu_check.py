@@ -79,11 +79,11 @@ def _engine_checks(check) -> None:
               lambda s=scaling: e.test_k_split_at_a_wgrad_shape(s))
     for on in (True, False):
         def run(fn, *args, on=on):
-            _gpu.K_SPLIT = on
+            before, _gpu.K_SPLIT = _gpu.K_SPLIT, on
             try:
                 fn(*args)
             finally:
-                _gpu.K_SPLIT = True
+                _gpu.K_SPLIT = before
         tag = "K split" if on else "serial"
         for promote in (32, 128):
             for shape in ((67, 300, 65), (128, 512, 64)):

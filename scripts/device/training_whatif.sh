@@ -21,6 +21,7 @@ echo "== bench_gpu $(left)s left" >> $L
 echo "== bench_gpu_linear $(left)s left" >> $L
 [ -n "$SKIP_BENCH$SKIP_LINEAR" ] || timeout 60 python3 scripts/bench_gpu_linear.py --size 4096 --reps 3 --json $OUT/bench_linear.json >> $L 2>&1; echo "rc=$?" >> $L
 echo "== step bench $(left)s left" >> $L
+export FP8SIM_GPU_K_SPLIT=1  # the study and the first step bench: intervals in parallel
 if grep -q "^FAIL engine" /tmp/gpu_check.txt; then export FP8SIM_GPU_K_SPLIT=0; echo "K split off: its checks failed" >> $L; fi
 timeout 45 python3 experiments/06_training_whatif.py --step-bench 5 >> $L 2>/tmp/step_stderr.txt; echo "rc=$?" >> $L
 tail -5 /tmp/step_stderr.txt >> $L
