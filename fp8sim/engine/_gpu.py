@@ -29,9 +29,11 @@ _MAX_ROW_TILES = 65535  # grid.y limit
 _SOURCE = Path(os.environ.get("FP8SIM_GPU_SOURCE") or Path(__file__).with_name("_gpu_gemm.cu"))
 """The CUDA source (FP8SIM_GPU_SOURCE: another file, for scripts/device/gpu_mutants.py)."""
 _PARTS_MAX_BYTES = 1 << 30  # the interval sums of a K-split GEMM (see k_groups)
-K_SPLIT = os.environ.get("FP8SIM_GPU_K_SPLIT", "1") != "0"
-"""Promoted GEMMs with few output tiles sum their intervals in parallel (`k_groups`);
-FP8SIM_GPU_K_SPLIT=0 turns it off (same bits, the serial kernel: for timings)."""
+K_SPLIT = os.environ.get("FP8SIM_GPU_K_SPLIT", "0") == "1"
+"""Promoted GEMMs with few output tiles sum their intervals in parallel (`k_groups`) when
+FP8SIM_GPU_K_SPLIT=1. Off by default until a GPU has run its checks (gpu_check.py,
+gpu_mutants.py): the source compiles (scripts/compile_gpu_source.py) and the CPU tests hold
+the arithmetic it rests on, but no GPU has run it yet."""
 
 
 @functools.cache
