@@ -82,19 +82,21 @@ def test_the_estimate_bounds_what_is_allocated():
 
 
 def test_available_memory_falls_back(monkeypatch):
-    monkeypatch.setattr(budget, "_meminfo_available", lambda: None)
-    monkeypatch.setattr(budget, "_cgroup_available", lambda: None)
-    monkeypatch.setattr(budget, "_sysconf_available", lambda: 12345)
-    assert budget.available_memory() == 12345
-    monkeypatch.setattr(budget, "_sysconf_available", lambda: None)
-    assert budget.available_memory() is None
-    budget.check_memory(10**30, "anything")  # nothing known: no refusal
-    monkeypatch.setattr(budget, "_meminfo_available", lambda: 8000)
-    monkeypatch.setattr(budget, "_cgroup_available", lambda: 5000)
-    assert budget.available_memory() == 5000
-    with pytest.raises(budget.InsufficientMemory, match="x: needs about 6.0 kB of memory, "
+    from fp8sim import _memory
+
+    monkeypatch.setattr(_memory, "_meminfo_available", lambda: None)
+    monkeypatch.setattr(_memory, "_cgroup_available", lambda: None)
+    monkeypatch.setattr(_memory, "_sysconf_available", lambda: 12345)
+    assert _memory.available_memory() == 12345
+    monkeypatch.setattr(_memory, "_sysconf_available", lambda: None)
+    assert _memory.available_memory() is None
+    _memory.check_memory(10**30, "anything")  # nothing known: no refusal
+    monkeypatch.setattr(_memory, "_meminfo_available", lambda: 8000)
+    monkeypatch.setattr(_memory, "_cgroup_available", lambda: 5000)
+    assert _memory.available_memory() == 5000
+    with pytest.raises(_memory.InsufficientMemory, match="x: needs about 6.0 kB of memory, "
                                                         "5.0 kB is available; smaller"):
-        budget.check_memory(6000, "x:", hint="smaller")
+        _memory.check_memory(6000, "x:", hint="smaller")
 
 
 # --------------------------------------------------------------------------- 1. progress

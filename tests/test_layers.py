@@ -347,15 +347,15 @@ def test_linear_refuses_what_cannot_fit_before_allocating(monkeypatch):
     """Broadcast views cost nothing until the casts copy them: the layer's estimate is
     checked first (once: fp8sim.gemm refused only after the casts had allocated, or the OS
     killed the process)."""
-    from fp8sim.engine import budget
+    from fp8sim import _memory
 
-    monkeypatch.setattr(budget, "available_memory", lambda: 10**9)
+    monkeypatch.setattr(_memory, "available_memory", lambda: 10**9)
     one = np.ones((1, 256), ml_dtypes.bfloat16)
     x = np.broadcast_to(one, (20000, 256))
     w = np.broadcast_to(one, (20000, 256))
     with pytest.raises(MemoryError, match=r"^linear: x \(20000, 256\) and w \(20000, 256\)"):
         linear(x, w, recipe="deepseek-v3")
-    monkeypatch.setattr(budget, "available_memory", lambda: 64 * 10**9)
+    monkeypatch.setattr(_memory, "available_memory", lambda: 64 * 10**9)
     big = np.ones((1, 4096), ml_dtypes.bfloat16)
     with pytest.raises(MemoryError, match="run the tokens in smaller batches"):
         linear(np.broadcast_to(big, (10**6, 4096)), np.broadcast_to(big, (10**5, 4096)),

@@ -11,18 +11,23 @@ on it; the Linear-layer recipes (`fp8sim.recipes.layers`) hold one per GEMM oper
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from fp8sim._memory import check_large
 from fp8sim.casts.block import cast_blocks
 from fp8sim.casts.checks import (
+    NONFINITE,
     check_block,
     check_choice,
     check_nonfinite,
     check_x,
     element_format,
+    float_array,
     resolve_block,
+    scale_array,
     scale_values,
 )
 from fp8sim.casts.conventions import CONVENTIONS, SCALE_FORMATS, CastConvention
@@ -37,6 +42,10 @@ __all__ = ["BlockCast", "MX_RULES", "quantize", "quantize_mx", "torchao_float8_c
 MX_RULES = {"mx": "floor", "mx-up": "up"}
 """The OCP MX scale rules a BlockCast names in place of a convention, by their rounding:
 "mx" the spec's floor(log2(amax)) - emax_elem, "mx-up" Transformer Engine's MXFP8 rule."""
+
+_CAST_BYTES, _MX_BYTES, _BLOCK_BYTES = 18, 27, 48
+"""Bytes a cast allocates per element (convention casts; MX, in float64) and per block, from
+tracemalloc peaks (13.4 and 22.4 a float32 element, 4 more from float64, 35 a block)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,13 +117,19 @@ class BlockCast:
         `arg` names x in error messages; `scale_format` and `nonfinite` as `quantize`.
         """
         info = self.format
-        x32 = check_x(x, arg)
+        arr = float_array(x, arg)
         check_choice(scale_format, SCALE_FORMATS, "scale_format")
         if scale_format == "e8m0" and not self.power_of_two:
             raise ValueError("scale_format: 'e8m0' holds powers of two only; it needs "
                              "pow2_scale=True")
+        check_choice(nonfinite, NONFINITE, "nonfinite")
+        bm, bk = self.resolve(arr.shape)
+        per = _MX_BYTES if self.mx else _CAST_BYTES
+        check_large(arr.size * per + _BLOCK_BYTES * math.prod(self.scale_shape(arr.shape)),
+                     f"{arg}: quantizing shape {arr.shape} in blocks {(bm, bk)}",
+                     hint="quantize a few blocks of rows at a time")
+        x32 = check_x(arr, arg)
         check_nonfinite(x32, nonfinite, arg)
-        bm, bk = self.resolve(x32.shape)
         if self.mx:
             codes, scales = cast_mx(x32, info, bm, bk, MX_RULES[self.convention])
         else:
@@ -252,14 +267,14 @@ def torchao_float8_cast(
         (codes, scales): scales (1, 1), (M, 1) or (1, K): fl32(1 / m), the reciprocal
         torchao hands to ``torch._scaled_mm``.
     """
-    x32 = check_x(x, "x")
-    m, k = x32.shape
+    arr = float_array(x, "x")
+    m, k = arr.shape
     blocks = {None: (max(m, 1), max(k, 1)), -1: (1, max(k, 1)), 1: (1, max(k, 1)),
               0: (max(m, 1), 1)}
     if isinstance(axiswise_dim, bool) or axiswise_dim not in blocks:
         raise ValueError(f"axiswise_dim: expected None, -1, 1 or 0, got {axiswise_dim!r}")
     return BlockCast(fmt=fmt, block=blocks[axiswise_dim], convention="torchao",
-                     pow2_scale=round_scales_to_power_of_2).cast(x32, nonfinite=nonfinite)
+                     pow2_scale=round_scales_to_power_of_2).cast(arr, nonfinite=nonfinite)
 
 
 def dequantize(
@@ -275,7 +290,8 @@ def dequantize(
     Args:
         codes: (M, K) uint8 codes or an ml_dtypes float8 array.
         scales: (ceil(M / bm), ceil(K / bk)) float32 scales, or uint8 E8M0 codes.
-        fmt: the element format of uint8 `codes` (None: "e4m3", or a float8 array's own).
+        fmt: the element format of uint8 `codes` (None: "e4m3", or a float8 array's own);
+            "e4m3" or "e5m2", as `quantize` takes it (E8M0 is a scale format).
         block: the (bm, bk) the codes were quantized with.
         dtype: float32 (default: each product rounded to nearest even, what a kernel
             computes) or float64 (exact: 4 bits of code times 24 bits of scale).
@@ -283,21 +299,41 @@ def dequantize(
     Returns:
         (M, K) array of `dtype`.
     """
+    if fmt is not None:
+        element_format(fmt)
     arr, info = as_codes(codes, fmt, arg="codes")
+    if not info.signed:
+        raise ValueError(f"codes: {info.dtype_name} holds {info.name} scale codes, not "
+                         "element codes (e4m3, e5m2)")
     if arr.ndim != 2:
         raise ValueError(f"codes: expected a 2-D (M, K) array, got shape {arr.shape}")
     bm, bk = resolve_block(check_block(block), arr.shape)
-    out_dt = np.dtype(dtype)
-    if out_dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise ValueError(f"dtype: expected float32 or float64, got {dtype!r}")
-    s = scale_values(scales)
+    out_dt = _out_dtype(dtype)
+    s = scale_array(scales)
     want = (-(-arr.shape[0] // bm), -(-arr.shape[1] // bk))
     if s.shape != want:
         raise ValueError(f"scales: expected shape {want} for codes {arr.shape} and block "
                          f"{(bm, bk)}, got {s.shape}")
+    # the decoded codes, the repeated scales and their product (20.2 bytes measured, float64)
+    check_large(arr.size * (2 * out_dt.itemsize + 6) + 16 * s.size,
+                 f"codes: dequantizing shape {arr.shape}",
+                 hint="dequantize a few blocks of rows at a time")
+    s = scale_values(s)
     full = np.repeat(np.repeat(s, bm, axis=0), bk, axis=1)[: arr.shape[0], : arr.shape[1]]
     with np.errstate(over="ignore", invalid="ignore"):
         return decode_table(info)[arr].astype(out_dt) * full.astype(out_dt)
+
+
+def _out_dtype(dtype) -> np.dtype:
+    """dequantize's dtype as np.float32 or np.float64; ValueError naming `dtype` otherwise."""
+    try:
+        out_dt = None if dtype is None else np.dtype(dtype)
+    except (TypeError, ValueError):
+        out_dt = None
+    if out_dt is None or out_dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"dtype: expected float32 or float64 (np.float32, np.float64 or "
+                         f"their names), got {dtype!r}")
+    return out_dt
 
 
 def retile(

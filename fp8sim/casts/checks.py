@@ -1,19 +1,21 @@
 """Argument checks and block geometry shared by every cast (block casts, MX, delayed scaling).
 
 Public inside the package: `check_x` turns an array argument into float32 with errors
-naming it, `check_block` / `resolve_block` validate a scaling block and fit it to an
-array, `blocks` / `block_amax` / `unblock` view an array as zero-padded blocks.
+naming it (`float_array` checks it without converting), `check_block` / `resolve_block`
+validate a scaling block and fit it to an array, `blocks` / `block_amax` / `unblock` view
+an array as zero-padded blocks.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from fp8sim.formats.convert import _float_input, decode
+from fp8sim.formats.convert import _float_dtype, _float_input, decode
 from fp8sim.formats.info import E8M0, FormatInfo, format_info
 
-__all__ = ["element_format", "check_x", "check_block", "resolve_block", "check_choice",
-           "check_nonfinite", "blocks", "block_amax", "unblock", "scale_values", "NONFINITE"]
+__all__ = ["element_format", "float_array", "check_x", "check_block",
+           "resolve_block", "check_choice", "check_nonfinite", "blocks", "block_amax", "unblock",
+           "scale_array", "scale_values", "NONFINITE"]
 
 NONFINITE = ("raise", "propagate")
 """What a cast does with NaN/Inf input: refuse it, or do what the torch reference does."""
@@ -27,11 +29,18 @@ def element_format(fmt, arg: str = "fmt") -> FormatInfo:
     return info
 
 
-def check_x(x, arg: str, ndim: int | None = 2) -> np.ndarray:
-    """x as a float32 array (float64 rounded, float16/bfloat16 widened); 2-D unless ndim=None."""
-    arr = _float_input(x, arg)
+def float_array(x, arg: str, ndim: int | None = 2) -> np.ndarray:
+    """x as an array `check_x` takes, not yet converted (nothing copied for an array)."""
+    arr = np.asarray(x)
+    _float_dtype(arr, arg)
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"{arg}: expected a 2-D (M, K) array, got shape {arr.shape}")
+    return arr
+
+
+def check_x(x, arg: str, ndim: int | None = 2) -> np.ndarray:
+    """x as a float32 array (float64 rounded, float16/bfloat16 widened); 2-D unless ndim=None."""
+    arr = _float_input(float_array(x, arg, ndim), arg)
     with np.errstate(over="ignore"):  # float64 beyond float32's range becomes Inf
         return np.ascontiguousarray(arr, dtype=np.float32)
 
@@ -101,11 +110,18 @@ def unblock(blk: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return blk.reshape(mb * bm, kb * bk)[: shape[0], : shape[1]]
 
 
+def scale_array(scales) -> np.ndarray:
+    """scales as an array of float scales or E8M0 codes, not yet converted; TypeError otherwise."""
+    s = np.asarray(scales)
+    if not (s.dtype == np.uint8 or s.dtype == E8M0.ml_dtype
+            or np.issubdtype(s.dtype, np.floating)):
+        raise TypeError(f"scales: expected float32 scales or uint8 E8M0 codes, got {s.dtype}")
+    return s
+
+
 def scale_values(scales) -> np.ndarray:
     """float32 scale values from float32 scales or uint8 E8M0 codes."""
-    s = np.asarray(scales)
+    s = scale_array(scales)
     if s.dtype == np.uint8 or s.dtype == E8M0.ml_dtype:
         return decode(s.view(np.uint8), E8M0)
-    if not np.issubdtype(s.dtype, np.floating):
-        raise TypeError(f"scales: expected float32 scales or uint8 E8M0 codes, got {s.dtype}")
     return s.astype(np.float32)

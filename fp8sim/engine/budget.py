@@ -2,11 +2,12 @@
 
 Two guards for the first hour of a new user, shared by the API and the CLI:
 
-* Memory: `check_memory` compares an estimate of the bytes a request will allocate
-  with the memory the machine has available (`available_memory`) and raises
-  `InsufficientMemory` (a `MemoryError`) with one line naming the sizes, before anything
-  large is allocated. `fp8sim gemm --m 1000000 --n 1000000` is refused in well under a
-  second instead of growing until the operating system kills it.
+* Memory: `check_memory` (`fp8sim._memory`, shared with the floors below the engine)
+  compares an estimate of the bytes a request will allocate with the memory the machine
+  has available (`available_memory`) and raises `InsufficientMemory` (a `MemoryError`)
+  with one line naming the sizes, before anything large is allocated. `fp8sim gemm --m
+  1000000 --n 1000000` is refused in well under a second instead of growing until the
+  operating system kills it.
 * Time: `Progress` is one tqdm bar on stderr over the stages of a request (random data,
   simulated GEMM, exact product, ...), shown only once the request has run for
   `delay` seconds (2 s): quick requests print nothing. The GEMM engine reports to it per
@@ -26,7 +27,8 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
+
+from fp8sim._memory import InsufficientMemory, available_memory, check_memory, format_bytes
 
 __all__ = ["InsufficientMemory", "available_memory", "check_memory", "format_bytes",
            "gemm_bytes", "engine_seconds", "row_chunks", "Progress", "stage", "tracking"]
@@ -43,84 +45,6 @@ SPLIT_ABOVE_SECONDS = 1.0
 # Conservative multiply-adds per second and thread of the engine's step models, for
 # chunk sizes and stage weights only (the 2-core development machine does 8e9 fused).
 _RATE = {"fused": 2.5e9, "sequential": 4e9, "exact": 1.5e9}
-
-
-class InsufficientMemory(MemoryError):
-    """A request needs more memory than the machine has available; raised before allocating."""
-
-
-def _meminfo_available() -> int | None:
-    """MemAvailable from /proc/meminfo in bytes, or None where there is no such file."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
-def _cgroup_available() -> int | None:
-    """What a cgroup v2 memory limit leaves (memory.max - memory.current), or None."""
-    root = Path("/sys/fs/cgroup")
-    try:
-        limit = (root / "memory.max").read_text().strip()
-        if limit == "max":
-            return None
-        return max(int(limit) - int((root / "memory.current").read_text().strip()), 0)
-    except (OSError, ValueError):
-        return None
-
-
-def _sysconf_available() -> int | None:
-    """Free physical pages times the page size (os.sysconf), or None where unsupported."""
-    try:
-        pages, size = os.sysconf("SC_AVPHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-    return pages * size if pages > 0 and size > 0 else None
-
-
-def available_memory() -> int | None:
-    """Bytes of memory a new allocation can use now, or None when it cannot be found out.
-
-    /proc/meminfo's MemAvailable (free plus reclaimable page cache), lowered to what a
-    cgroup v2 limit leaves when the process runs in a container; os.sysconf's free
-    physical pages where /proc is missing.
-    """
-    found = [v for v in (_meminfo_available(), _cgroup_available()) if v is not None]
-    if not found:
-        found = [v for v in (_sysconf_available(),) if v is not None]
-    return min(found) if found else None
-
-
-def format_bytes(n: float) -> str:
-    """'1.5 GB': a byte count in decimal units, for messages."""
-    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
-        if abs(n) < 1000 or unit == "PB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} PB"  # pragma: no cover
-
-
-def check_memory(need: float, what: str, *, hint: str = "",
-                 available: int | None = None) -> None:
-    """Raises InsufficientMemory when `need` bytes exceed the available memory.
-
-    Args:
-        need: estimated bytes the request will allocate.
-        what: the request in words, naming its sizes ("gemm: M=1000000 N=1000000 K=4096").
-        hint: what to do instead, appended to the message.
-        available: bytes available (default: `available_memory()`; None skips the check
-            where the machine does not say).
-    """
-    avail = available_memory() if available is None else available
-    if avail is None or need <= avail:
-        return
-    tail = f"; {hint}" if hint else ""
-    raise InsufficientMemory(f"{what} needs about {format_bytes(need)} of memory, "
-                             f"{format_bytes(avail)} is available{tail}")
 
 
 def gemm_bytes(m: int, n: int, k: int, *, copies: int = 0) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ml_dtypes
 import numpy as np
 
+from fp8sim._memory import check_large
 from fp8sim.formats import _convert_kernels as _k
 from fp8sim.formats.info import E8M0, FormatInfo, decode_table, format_info, format_of_dtype
 from fp8sim.formats.rounding import RoundMode, round_mode
@@ -20,18 +21,27 @@ from fp8sim.formats.rounding import RoundMode, round_mode
 __all__ = ["encode", "encode_e8m0", "decode", "as_codes"]
 
 _EXACT_UPCAST = (np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16))
+_E8M0_BYTES = 56
+"""Bytes `encode_e8m0` allocates per element (float64 bits and int64 fields: 51 measured)."""
+_DECODE_BYTES = 5
+"""Bytes `decode` allocates per code (the float32 result and indexing buffers: 4.1 measured)."""
+
+
+def _float_dtype(arr: np.ndarray, arg: str) -> np.dtype:
+    """The dtype `_float_input` converts `arr` to (native float32/float64); TypeError otherwise."""
+    dt = arr.dtype.newbyteorder("=") if arr.dtype.kind == "f" else arr.dtype
+    if dt in _EXACT_UPCAST:
+        dt = np.dtype(np.float32)
+    if dt not in _k.SOURCE_PARAMS:
+        raise TypeError(f"{arg}: expected a float32 or float64 array, got dtype {arr.dtype}")
+    return dt
 
 
 def _float_input(x: np.ndarray | float, arg: str = "x") -> np.ndarray:
     """`x` as a float32 or float64 array (float16/bfloat16 widened exactly); TypeError otherwise."""
     arr = np.asarray(x)
-    if arr.dtype.kind == "f" and not arr.dtype.isnative:
-        arr = arr.astype(arr.dtype.newbyteorder("="))
-    if arr.dtype in _EXACT_UPCAST:
-        arr = arr.astype(np.float32)
-    if arr.dtype not in _k.SOURCE_PARAMS:
-        raise TypeError(f"{arg}: expected a float32 or float64 array, got dtype {arr.dtype}")
-    return arr
+    dt = _float_dtype(arr, arg)
+    return arr if arr.dtype == dt else arr.astype(dt)
 
 
 def _check_bool(v, arg: str) -> None:
@@ -52,10 +62,17 @@ def _random_words(n: int, shape: tuple[int, ...], rng: np.random.Generator | int
         if words.shape != shape:
             raise ValueError(f"random_bits: shape {words.shape} differs from x's shape {shape}")
         return np.ascontiguousarray(words).reshape(-1)
-    if rng is None or isinstance(rng, int | np.integer):
+    if isinstance(rng, bool | np.bool_) or not (
+            rng is None or isinstance(rng, int | np.integer | np.random.Generator)):
+        raise TypeError("rng: expected a numpy Generator, a non-negative int seed or None, "
+                        f"got {type(rng).__name__}")
+    if isinstance(rng, int | np.integer):
+        if rng < 0:
+            raise ValueError("rng: expected a numpy Generator, a non-negative int seed or None, "
+                             f"got {rng}")
         rng = np.random.default_rng(rng)
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng: expected a numpy Generator, an int seed or None, got {type(rng)}")
+    elif rng is None:
+        rng = np.random.default_rng()
     return rng.integers(0, 2**32, size=n, dtype=np.uint32)
 
 
@@ -76,8 +93,9 @@ def encode(
         saturate: overflow and Inf give the largest finite value of that sign
             (CUDA's __NV_SATFINITE) instead of Inf (E5M2) or NaN (E4M3).
         rounding: a RoundMode or its short name; nearest-even by default.
-        rng: seed or numpy Generator for stochastic rounding (ignored otherwise); it
-            draws ``integers(0, 2**32, size=x.size, dtype=np.uint32)``, in C order.
+        rng: a non-negative int seed, a numpy Generator or None, for stochastic rounding
+            (ignored otherwise); it draws ``integers(0, 2**32, size=x.size,
+            dtype=np.uint32)``, in C order.
         random_bits: instead of `rng`, the uint32 random word of each element (shape
             of `x`): stochastic rounding rounds |x| up exactly when the word is below
             the first 32 bits of the dropped fraction, (|x| - lower) / gap * 2**32.
@@ -97,10 +115,16 @@ def encode(
         if random_bits is not None:
             raise ValueError("random_bits: E8M0 has no stochastic rounding")
         return encode_e8m0(x, rounding=mode, saturate=saturate)
-    arr = _float_input(x)
+    arr = np.asarray(x)
+    dt = _float_dtype(arr, "x")
+    copies = (arr.dtype != dt) + (not arr.flags.c_contiguous)  # float copies before the kernel
+    stochastic = mode == RoundMode.Stochastic
+    check_large(arr.size * (1 + copies * dt.itemsize + 4 * stochastic),
+               f"x: encoding shape {arr.shape}", hint="encode it in pieces")
+    arr = _float_input(arr)
     flat = np.ascontiguousarray(arr).reshape(-1)
     bits = flat.view(np.int32 if flat.dtype == np.float32 else np.int64)
-    if mode == RoundMode.Stochastic:
+    if stochastic:
         rnd = _random_words(flat.shape[0], arr.shape, rng, random_bits)
     elif random_bits is not None:
         raise ValueError("random_bits: only used with rounding='stochastic'")
@@ -141,7 +165,11 @@ def encode_e8m0(
     _check_bool(saturate, "saturate")
     if mode == RoundMode.Stochastic:
         raise ValueError("rounding: stochastic rounding is not supported for E8M0")
-    arr = _float_input(x)
+    arr = np.asarray(x)
+    _float_dtype(arr, "x")
+    check_large(arr.size * _E8M0_BYTES, f"x: encoding shape {arr.shape}",
+               hint="encode it in pieces")
+    arr = _float_input(arr)
     bits = np.ascontiguousarray(arr, dtype=np.float64).view(np.int64)  # exact widening
     ef = (bits >> 52) & 0x7FF
     mant = bits & ((1 << 52) - 1)
@@ -172,7 +200,7 @@ def as_codes(
     imported here).
     """
     if type(x).__module__.startswith("torch"):
-        x = _torch_to_numpy(x)
+        x = _torch_to_numpy(x, arg)
     arr = np.asarray(x)
     from_dtype = format_of_dtype(arr.dtype)
     if from_dtype is not None:
@@ -188,10 +216,18 @@ def as_codes(
     return arr, format_info("e4m3" if fmt is None else fmt, arg=fmt_arg)
 
 
-def _torch_to_numpy(t) -> np.ndarray:
-    """Converts a (CPU or GPU) torch float8 tensor to an ml_dtypes array, codes copied once."""
+def _torch_to_numpy(t, arg: str) -> np.ndarray:
+    """Converts a (CPU or GPU) torch float8 tensor to an ml_dtypes array, codes copied once.
+
+    `arg` names the tensor in errors: a meta tensor has no data (TypeError).
+    """
     import torch  # only reached when the caller passed a torch tensor
 
+    if not isinstance(t, torch.Tensor):
+        return np.asarray(t)
+    if t.device.type == "meta":
+        raise TypeError(f"{arg}: expected a tensor holding data, got one on the meta device "
+                        "(shape and dtype only, no values); pass a CPU or CUDA tensor")
     names = {torch.float8_e4m3fn: "float8_e4m3fn", torch.float8_e5m2: "float8_e5m2"}
     t = t.detach().cpu()
     if t.dtype in names:
@@ -207,4 +243,6 @@ def decode(codes: np.ndarray, fmt: str | FormatInfo | None = None) -> np.ndarray
     `fmt`: the codes' format; None takes a float8 array's own, else "e4m3".
     """
     arr, info = as_codes(codes, fmt, arg="codes")
+    check_large(arr.size * _DECODE_BYTES, f"codes: decoding shape {arr.shape}",
+               hint="decode it in pieces")
     return decode_table(info)[arr]

@@ -69,6 +69,15 @@ def _check_input(x, weight: torch.Tensor) -> None:
     linear_shapes(tuple(x.shape), tuple(weight.shape), w_arg="weight")
 
 
+def _check_features(n, arg: str) -> int:
+    """A layer size as a positive int; TypeError/ValueError naming `arg` otherwise."""
+    if isinstance(n, bool | np.bool_) or not isinstance(n, int | np.integer):
+        raise TypeError(f"{arg}: expected a positive int, got {type(n).__name__} {n!r}")
+    if n < 1:
+        raise ValueError(f"{arg}: expected a positive int, got {n}")
+    return int(n)
+
+
 def _check_engine(engine) -> str:
     """"cpu" or "gpu" (the latter checked to run here), else ValueError naming `engine`."""
     if engine not in ("cpu", "gpu"):
@@ -138,6 +147,8 @@ class Float8SimLinear(nn.Linear):
         the card `gpu` and the split of K `slices`, as `fp8sim.linear` takes them (checked
         here, naming the argument), and the engine: "cpu" (CPU tensors) or "gpu" (CUDA
         tensors, nothing leaves the GPU)."""
+        in_features = _check_features(in_features, "in_features")
+        out_features = _check_features(out_features, "out_features")
         r = get_linear_recipe(recipe)
         split = gemm_slices(r, slices)
         check_gpu(gpu)
@@ -196,6 +207,9 @@ def swap_linears(model: nn.Module, *, recipe: str | LinearRecipe,
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch nn.Module, got {type(model).__name__}")
+    if module_filter_fn is not None and not callable(module_filter_fn):
+        raise TypeError("module_filter_fn: expected a callable fn(module, name) -> bool or "
+                        f"None, got {type(module_filter_fn).__name__}")
     r = get_linear_recipe(recipe)
     gemm_slices(r, slices)
     check_gpu(gpu)

@@ -159,6 +159,8 @@ def scaled_mm(mat_a: torch.Tensor, mat_b: torch.Tensor, scale_a: torch.Tensor,
     torch = _torch()
     check_gpu(gpu)
     slices = check_slices(slices)
+    if not isinstance(use_fast_accum, bool | np.bool_):  # "no" would read as True
+        raise TypeError(f"use_fast_accum: expected True or False, got {use_fast_accum!r}")
     a, fa = _fp8_codes(mat_a, "mat_a", torch)
     b, fb = _fp8_codes(mat_b, "mat_b", torch)
     m, k = a.shape
