@@ -133,3 +133,17 @@ def test_cli_gemm_refuses_float64_beyond_float32(tmp_path):
     assert r.exit_code != 0
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "beyond float32's range" in lines[0], r.stderr
+
+
+def test_identify_and_fp8_matmul_refuse_what_cannot_fit_before_allocating():
+    from fp8sim import _memory
+    from fp8sim.analysis.identify import identify
+    from fp8sim.analysis.matmul import fp8_matmul
+
+    big = (10**6, 10**6)
+    codes = np.broadcast_to(np.uint8(0x38), big)
+    with pytest.raises(_memory.InsufficientMemory, match=r"^identify: M=1000000 N=1000000 "):
+        identify(codes, codes, np.broadcast_to(np.float32(1), big))
+    x = np.broadcast_to(np.float32(1), (10**6, 4096))
+    with pytest.raises(_memory.InsufficientMemory, match=r"^fp8_matmul: M=1000000 N=1000000"):
+        fp8_matmul(x, x.T)

@@ -42,6 +42,7 @@ from fp8sim.analysis.candidates import (
     search_candidates,
     split_candidates,
 )
+from fp8sim.engine.budget import check_memory, gemm_bytes
 from fp8sim.engine.epilogue import as_candidates, variants
 from fp8sim.engine.gemm import resolve_scaling
 from fp8sim.engine.mma import MMAStep
@@ -143,9 +144,13 @@ def _problem(a, b, d, a_format, b_format, c, out_dtype, scale_a, scale_b, scalin
         raise ValueError(f"d: expected shape ({m}, {n}) from a and b, got {want.shape}")
     if m == 0 or n == 0:
         raise ValueError(f"d: nothing to identify in an empty ({m}, {n}) output")
+    k = a.shape[1]
+    # contiguous copies of the operands, then each candidate's GEMM and its output bits
+    check_memory(gemm_bytes(m, n, k, copies=a.size + b.size) + 8 * m * n,
+                 f"identify: M={m} N={n} K={k}",
+                 hint="identify a crop: a few rows of a and d, columns of b and d")
     kw = {"a_format": af, "b_format": bf, "c": c, "scale_a": scale_a, "scale_b": scale_b,
           "out_dtype": out}
-    k = a.shape[1]
     epilogues, group = None, None
     if scale_a is not None or scale_b is not None or scaling is not None:
         epilogues = as_candidates(scaling)
