@@ -91,11 +91,12 @@ def fp8_matmul(
     r = get_recipe(recipe)
     if changes:
         r = r.replace(**changes)
-    (m, k), n = np.shape(x), np.shape(w)[-1]
-    # float32 copies and codes of x and w (13 bytes an element), the output and the two
-    # float64 exact products (24 bytes an output)
-    check_memory(13 * (m * k + k * n) + 24 * m * n, f"fp8_matmul: M={m} N={n} K={k}",
-                 hint="multiply fewer rows at a time")
+    if np.ndim(x) == np.ndim(w) == 2:  # (quantized_gemm names a malformed operand)
+        (m, k), n = np.shape(x), np.shape(w)[1]
+        # float32 copies and codes of x and w (13 bytes an element), the output and the
+        # two float64 exact products (24 bytes an output)
+        check_memory(13 * (m * k + k * n) + 24 * m * n, f"fp8_matmul: M={m} N={n} K={k}",
+                     hint="multiply fewer rows at a time")
     out, xc, xs, wc, ws, seconds = quantized_gemm(x, w, r)
     exact = exact_product(np.asarray(x, np.float64), np.asarray(w, np.float64))
     q_exact = exact_product(r.a.dequantize(xc, xs, dtype=np.float64),
