@@ -323,6 +323,20 @@ def test_tiled_kernel_equals_the_generic_kernel_at_size():
 
 
 @gpu
+@pytest.mark.parametrize("preset", ["hopper", "ideal"])
+def test_k_split_with_c(monkeypatch, preset):
+    """C (finite, large enough to survive the 13-bit alignment) through the K split: it
+    enters the first K group only, as the serial kernel adds it to the first interval."""
+    monkeypatch.setattr(_gpu, "K_SPLIT", True)
+    monkeypatch.setattr(_gpu, "K_SPLIT_WITH_C", True)
+    m, n, k = 96, 130, 1024
+    a, b = random_case(m, n, k, dist="normal", seed=4)
+    c = (np.random.default_rng(4).standard_normal((m, n)) * 64).astype(np.float32)
+    assert _gpu.k_groups(-(-m // 64) * -(-n // 64), k // 128, m, n, _gpu._sm_count()) > 0
+    _same(("C", preset), a, b, promote=128, c=c, preset=preset)
+
+
+@gpu
 @pytest.mark.parametrize("scaling", [None, "group"])
 def test_k_split_at_a_wgrad_shape(scaling):
     """A Wgrad-like GEMM (few output tiles, K = 8192 tokens): K split, serial and CPU agree."""

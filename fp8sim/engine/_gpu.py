@@ -35,6 +35,9 @@ K_SPLIT = os.environ.get("FP8SIM_GPU_K_SPLIT", "1") != "0"
 on an H100 (2026-12-07, scripts/device/gpu_check.py: both paths against the CPU engine,
 every epilogue, scaling and recipe; gpu_mutants.py: 3 planted bugs caught). GEMMs with C
 stay serial: no GPU check has yet run C through the split."""
+K_SPLIT_WITH_C = False
+"""Let GEMMs with C split too (C enters the first K group): for the GPU checks that would
+make it the default (gpu_check.py's C case, gpu_mutants.py's "C in every K group")."""
 
 
 @functools.cache
@@ -141,10 +144,10 @@ def gemm_device(a, b, tables, c, has_c, mode, terms, frac, chunk, promoted, when
     if k_split is None:
         k_split = K_SPLIT
     per = k_groups(tiles, intervals, m, n, _sm_count()) \
-        if promoted and k_split and not has_c and m <= rows else 0
+        if promoted and k_split and (K_SPLIT_WITH_C or not has_c) and m <= rows else 0
     if per:
-        return _gemm_k_split(f, a, b, tables, frac, chunk, when, order, fused, sa, sb, bdiv,
-                             out, per, intervals)
+        return _gemm_k_split(f, a, b, tables, c, has_c, frac, chunk, when, order, fused, sa,
+                             sb, bdiv, out, per, intervals)
     none = cp.zeros(1, np.float32)
     for r0 in range(0, m, rows):
         r1 = min(m, r0 + rows)
@@ -162,18 +165,18 @@ def gemm_device(a, b, tables, c, has_c, mode, terms, frac, chunk, promoted, when
     return out
 
 
-def _gemm_k_split(f, a, b, tables, frac, chunk, when, order, fused, sa, sb, bdiv, out, per,
-                  intervals):
-    """gemm_tiled over K groups of `per` intervals (grid z), then promote_parts in K order
-    (a GEMM without C: the kernel would add C in group 0 only, which no GPU has checked)."""
+def _gemm_k_split(f, a, b, tables, c, has_c, frac, chunk, when, order, fused, sa, sb, bdiv,
+                  out, per, intervals):
+    """gemm_tiled over K groups of `per` intervals (grid z; C enters group 0 only), then
+    promote_parts in K order."""
     cp = _cupy()
     m, k = a.shape
     n = b.shape[1]
     parts = cp.empty((intervals, m, n), np.float32)
     sa, sb = cp.ascontiguousarray(sa), cp.ascontiguousarray(sb)
     grid = ((n + _BM - 1) // _BM, (m + _BM - 1) // _BM, -(-intervals // per))
-    f(grid, (128,), (cp.ascontiguousarray(a.T), b, tables, cp.zeros(1, np.float32),
-                     _i32(0), _i32(m), _i32(n), _i32(k), _i32(frac), _i32(chunk),
+    f(grid, (128,), (cp.ascontiguousarray(a.T), b, tables, cp.ascontiguousarray(c),
+                     _i32(has_c), _i32(m), _i32(n), _i32(k), _i32(frac), _i32(chunk),
                      _i32(when), _i32(order), _i32(fused), sa, _i32(sa.shape[0]),
                      _i32(sa.shape[1]), sb, _i32(sb.shape[0]), _i32(sb.shape[1]), _i32(bdiv),
                      out, parts, _i32(per)))

@@ -77,6 +77,8 @@ def _engine_checks(check) -> None:
     for scaling in (None, "group"):
         check(f"engine K split at a Wgrad shape, scaling {scaling}",
               lambda s=scaling: e.test_k_split_at_a_wgrad_shape(s))
+    for preset in ("hopper", "ideal"):  # C through the split (off by default until this)
+        check(f"engine K split with C, {preset}", lambda p=preset: _with_c(e, p))
     for on in (True, False):
         def run(fn, *args, on=on):
             before, _gpu.K_SPLIT = _gpu.K_SPLIT, on
@@ -95,6 +97,22 @@ def _engine_checks(check) -> None:
         check(f"engine {len(e._epilogue_variants())} epilogues {tag}",
               lambda: run(lambda: [e.test_every_epilogue_variant(ep)
                                    for ep in e._epilogue_variants()]))
+
+
+def _with_c(e, preset: str) -> None:
+    """test_k_split_with_c without pytest's monkeypatch."""
+    from fp8sim.engine import _gpu
+
+    before = _gpu.K_SPLIT, _gpu.K_SPLIT_WITH_C
+
+    class _Patch:
+        def setattr(self, obj, name, value):
+            setattr(obj, name, value)
+
+    try:
+        e.test_k_split_with_c(_Patch(), preset)
+    finally:
+        _gpu.K_SPLIT, _gpu.K_SPLIT_WITH_C = before
 
 
 if __name__ == "__main__":

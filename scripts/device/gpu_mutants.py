@@ -3,9 +3,9 @@
 Usage (device tool, from the repository root): python3 scripts/device/gpu_mutants.py
 Each mutant edits a copy of the CUDA source (FP8SIM_GPU_SOURCE), runs the K-split checks
 of tests/test_gpu_engine.py in a fresh process and must fail them; prints KILLED or
-SURVIVED per mutant, and the count that survived (the exit status). (GEMMs with C never
-split: "C in every K group" survived the H100's first run, whose checks had C only under
-NaN codes, so the split now leaves C to the serial kernel.)
+SURVIVED per mutant, and the count that survived (the exit status). ("C in every K group"
+survived the H100's first run, whose checks had C only under NaN codes; GEMMs with C stay
+serial (K_SPLIT_WITH_C) until test_k_split_with_c, now in the checks, kills it.)
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 
 SOURCE = Path("fp8sim/engine/_gpu_gemm.cu")
 MUTANTS = {
+    "C in every K group": ("has_c && blockIdx.z == 0 &&", "has_c &&"),
     "intervals promoted in reverse": ("for (int g = 0; g < G; g++) {",
                                       "for (int g = G - 1; g >= 0; g--) {"),
     "a K group one interval short": ("min(K, (g + g_per_z) * chunk)",
@@ -30,6 +31,9 @@ import sys; sys.path.insert(0, "tests")
 import test_gpu_engine as e
 from fp8sim.engine import _gpu
 _gpu.K_SPLIT = True
+class _Patch:
+    setattr = staticmethod(setattr)
+e.test_k_split_with_c(_Patch(), "hopper")
 e.test_special_codes_and_accumulators(128, (67, 300, 65))
 e.test_k_split_at_a_wgrad_shape("group")
 e.test_random_cases_of_every_scaling("tensor", "float32")
