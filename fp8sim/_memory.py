@@ -97,8 +97,8 @@ def check_memory(need: float, what: str, *, hint: str = "",
                              f"{format_bytes(avail)} is available{tail}")
 
 
-def check_large(need: float, what: str, hint: str = "") -> None:
-    """`check_memory` for a request of SMALL_BYTES or more; a smaller one is never refused
-    (it skips the /proc reads: conversions of a few values stay as fast as they were)."""
-    if need >= SMALL_BYTES:
+def check_large(need: float, what: str, hint: str = "", *, small: int = SMALL_BYTES) -> None:
+    """`check_memory` for a request of more than `small` bytes; a smaller one is never
+    refused (it skips the /proc reads: calls run hundreds of times stay as fast)."""
+    if need > small:
         check_memory(need, what, hint=hint)

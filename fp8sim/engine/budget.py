@@ -28,9 +28,15 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 
-from fp8sim._memory import InsufficientMemory, available_memory, check_memory, format_bytes
+from fp8sim._memory import (
+    InsufficientMemory,
+    available_memory,
+    check_large,
+    check_memory,
+    format_bytes,
+)
 
-__all__ = ["InsufficientMemory", "available_memory", "check_memory", "format_bytes",
+__all__ = ["InsufficientMemory", "available_memory", "check_memory", "check_large", "format_bytes",
            "gemm_bytes", "engine_seconds", "row_chunks", "Progress", "stage", "tracking"]
 
 DELAY = 2.0

@@ -39,8 +39,6 @@ SCALINGS = tuple(EPILOGUES)
 OUT_DTYPES = {"float32": np.dtype(np.float32), "bfloat16": np.dtype(ml_dtypes.bfloat16),
               "float16": np.dtype(np.float16)}
 _NAN32 = np.uint32(0x7FFFFFFF)
-_SMALL_REQUEST = 1 << 24
-"""Bytes below which gemm does not ask how much memory is free (16 MiB)."""
 
 
 def gemm(
@@ -109,9 +107,8 @@ def gemm(
     _check_operand(af, "a_format")
     _check_operand(bf, "b_format")
     need = budget.gemm_bytes(m, n, k, copies=_copy_bytes(a, b))
-    if need > _SMALL_REQUEST:  # a small GEMM (identify runs hundreds) skips the /proc reads
-        budget.check_memory(need, f"gemm: M={m} N={n} K={k}",
-                            hint="split the output into row blocks")
+    budget.check_large(need, f"gemm: M={m} N={n} K={k}",  # (identify runs hundreds)
+                       hint="split the output into row blocks")
     promote = _check_promote(promote, step)
     out_dt = check_out_dtype(out_dtype)
     c32 = _check_c(c, m, n)

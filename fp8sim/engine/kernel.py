@@ -146,8 +146,7 @@ class Kernel:
         """
         settings, count, split = self._resolve(a, b, slices, problem_shape, kwargs, gpu)
         if count > 1:  # a split that is no promotion: the slices one by one
-            align = split.align if split is not None else 128
-            return gemm_split_k(a, b, slices=count, align=align, **settings)
+            return gemm_split_k(a, b, slices=count, align=_align(split), **settings)
         return gemm(a, b, **settings)
 
     def slices_for(self, a, b, *, slices: int | None = None,
@@ -205,8 +204,7 @@ class Kernel:
             raise ValueError(f"slices: expected a positive int, got {slices!r}")
         else:
             self.refuse_slices(slices)
-        align = split.align if split is not None else 128
-        bounds = split_bounds(k, int(slices), align)
+        bounds = self.slice_bounds(k, int(slices), split)
         if len(bounds) > 1 and settings.get("c") is not None:
             raise ValueError(f"c: {self.name} with slices={slices} splits K into {len(bounds)} "
                              "slices, and split-K with C is not modelled (which slice adds C "
@@ -219,6 +217,12 @@ class Kernel:
             settings["promote"] = bounds[0][1]
             return settings, 1, split
         return settings, len(bounds), split
+
+    @staticmethod
+    def slice_bounds(k: int, slices: int, split: SplitK | None) -> list[tuple[int, int]]:
+        """The [k0, k1) slices K is cut in: `slices` of a multiple of the split's alignment
+        (128 where no `SplitK` applies); fewer than asked at short K."""
+        return split_bounds(k, slices, _align(split))
 
     def _check_types(self, a, b, settings: dict) -> None:
         """Refuses operand formats and output types that no capture of this kernel backs."""
@@ -285,6 +289,11 @@ class Kernel:
         return count
 
 
+
+
+def _align(split: SplitK | None) -> int:
+    """The multiple of K a slice's length is rounded up to (128 where no SplitK applies)."""
+    return split.align if split is not None else 128
 
 
 def _shape(x) -> tuple[int, ...]:

@@ -23,7 +23,6 @@ from fp8sim.engine import cublaslt_splits
 from fp8sim.engine.cublaslt_splits import KERNEL_FAMILY
 from fp8sim.engine.kernel import KERNELS, Kernel
 from fp8sim.engine.kernel import kernel as lookup_kernel
-from fp8sim.engine.splitk import split_bounds
 
 __all__ = ["SOURCES", "check_gpu", "check_slices", "kernel_splits", "refuse_unsplit",
            "splitting_kernels", "split_choice", "library_split", "splits", "splits_text"]
@@ -87,8 +86,8 @@ def split_choice(kern: str | Kernel, m: int, n: int, k: int, *, out_dtype: str =
     ep = kobj._epilogue(settings, m, k, n)
     if check_slices(slices) is not None:
         kobj.refuse_slices(slices)
-        split = kobj._split_for(ep)  # the slices K is cut in (fewer than asked at short K)
-        return len(split_bounds(k, slices, split.align if split is not None else 128)), "user"
+        # the slices K is cut in (fewer than asked at short K)
+        return len(kobj.slice_bounds(k, slices, kobj._split_for(ep))), "user"
     if not kernel_splits(kobj):
         return 1, "never"
     family = KERNEL_FAMILY.get(kobj.name)

@@ -134,9 +134,8 @@ def linear_shapes(x_shape: tuple, w_shape: tuple, g_shape: tuple | None = None, 
         raise ValueError(f"grad_output: expected shape {(*lead, out_f)}, got {tuple(g_shape)}")
     m = math.prod(lead)
     need = linear_bytes(m, in_f, out_f, backward=g_shape is not None)
-    if need > _SMALL_BYTES:
-        budget.check_memory(need, f"linear: x ({m}, {in_f}) and {w_arg} ({out_f}, {in_f})",
-                            hint="run the tokens in smaller batches")
+    budget.check_large(need, f"linear: x ({m}, {in_f}) and {w_arg} ({out_f}, {in_f})",
+                       hint="run the tokens in smaller batches", small=_SMALL_BYTES)
     return lead, in_f, out_f
 
 
