@@ -12,7 +12,7 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
 	@echo "compiling the numba kernels once (cached on disk)..."
-	$(PY) -c "import numpy as np, fp8sim; z = np.zeros((64, 64), np.uint8); fp8sim.gemm(fp8sim.encode(np.ones((64, 64), np.float32)), z, promote=32)"
+	$(PY) scripts/warm_numba.py
 	touch $(STAMP)
 
 $(TORCH_STAMP): $(STAMP)
