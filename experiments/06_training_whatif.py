@@ -81,9 +81,33 @@ def finished_runs(path: Path, steps: int) -> set[str]:
     return done
 
 
+STARTUP_S = 30.0
+"""Seconds a run spends before its first step (process, model, data, kernel compilation)."""
+
+
+def expected_seconds(timing: list[dict], config: str, steps: int) -> float:
+    """A run's expected wall time from the timing CSV: its setting's slowest seconds per step
+    (any seed, finished or cut), else the slowest of any setting; 0 when nothing is known.
+    Evaluations add about 10%."""
+    per = {}
+    for r in timing:
+        v = float(r["seconds_per_step"])
+        if v == v:  # not nan
+            key = r["run"].rsplit("|", 1)[0]
+            per[key] = max(per.get(key, 0.0), v)
+    step_s = per.get(config, max(per.values(), default=0.0))
+    return STARTUP_S + 1.1 * steps * step_s if step_s else 0.0
+
+
 def _work(args) -> tuple[str, bool, float]:
-    """One run in a worker process: (run name, finished, seconds per step)."""
-    run, tiny, csv_path, deadline, slot = args
+    """One run in a worker process: (run name, finished, seconds per step). A run that
+    cannot finish before the deadline is not started (a cut run is redone from scratch)."""
+    run, tiny, csv_path, deadline, slot, need_s = args
+    left = deadline - time.time()
+    if need_s > left:
+        print(f"06_training_whatif: {run.name} not started: needs about {need_s:.0f} s, "
+              f"{max(left, 0):.0f} s left", file=sys.stderr)
+        return run.name, False, float("nan")
     import _whatif_model as wm
     import torch
 
@@ -144,7 +168,9 @@ def run_study(tiny: bool, out_dir: Path | None, stem: str, jobs: int = 1,
             if r.name not in done and (only is None or only in r.name)]
     print(f"06_training_whatif: {len(done)} runs already done, {len(runs)} to run "
           f"({'tiny, cpu' if tiny else 'full'}; jobs {jobs})", file=sys.stderr)
-    tasks = [(r, tiny, p["csv"], deadline, i % max(jobs, 1)) for i, r in enumerate(runs)]
+    timing = read_rows(p["timing"])
+    tasks = [(r, tiny, p["csv"], deadline, i % max(jobs, 1),
+              expected_seconds(timing, r.config, cfg.steps)) for i, r in enumerate(runs)]
     results = []
     if jobs <= 1:
         results = [_work(t) for t in tasks]

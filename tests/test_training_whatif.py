@@ -52,3 +52,33 @@ def test_tiny_mode_writes_csv_plot_and_verdict(tmp_path):
 def test_bad_arguments_exit_2(tmp_path):
     res = _run(tmp_path, "--jobs", "0")
     assert res.returncode == 2 and "--jobs" in res.stderr.strip().splitlines()[-1]
+
+
+def _study_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("study06", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_expected_seconds_uses_the_settings_slowest_step_else_the_slowest_known():
+    mod = _study_module()
+    timing = [{"run": "a|x|-|s0", "seconds_per_step": "1.0"},
+              {"run": "a|x|-|s1", "seconds_per_step": "2.0"},
+              {"run": "b|y|-|s0", "seconds_per_step": "nan"},
+              {"run": "c|z|-|s0", "seconds_per_step": "3.0"}]
+    assert mod.expected_seconds(timing, "a|x|-", 10) == mod.STARTUP_S + 1.1 * 10 * 2.0
+    assert mod.expected_seconds(timing, "b|y|-", 10) == mod.STARTUP_S + 1.1 * 10 * 3.0
+    assert mod.expected_seconds([], "a|x|-", 10) == 0.0
+
+
+def test_a_run_that_cannot_finish_in_the_budget_is_not_started(tmp_path):
+    (tmp_path / "training_whatif_timing.csv").write_text(
+        "run,finished,seconds_per_step\nbf16|bf16|-|s0,True,1000\n")
+    res = _run(tmp_path, "--budget-s", "120")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "bf16|bf16|-|s0 not started: needs about" in res.stderr
+    assert not (tmp_path / "training_whatif.csv").exists() or len(
+        (tmp_path / "training_whatif.csv").read_text().splitlines()) <= 1

@@ -2,7 +2,8 @@
 # Usage (device tool, from the repository root, one call): LIMIT=540 bash scripts/device/training_whatif.sh
 # Bit checks on the GPU (MUTANTS=1: and the K split's planted bugs), the engine and Linear
 # benchmarks (SKIP_BENCH=1: none; SKIP_LINEAR=1: no Linear), the step time with and without
-# the K split, then study 06 in the time left; all under $OUT.
+# the K split (SKIP_STEP=1: none), then study 06 in the time left, under MPS where it works
+# (NO_MPS=1: never; JOBS: runs at once, 4 under MPS, else 3); all under $OUT.
 # the device call: environment, GPU bit checks, benchmarks, then the study in the time left
 START=$(date +%s)
 LIMIT=${LIMIT:-540}
@@ -23,10 +24,12 @@ echo "== bench_gpu_linear $(left)s left" >> $L
 echo "== step bench $(left)s left" >> $L
 export FP8SIM_GPU_K_SPLIT=1  # the study and the first step bench: intervals in parallel
 if grep -q "^FAIL engine" /tmp/gpu_check.txt; then export FP8SIM_GPU_K_SPLIT=0; echo "K split off: its checks failed" >> $L; fi
-timeout 45 python3 experiments/06_training_whatif.py --step-bench 5 >> $L 2>/tmp/step_stderr.txt; echo "rc=$?" >> $L
-tail -5 /tmp/step_stderr.txt >> $L
-echo "== step bench, K split off" >> $L
-[ $(left) -gt 60 ] && FP8SIM_GPU_K_SPLIT=0 timeout 45 python3 experiments/06_training_whatif.py --step-bench 5 >> $L 2>/tmp/step_stderr.txt; echo "rc=$?" >> $L
+if [ -z "$SKIP_STEP" ]; then
+  timeout 45 python3 experiments/06_training_whatif.py --step-bench 5 >> $L 2>/tmp/step_stderr.txt; echo "rc=$?" >> $L
+  tail -5 /tmp/step_stderr.txt >> $L
+  echo "== step bench, K split off" >> $L
+  [ $(left) -gt 60 ] && FP8SIM_GPU_K_SPLIT=0 timeout 45 python3 experiments/06_training_whatif.py --step-bench 5 >> $L 2>/tmp/step_stderr.txt; echo "rc=$?" >> $L
+fi
 if [ -n "$MUTANTS" ] && [ $(left) -gt 100 ]; then
   echo "== gpu_mutants $(left)s left" >> $L; timeout $(( $(left) - 20 )) python3 scripts/device/gpu_mutants.py >> $L 2>&1
 fi
@@ -35,10 +38,23 @@ if [ -f $R.csv ] && ! grep -q ",cpu," $R.csv; then  # resume the committed GPU r
   cp $R.csv $OUT/training_whatif.csv; cp ${R}_timing.csv $OUT/training_whatif_timing.csv 2>/dev/null
   echo "resuming from $R.csv ($(wc -l < $R.csv) lines)" >> $L
 fi
+# MPS lets the runs' kernels share the SMs (the promote-never GEMMs leave most of them idle);
+# kept only when a CUDA client works under it
+if [ -z "$NO_MPS" ] && command -v nvidia-cuda-mps-control > /dev/null; then
+  export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
+  mkdir -p /tmp/mps /tmp/mps-log; nvidia-cuda-mps-control -d >> $L 2>&1; sleep 1
+  if timeout 60 python3 -c "import torch; print(float(torch.ones(8, device='cuda').sum()))" > /dev/null 2>&1; then
+    echo "MPS on" >> $L; JOBS=${JOBS:-4}
+  else
+    echo quit | nvidia-cuda-mps-control; unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+    echo "MPS off: no CUDA client worked under it" >> $L; tail -3 /tmp/mps-log/*.log >> $L 2>/dev/null
+  fi
+fi
 B=$(( $(left) - 35 ))
 echo "== study budget ${B}s" >> $L
 [ $B -gt 30 ] && timeout $(( B + 30 )) python3 experiments/06_training_whatif.py --out $OUT --jobs ${JOBS:-3} --budget-s $B 2> /tmp/study_stderr.txt
 echo "study rc=$?" >> $L
+[ -n "$CUDA_MPS_PIPE_DIRECTORY" ] && echo quit | nvidia-cuda-mps-control
 tr '\r' '\n' < /tmp/study_stderr.txt | grep -v "it/s\]\|s/it\]\|^ *$" > $OUT/study_stderr.txt
 tail -25 $OUT/study_stderr.txt >> $L
 wc -l $OUT/training_whatif.csv >> $L
