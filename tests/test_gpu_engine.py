@@ -328,7 +328,6 @@ def test_k_split_with_c(monkeypatch, preset):
     """C (finite, large enough to survive the 13-bit alignment) through the K split: it
     enters the first K group only, as the serial kernel adds it to the first interval."""
     monkeypatch.setattr(_gpu, "K_SPLIT", True)
-    monkeypatch.setattr(_gpu, "K_SPLIT_WITH_C", True)
     m, n, k = 96, 130, 1024
     a, b = random_case(m, n, k, dist="normal", seed=4)
     c = (np.random.default_rng(4).standard_normal((m, n)) * 64).astype(np.float32)

@@ -82,3 +82,20 @@ def test_a_run_that_cannot_finish_in_the_budget_is_not_started(tmp_path):
     assert "bf16|bf16|-|s0 not started: needs about" in res.stderr
     assert not (tmp_path / "training_whatif.csv").exists() or len(
         (tmp_path / "training_whatif.csv").read_text().splitlines()) <= 1
+
+
+def test_perturbation_spread_is_the_widest_seed_spread_of_the_23_bit_runs():
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import _whatif_report as rep
+
+    def row(run, tokens, loss):
+        recipe, acc, promote, seed = run.split("|")
+        return {"run": run, "recipe": recipe, "accumulator": acc, "promote": promote,
+                "seed": seed[1:], "tokens": tokens, "val_loss": loss}
+
+    rows = [row("whatif|frac23|0/0/0|s0", 100, 2.0), row("whatif|frac23|128/128/128|s0", 100, 2.2),
+            row("whatif|frac23|0/0/0|s1", 100, 3.0), row("whatif|frac23|512/512/512|s1", 100, 3.0),
+            row("whatif|frac23|512/512/512|s0", 50, 9.0),  # not the last step
+            row("whatif|frac13|0/0/0|s0", 100, 9.0)]  # another accumulator
+    assert rep.perturbation_spread(rows) == pytest.approx(0.2 / 2.1)
+    assert rep.perturbation_spread(rows[:1] + rows[2:3]) is None

@@ -30,14 +30,11 @@ _SOURCE = Path(os.environ.get("FP8SIM_GPU_SOURCE") or Path(__file__).with_name("
 """The CUDA source (FP8SIM_GPU_SOURCE: another file, for scripts/device/gpu_mutants.py)."""
 _PARTS_MAX_BYTES = 1 << 30  # the interval sums of a K-split GEMM (see k_groups)
 K_SPLIT = os.environ.get("FP8SIM_GPU_K_SPLIT", "1") != "0"
-"""Promoted GEMMs with few output tiles and no C sum their intervals in parallel
-(`k_groups`); FP8SIM_GPU_K_SPLIT=0 turns it off (the same bits, the serial kernel). Checked
-on an H100 (2026-12-07, scripts/device/gpu_check.py: both paths against the CPU engine,
-every epilogue, scaling and recipe; gpu_mutants.py: 3 planted bugs caught). GEMMs with C
-stay serial: no GPU check has yet run C through the split."""
-K_SPLIT_WITH_C = False
-"""Let GEMMs with C split too (C enters the first K group): for the GPU checks that would
-make it the default (gpu_check.py's C case, gpu_mutants.py's "C in every K group")."""
+"""Promoted GEMMs with few output tiles sum their intervals in parallel (`k_groups`; C
+enters the first K group only); FP8SIM_GPU_K_SPLIT=0 turns it off (the same bits, the
+serial kernel). Checked on an H100 (2026-12-07, scripts/device/gpu_check.py: both paths
+against the CPU engine, every epilogue, scaling and recipe, C; gpu_mutants.py: all 4
+planted bugs caught, C added in every K group among them)."""
 
 
 @functools.cache
@@ -144,7 +141,7 @@ def gemm_device(a, b, tables, c, has_c, mode, terms, frac, chunk, promoted, when
     if k_split is None:
         k_split = K_SPLIT
     per = k_groups(tiles, intervals, m, n, _sm_count()) \
-        if promoted and k_split and (K_SPLIT_WITH_C or not has_c) and m <= rows else 0
+        if promoted and k_split and m <= rows else 0
     if per:
         return _gemm_k_split(f, a, b, tables, c, has_c, frac, chunk, when, order, fused, sa,
                              sb, bdiv, out, per, intervals)

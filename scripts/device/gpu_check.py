@@ -103,7 +103,7 @@ def _with_c(e, preset: str) -> None:
     """test_k_split_with_c without pytest's monkeypatch."""
     from fp8sim.engine import _gpu
 
-    before = _gpu.K_SPLIT, _gpu.K_SPLIT_WITH_C
+    before = _gpu.K_SPLIT
 
     class _Patch:
         def setattr(self, obj, name, value):
@@ -112,7 +112,7 @@ def _with_c(e, preset: str) -> None:
     try:
         e.test_k_split_with_c(_Patch(), preset)
     finally:
-        _gpu.K_SPLIT, _gpu.K_SPLIT_WITH_C = before
+        _gpu.K_SPLIT = before
 
 
 if __name__ == "__main__":

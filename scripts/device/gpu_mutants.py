@@ -4,8 +4,8 @@ Usage (device tool, from the repository root): python3 scripts/device/gpu_mutant
 Each mutant edits a copy of the CUDA source (FP8SIM_GPU_SOURCE), runs the K-split checks
 of tests/test_gpu_engine.py in a fresh process and must fail them; prints KILLED or
 SURVIVED per mutant, and the count that survived (the exit status). ("C in every K group"
-survived the H100's first run, whose checks had C only under NaN codes; GEMMs with C stay
-serial (K_SPLIT_WITH_C) until test_k_split_with_c, now in the checks, kills it.)
+survived the H100's first run, whose checks had C only under NaN codes; test_k_split_with_c
+killed it on the next, 2026-12-07, and GEMMs with C now split too.)
 """
 
 from __future__ import annotations
