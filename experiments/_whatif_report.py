@@ -97,12 +97,13 @@ def _plot(band, per, png: Path, device: str, params: int, tiny: bool) -> None:
         for sign in (-1, 1):
             ax.axhline(100 * sign * DEEPSEEK_BAND, color="k", ls=":", lw=1,
                        label="DeepSeek-V3's 0.25%" if sign > 0 else None)
-        for config, g in sorted(group.items()):
+        for i, (config, g) in enumerate(sorted(group.items(), key=lambda kv: _order(kv[0]))):
             ts = [t for t in g if all(math.isfinite(v) for v in g[t])]
             mean = [100 * sum(g[t]) / len(g[t]) for t in ts]
-            ax.plot([t / 1e6 for t in ts], mean, marker=".", label=_label(config))
+            ax.plot([t / 1e6 for t in ts], mean, marker=".", label=_label(config),
+                    **_style(config, i))
         ax.set_xlabel("training tokens (millions)")
-        ax.set_ylabel("validation loss gap to bf16, same seed (%)")
+        ax.set_ylabel("validation loss gap to bf16, same seed (%, mean of seeds)")
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
@@ -111,6 +112,27 @@ def _plot(band, per, png: Path, device: str, params: int, tiny: bool) -> None:
     fig.tight_layout()
     fig.savefig(png, dpi=110)
     plt.close(fig)
+
+
+_BITS_COLOUR = {"frac10": "C0", "frac13": "C1", "frac16": "C2", "frac23": "C3"}
+_PROMOTE_LINE = {"0": "-", "128": "--", "512": ":"}
+
+
+def _order(config: str) -> tuple:
+    """What-ifs by bits, then promotion (never first); named recipes by name."""
+    recipe, acc, promote = config.split("|")
+    p = promote.split("/")[0]
+    return (recipe, int(acc[4:]) if acc.startswith("frac") else 0,
+            int(p) if p.isdigit() else 0)
+
+
+def _style(config: str, i: int) -> dict:
+    """What-ifs: one colour per accumulator width, one line style per promotion interval
+    (12 lines stay apart); named recipes: the colour cycle."""
+    recipe, acc, promote = config.split("|")
+    if recipe != "whatif" or acc not in _BITS_COLOUR:
+        return {"color": f"C{i % 10}"}
+    return {"color": _BITS_COLOUR[acc], "ls": _PROMOTE_LINE.get(promote.split("/")[0], "-.")}
 
 
 def _label(config: str) -> str:
