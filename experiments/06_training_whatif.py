@@ -85,24 +85,36 @@ STARTUP_S = 30.0
 """Seconds a run spends before its first step (process, model, data, kernel compilation)."""
 
 
-def expected_seconds(timing: list[dict], config: str, steps: int) -> float:
-    """A run's expected wall time from the timing CSV: its setting's slowest seconds per step
-    (any seed, finished or cut), else the slowest of any setting; 0 when nothing is known.
-    Evaluations add about 10%."""
-    per = {}
-    for r in timing:
-        v = float(r["seconds_per_step"])
-        if v == v:  # not nan
-            key = r["run"].rsplit("|", 1)[0]
-            per[key] = max(per.get(key, 0.0), v)
-    step_s = per.get(config, max(per.values(), default=0.0))
+def expected_seconds(timing: list[dict], config: str, steps: int, fresh: int = 0) -> float:
+    """A run's expected wall time from the timing CSV's rows: its setting's slowest seconds
+    per step, else the slowest of any setting; 0 when nothing is known. Rows from `fresh` on
+    (this invocation's, run under today's sharing of the device) are asked first, the older
+    ones after. Evaluations add about 10%."""
+    def slowest(rows):
+        per = {}
+        for r in rows:
+            v = float(r["seconds_per_step"])
+            if v == v:  # not nan
+                key = r["run"].rsplit("|", 1)[0]
+                per[key] = max(per.get(key, 0.0), v)
+        return per
+
+    new, old = slowest(timing[fresh:]), slowest(timing[:fresh])
+    step_s = (new.get(config) or old.get(config) or max(new.values(), default=0.0)
+              or max(old.values(), default=0.0))
     return STARTUP_S + 1.1 * steps * step_s if step_s else 0.0
+
+
+def _timing_path(csv_path: Path) -> Path:
+    """The timing CSV beside a study's CSV (one row per run: finished, seconds per step)."""
+    return Path(str(csv_path).removesuffix(".csv") + "_timing.csv")
 
 
 def _work(args) -> tuple[str, bool, float]:
     """One run in a worker process: (run name, finished, seconds per step). A run that
     cannot finish before the deadline is not started (a cut run is redone from scratch)."""
-    run, tiny, csv_path, deadline, slot, need_s = args
+    run, tiny, csv_path, deadline, slot, steps, before = args
+    need_s = expected_seconds(read_rows(_timing_path(csv_path)), run.config, steps, before)
     left = deadline - time.time()
     if need_s > left:
         print(f"06_training_whatif: {run.name} not started: needs about {need_s:.0f} s, "
@@ -127,7 +139,7 @@ def _work(args) -> tuple[str, bool, float]:
         done, per_step = False, float("nan")
     finally:
         bar.close()
-    append(Path(str(csv_path).removesuffix(".csv") + "_timing.csv"),
+    append(_timing_path(csv_path),
            {"run": run.name, "finished": done, "seconds_per_step": per_step},
            fields=("run", "finished", "seconds_per_step"))
     return run.name, done, per_step
@@ -168,9 +180,9 @@ def run_study(tiny: bool, out_dir: Path | None, stem: str, jobs: int = 1,
             if r.name not in done and (only is None or only in r.name)]
     print(f"06_training_whatif: {len(done)} runs already done, {len(runs)} to run "
           f"({'tiny, cpu' if tiny else 'full'}; jobs {jobs})", file=sys.stderr)
-    timing = read_rows(p["timing"])
-    tasks = [(r, tiny, p["csv"], deadline, i % max(jobs, 1),
-              expected_seconds(timing, r.config, cfg.steps)) for i, r in enumerate(runs)]
+    before = len(read_rows(p["timing"]))  # timing rows from earlier invocations
+    tasks = [(r, tiny, p["csv"], deadline, i % max(jobs, 1), cfg.steps, before)
+             for i, r in enumerate(runs)]
     results = []
     if jobs <= 1:
         results = [_work(t) for t in tasks]

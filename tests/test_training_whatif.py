@@ -72,6 +72,11 @@ def test_expected_seconds_uses_the_settings_slowest_step_else_the_slowest_known(
     assert mod.expected_seconds(timing, "a|x|-", 10) == mod.STARTUP_S + 1.1 * 10 * 2.0
     assert mod.expected_seconds(timing, "b|y|-", 10) == mod.STARTUP_S + 1.1 * 10 * 3.0
     assert mod.expected_seconds([], "a|x|-", 10) == 0.0
+    # this invocation's rows (from index 3 on) come first: the device is shared differently
+    now = timing + [{"run": "d|w|-|s0", "seconds_per_step": "0.5"}]
+    assert mod.expected_seconds(now, "b|y|-", 10, fresh=4) == mod.STARTUP_S + 1.1 * 10 * 0.5
+    assert mod.expected_seconds(now, "a|x|-", 10, fresh=4) == mod.STARTUP_S + 1.1 * 10 * 2.0
+    assert mod.expected_seconds(now, "d|w|-", 10, fresh=4) == mod.STARTUP_S + 1.1 * 10 * 0.5
 
 
 def test_a_run_that_cannot_finish_in_the_budget_is_not_started(tmp_path):
