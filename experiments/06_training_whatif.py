@@ -266,6 +266,10 @@ def cli(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.jobs < 1 or args.seeds < 1 or args.bf16_seeds < 2:
         ap.error("--jobs and --seeds must be >= 1, --bf16-seeds >= 2 (the noise band)")
+    if not args.budget_s > 0:
+        ap.error(f"--budget-s: expected seconds > 0, got {args.budget_s}")
+    if args.step_bench < 0:
+        ap.error(f"--step-bench: expected a number of steps >= 1, got {args.step_bench}")
     stem = "training_whatif" if args.out is not None else "06_training_whatif"
     if args.report_only:
         sys.path.insert(0, str(HERE))
@@ -279,6 +283,14 @@ def cli(argv: list[str] | None = None) -> int:
     except ImportError:
         print("06_training_whatif: needs torch (pip install 'fp8sim[torch]')", file=sys.stderr)
         return 2
+    if args.only is not None:
+        sys.path.insert(0, str(HERE))
+        import _whatif_model as wm
+
+        names = [r.name for r in wm.grid(args.tiny, args.seeds, args.bf16_seeds)]
+        if not any(args.only in n for n in names):
+            ap.error(f"--only: no run's name contains {args.only!r} (names look like "
+                     f"{names[-1]!r})")
     if not args.tiny and not torch.cuda.is_available():
         print("06_training_whatif: the full study needs a CUDA GPU (try --tiny)",
               file=sys.stderr)

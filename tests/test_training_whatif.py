@@ -104,3 +104,12 @@ def test_perturbation_spread_is_the_widest_seed_spread_of_the_23_bit_runs():
             row("whatif|frac13|0/0/0|s0", 100, 9.0)]  # another accumulator
     assert rep.perturbation_spread(rows) == pytest.approx(0.2 / 2.1)
     assert rep.perturbation_spread(rows[:1] + rows[2:3]) is None
+
+
+@pytest.mark.parametrize("args, named", [(("--budget-s", "-5"), "--budget-s"),
+                                         (("--step-bench", "-1"), "--step-bench"),
+                                         (("--only", "nosuch"), "--only")])
+def test_bad_budget_step_bench_and_only_exit_2_naming_the_option(tmp_path, args, named):
+    res = _run(tmp_path, *args)
+    assert res.returncode == 2 and named in res.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "training_whatif.csv").exists()
