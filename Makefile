@@ -43,7 +43,7 @@ gpu-compile: $(STAMP)  ## compile the GPU engine's CUDA source with NVRTC (no GP
 	$(PY) scripts/compile_gpu_source.py
 
 lint: $(STAMP)
-	$(PY) -m ruff check fp8sim tests experiments scripts
+	$(PY) -m ruff check fp8sim tests experiments scripts notebooks
 
 experiments: $(STAMP)  ## regenerate every study into experiments/results/
 	$(PY) experiments/run_all.py

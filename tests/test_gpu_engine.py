@@ -7,6 +7,7 @@ every test below runs; `scripts/gpu_agreement.py` is the full census (every gold
 
 from __future__ import annotations
 
+import contextlib
 import zlib
 
 import numpy as np
@@ -155,6 +156,18 @@ def k_split(request, monkeypatch):
     """Both paths of a promoted GEMM with few tiles: intervals in parallel, or in one block."""
     monkeypatch.setattr(_gpu, "K_SPLIT", request.param)
     return request.param
+
+
+@contextlib.contextmanager
+def k_split_set(on: bool):
+    """_gpu.K_SPLIT is `on` inside the block (scripts/device/ call these tests without
+    pytest, so no monkeypatch)."""
+    before, _gpu.K_SPLIT = _gpu.K_SPLIT, on
+    try:
+        yield
+    finally:
+        _gpu.K_SPLIT = before
+
 
 def _same(kwargs_a, a, b, **kw):
     """gemm on both engines; asserts the bits agree; returns the element count."""
@@ -324,15 +337,15 @@ def test_tiled_kernel_equals_the_generic_kernel_at_size():
 
 @gpu
 @pytest.mark.parametrize("preset", ["hopper", "ideal"])
-def test_k_split_with_c(monkeypatch, preset):
+def test_k_split_with_c(preset):
     """C (finite, large enough to survive the 13-bit alignment) through the K split: it
     enters the first K group only, as the serial kernel adds it to the first interval."""
-    monkeypatch.setattr(_gpu, "K_SPLIT", True)
     m, n, k = 96, 130, 1024
     a, b = random_case(m, n, k, dist="normal", seed=4)
     c = (np.random.default_rng(4).standard_normal((m, n)) * 64).astype(np.float32)
     assert _gpu.k_groups(-(-m // 64) * -(-n // 64), k // 128, m, n, _gpu._sm_count()) > 0
-    _same(("C", preset), a, b, promote=128, c=c, preset=preset)
+    with k_split_set(True):
+        _same(("C", preset), a, b, promote=128, c=c, preset=preset)
 
 
 @gpu
@@ -351,10 +364,7 @@ def test_k_split_at_a_wgrad_shape(scaling):
     assert _gpu.k_groups(-(-m // 64) * -(-n // 64), k // 128, m, n, _gpu._sm_count()) > 0
     cpu = as_bits(fp8sim.gemm(a, b, promote=128, scale_a=sa, scale_b=sb, scaling=scaling))
     for on in (True, False):
-        before, _gpu.K_SPLIT = _gpu.K_SPLIT, on
-        try:
+        with k_split_set(on):
             got = as_bits(fp8sim.gemm(a, b, engine="gpu", promote=128, scale_a=sa, scale_b=sb,
                                       scaling=scaling))
-        finally:
-            _gpu.K_SPLIT = before
         assert np.array_equal(got, cpu), f"K_SPLIT={on}: {np.count_nonzero(got != cpu)} differ"

@@ -72,20 +72,15 @@ def _engine_checks(check) -> None:
     """The GPU engine against the CPU engine with the K split on and off (test_gpu_engine)."""
     import test_gpu_engine as e
 
-    from fp8sim.engine import _gpu
-
     for scaling in (None, "group"):
         check(f"engine K split at a Wgrad shape, scaling {scaling}",
               lambda s=scaling: e.test_k_split_at_a_wgrad_shape(s))
-    for preset in ("hopper", "ideal"):  # C through the split (off by default until this)
-        check(f"engine K split with C, {preset}", lambda p=preset: _with_c(e, p))
+    for preset in ("hopper", "ideal"):  # C through the split
+        check(f"engine K split with C, {preset}", lambda p=preset: e.test_k_split_with_c(p))
     for on in (True, False):
         def run(fn, *args, on=on):
-            before, _gpu.K_SPLIT = _gpu.K_SPLIT, on
-            try:
+            with e.k_split_set(on):
                 fn(*args)
-            finally:
-                _gpu.K_SPLIT = before
         tag = "K split" if on else "serial"
         for promote in (32, 128):
             for shape in ((67, 300, 65), (128, 512, 64)):
@@ -97,22 +92,6 @@ def _engine_checks(check) -> None:
         check(f"engine {len(e._epilogue_variants())} epilogues {tag}",
               lambda: run(lambda: [e.test_every_epilogue_variant(ep)
                                    for ep in e._epilogue_variants()]))
-
-
-def _with_c(e, preset: str) -> None:
-    """test_k_split_with_c without pytest's monkeypatch."""
-    from fp8sim.engine import _gpu
-
-    before = _gpu.K_SPLIT
-
-    class _Patch:
-        def setattr(self, obj, name, value):
-            setattr(obj, name, value)
-
-    try:
-        e.test_k_split_with_c(_Patch(), preset)
-    finally:
-        _gpu.K_SPLIT = before
 
 
 if __name__ == "__main__":
