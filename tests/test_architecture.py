@@ -2,8 +2,9 @@
 
 formats -> casts -> engine -> recipes -> analysis -> capture / cli (README, "Architecture");
 fp8sim.torch stands on recipes, beside analysis; the private leaf modules at the top
-(`_lookup`, `_memory`) serve every floor. Every `import fp8sim...` of every module is read
-from its source, those inside functions too (a late import is still a dependency).
+(`_lookup`, `_memory`, `_torch_arrays`) serve every floor. Every `import fp8sim...` of every
+module is read from its source, those inside functions too (a late import is still a
+dependency).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import pytest
 import fp8sim
 
 ROOT = Path(fp8sim.__file__).parent
-FLOORS = {"_lookup": 0, "_memory": 0, "formats": 1, "casts": 2, "engine": 3, "recipes": 4,
-          "torch": 5, "analysis": 5, "capture": 6, "cli": 6}
+FLOORS = {"_lookup": 0, "_memory": 0, "_torch_arrays": 0, "formats": 1, "casts": 2,
+          "engine": 3, "recipes": 4, "torch": 5, "analysis": 5, "capture": 6, "cli": 6}
 TOP = {"__init__", "__main__"}  # the package's front door imports every floor
 
 

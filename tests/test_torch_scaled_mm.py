@@ -8,11 +8,13 @@ scaled_mm with torch tensors laid out as torch requires. Skipped without torch.
 from __future__ import annotations
 
 import inspect
+import warnings
 
 import numpy as np
 import pytest
 from conftest import DATA
 
+import fp8sim
 from fp8sim.capture.golden import load_cases
 
 torch = pytest.importorskip("torch")
@@ -143,11 +145,33 @@ def test_long_k_fast_accumulation_uses_the_captured_split():
     assert np.array_equal(_bits(got), want.view(np.uint32))
 
 
-def test_unknown_split_warns():
+@pytest.mark.parametrize("gpu", ["H100", "H200"])
+@pytest.mark.parametrize("fast", [False, True])
+def test_an_unrecorded_split_is_refused_as_the_kernels_refuse_it(fast, gpu):
+    """No silent guess: an (M, N, K) whose split cuBLASLt picks by a heuristic that was never
+    recorded is refused (as KERNELS["cublaslt"] refuses it); slices= runs one."""
     a, b = _operands(32, 8192, 32)
     one = torch.tensor(1.0)
-    with pytest.warns(UserWarning, match="use_fast_accum"):
-        fp8torch.scaled_mm(a, b, one, one, out_dtype=torch.float32, use_fast_accum=True)
+    with pytest.raises(NotImplementedError, match=r"\(32, 32, 8192\).*never recorded.*slices="):
+        fp8torch.scaled_mm(a, b, one, one, out_dtype=torch.float32, use_fast_accum=fast,
+                           gpu=gpu)
+    got = fp8torch.scaled_mm(a, b, one, one, out_dtype=torch.float32, use_fast_accum=fast,
+                             gpu=gpu, slices=1)
+    codes_a, codes_b = a.view(torch.uint8).numpy(), b.contiguous().view(torch.uint8).numpy()
+    kern = fp8sim.KERNELS["cublaslt-fast" if fast else "cublaslt"]
+    want = kern(codes_a, codes_b, scale_a=np.float32(1), scale_b=np.float32(1), slices=1)
+    assert np.array_equal(_bits(got), want.view(np.uint32))
+
+
+def test_short_k_runs_on_either_card_without_a_warning():
+    """K <= 4096 is unsplit on every card recorded: no refusal and no warning on the H200."""
+    a, b = _operands(16, 256, 32)
+    one = torch.tensor(1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        h200 = fp8torch.scaled_mm(a, b, one, one, out_dtype=torch.float32, gpu="H200")
+    h100 = fp8torch.scaled_mm(a, b, one, one, out_dtype=torch.float32)
+    assert np.array_equal(_bits(h200), _bits(h100))
 
 
 def test_bias_is_added_in_float32_before_the_output_rounding():

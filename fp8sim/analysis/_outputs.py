@@ -11,6 +11,7 @@ from __future__ import annotations
 import ml_dtypes
 import numpy as np
 
+from fp8sim._torch_arrays import host_array
 from fp8sim.analysis.stats import ulp_distance
 
 __all__ = ["output_bits", "bits_to_float", "float_dtype", "out_dtype_name", "ulp_distance_bits",
@@ -56,9 +57,7 @@ def output_bits(x, out_dtype=None, *, arg: str = "actual") -> tuple[np.ndarray, 
         TypeError: the dtype is not an output type.
         ValueError: out_dtype is unknown, missing for uint16 bits, or contradicts x.
     """
-    if type(x).__module__.startswith("torch"):
-        x = _torch_to_numpy(x, arg)
-    arr = np.asarray(x)
+    arr = host_array(x, arg)
     want = None if out_dtype is None else out_dtype_name(out_dtype)
     if arr.dtype in (np.dtype(np.uint16), np.dtype(np.int16)):
         if want is None:
@@ -105,15 +104,3 @@ def ulp_distance_bits(x_bits: np.ndarray, y_bits: np.ndarray, out_dtype: str) ->
         return np.where(bits & 0x8000, -(bits & 0x7FFF), bits)
 
     return np.abs(ordered(x_bits) - ordered(y_bits))
-
-
-def _torch_to_numpy(t, arg: str) -> np.ndarray:
-    """A torch float32/bfloat16/float16 tensor as numpy (ml_dtypes for bfloat16), on the CPU."""
-    import torch  # only reached when the caller passed a torch tensor
-
-    t = t.detach().cpu()
-    if t.dtype == torch.bfloat16:
-        return t.contiguous().view(torch.int16).numpy().view(ml_dtypes.bfloat16)
-    if t.dtype in (torch.float32, torch.float16):
-        return t.numpy()
-    raise TypeError(f"{arg}: expected a float32, bfloat16 or float16 tensor, got {t.dtype}")

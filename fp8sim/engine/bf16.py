@@ -26,6 +26,7 @@ import ml_dtypes
 import numba as nb
 import numpy as np
 
+from fp8sim._torch_arrays import host_array, is_torch
 from fp8sim.engine.mma import MMAStep
 
 __all__ = ["HOPPER_BF16", "gemm_bf16", "gemm_bf16_reference"]
@@ -101,16 +102,12 @@ def gemm_bf16_reference(a, b, *, step: MMAStep = HOPPER_BF16) -> np.ndarray:
 
 def _as_bf16(x, arg: str) -> np.ndarray:
     """x as an ml_dtypes bfloat16 array; torch CPU tensors and other floats accepted."""
-    if type(x).__module__.startswith("torch"):
+    if is_torch(x):
         import torch
 
         if not isinstance(x, torch.Tensor) or x.device.type != "cpu":
             raise TypeError(f"{arg}: expected a CPU tensor, got {x!r:.60}")
-        x = x.detach()
-        if x.dtype == torch.bfloat16:
-            return x.contiguous().view(torch.int16).numpy().view(ml_dtypes.bfloat16)
-        x = x.numpy()
-    arr = np.asarray(x)
+    arr = host_array(x, arg)
     if arr.dtype == ml_dtypes.bfloat16:
         return arr
     if arr.dtype.kind != "f":

@@ -276,8 +276,10 @@ class Kernel:
             return 1
         if split.device and split.device != gpu and k > split.unsplit_max_k:
             # short K is unsplit on both cards (every recording); long K is card-specific
-            raise ValueError(f"gpu: {self.name}'s split of K ({split.name}) is known on the "
-                             f"{split.device} only, got gpu={gpu!r}; pass slices=")
+            raise ValueError(f"gpu: {self.name}'s split of K = {k} on the {gpu} was never "
+                             f"recorded (captured on the {split.device} only: {split.name}); "
+                             f"pass slices= or gpu={split.device!r} "
+                             "(fp8sim/engine/CUBLASLT_SPLITS.md: how to record)")
         count = split.slices(m, n, k, out)
         if count is None:
             raise ValueError(

@@ -14,6 +14,7 @@ import ml_dtypes
 import numpy as np
 
 from fp8sim._memory import check_large
+from fp8sim._torch_arrays import host_array
 from fp8sim.formats import _convert_kernels as _k
 from fp8sim.formats.info import E8M0, FormatInfo, decode_table, format_info, format_of_dtype
 from fp8sim.formats.rounding import RoundMode, round_mode
@@ -39,7 +40,7 @@ def _float_dtype(arr: np.ndarray, arg: str) -> np.dtype:
 
 def _float_input(x: np.ndarray | float, arg: str = "x") -> np.ndarray:
     """`x` as a float32 or float64 array (float16/bfloat16 widened exactly); TypeError otherwise."""
-    arr = np.asarray(x)
+    arr = host_array(x, arg)
     dt = _float_dtype(arr, arg)
     return arr if arr.dtype == dt else arr.astype(dt)
 
@@ -115,7 +116,7 @@ def encode(
         if random_bits is not None:
             raise ValueError("random_bits: E8M0 has no stochastic rounding")
         return encode_e8m0(x, rounding=mode, saturate=saturate)
-    arr = np.asarray(x)
+    arr = host_array(x, "x")
     dt = _float_dtype(arr, "x")
     copies = (arr.dtype != dt) + (not arr.flags.c_contiguous)  # float copies before the kernel
     stochastic = mode == RoundMode.Stochastic
@@ -165,7 +166,7 @@ def encode_e8m0(
     _check_bool(saturate, "saturate")
     if mode == RoundMode.Stochastic:
         raise ValueError("rounding: stochastic rounding is not supported for E8M0")
-    arr = np.asarray(x)
+    arr = host_array(x, "x")
     _float_dtype(arr, "x")
     check_large(arr.size * _E8M0_BYTES, f"x: encoding shape {arr.shape}",
                hint="encode it in pieces")
@@ -199,9 +200,7 @@ def as_codes(
     `fmt`, "e4m3" when None. A torch float8 tensor is accepted too (torch is never
     imported here).
     """
-    if type(x).__module__.startswith("torch"):
-        x = _torch_to_numpy(x, arg)
-    arr = np.asarray(x)
+    arr = host_array(x, arg)
     from_dtype = format_of_dtype(arr.dtype)
     if from_dtype is not None:
         if fmt is not None and format_info(fmt, arg=fmt_arg) != from_dtype:
@@ -214,27 +213,6 @@ def as_codes(
         raise TypeError(
             f"{arg}: expected uint8 FP8 codes or an ml_dtypes float8 array, got dtype {arr.dtype}")
     return arr, format_info("e4m3" if fmt is None else fmt, arg=fmt_arg)
-
-
-def _torch_to_numpy(t, arg: str) -> np.ndarray:
-    """Converts a (CPU or GPU) torch float8 tensor to an ml_dtypes array, codes copied once.
-
-    `arg` names the tensor in errors: a meta tensor has no data (TypeError).
-    """
-    import torch  # only reached when the caller passed a torch tensor
-
-    if not isinstance(t, torch.Tensor):
-        return np.asarray(t)
-    if t.device.type == "meta":
-        raise TypeError(f"{arg}: expected a tensor holding data, got one on the meta device "
-                        "(shape and dtype only, no values); pass a CPU or CUDA tensor")
-    names = {torch.float8_e4m3fn: "float8_e4m3fn", torch.float8_e5m2: "float8_e5m2"}
-    t = t.detach().cpu()
-    if t.dtype in names:
-        return t.view(torch.uint8).numpy().view(getattr(ml_dtypes, names[t.dtype]))
-    if t.dtype == torch.bfloat16:
-        return t.view(torch.uint16).numpy().view(ml_dtypes.bfloat16)
-    return t.numpy()
 
 
 def decode(codes: np.ndarray, fmt: str | FormatInfo | None = None) -> np.ndarray:

@@ -66,6 +66,9 @@ def _check_input(x, weight: torch.Tensor) -> None:
     if not x.is_floating_point():
         raise TypeError(f"x: expected a floating-point tensor (nn.Linear refuses {x.dtype} "
                         f"too), got dtype {x.dtype}")
+    if x.dtype.itemsize < 2:  # y comes back in x's dtype: FP8 would round it again
+        raise TypeError(f"x: expected float16, bfloat16, float32 or float64 input (the layer "
+                        f"casts it to FP8 itself and returns y in x's dtype), got {x.dtype}")
     linear_shapes(tuple(x.shape), tuple(weight.shape), w_arg="weight")
 
 

@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING
 import ml_dtypes
 import numpy as np
 
+from fp8sim._torch_arrays import torch_to_numpy
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
@@ -70,8 +72,7 @@ def _fp8_codes(t, arg: str, torch) -> tuple[np.ndarray, str]:
     if t.dim() != 2:
         raise ValueError(f"{arg}: must be a matrix (2-D), got {t.dim()}-D shape "
                          f"{tuple(t.shape)}")
-    codes = t.detach().cpu().view(torch.uint8).numpy()
-    return codes, names[t.dtype]
+    return torch_to_numpy(t, arg).view(np.uint8), names[t.dtype]
 
 
 def _float32(t, arg: str, torch) -> np.ndarray:
@@ -83,7 +84,7 @@ def _float32(t, arg: str, torch) -> np.ndarray:
                 if t.dtype == getattr(torch, "float8_e8m0fnu", None) else
                 "torch._scaled_mm on Hopper takes float32 scales")
         raise ValueError(f"{arg}: expected dtype torch.float32, got {t.dtype} ({kind})")
-    return t.detach().cpu().numpy()
+    return torch_to_numpy(t, arg)
 
 
 def _out_name(out_dtype, mat_a, torch) -> str:
@@ -240,26 +241,12 @@ def _run(a8, b8, sa, sb, kind: str, m: int, n: int, k: int, out_name: str, compu
          fast: bool, gpu: str = "H100", slices: int | None = None) -> np.ndarray:
     """Runs the kernel torch's dispatcher would pick; `compute` is the dtype returned;
     `slices` (None: the library's choice on `gpu`) the split of K."""
-    from fp8sim.engine.cublaslt_splits import split_source
     from fp8sim.engine.kernel import KERNELS
 
     if kind == "tensor":
         kern = KERNELS["cublaslt-fast" if fast else "cublaslt"]
-        if slices is None:  # cuBLASLt's own split of K on the card (cublaslt_splits)
-            try:
-                slices, _ = split_source("tensor-fast" if fast else "tensor", m, n, k,
-                                         "float32" if out_name == "float32" else "bfloat16",
-                                         gpu)
-            except ValueError:
-                slices = None
-        if slices is None:
-            warnings.warn(f"use_fast_accum={fast}: cuBLASLt splits K at long K by a heuristic; "
-                          f"the split for (M, N, K) = ({m}, {n}, {k}) was never recorded "
-                          f"on the {gpu}, so one chain through K is assumed (pass slices= to "
-                          "choose)", stacklevel=3)
-            slices = 1
-        return kern(a8, b8, scale_a=np.float32(sa.reshape(-1)[0]),
-                    scale_b=np.float32(sb.reshape(-1)[0]), out_dtype=compute, slices=slices)
+        return _split_run(kern, a8, b8, np.float32(sa.reshape(-1)[0]),
+                          np.float32(sb.reshape(-1)[0]), compute, gpu, slices, m, n, k)
     if kind == "row":
         kern = KERNELS["torch-rowwise-fast" if fast else "torch-rowwise"]
         if fast and k > _UNSPLIT_MAX_K:
@@ -268,23 +255,26 @@ def _run(a8, b8, sa, sb, kind: str, m: int, n: int, k: int, out_name: str, compu
                           "assumed", stacklevel=3)
         return kern(a8, b8, scale_a=np.ascontiguousarray(sa, np.float32),
                     scale_b=np.ascontiguousarray(sb, np.float32), out_dtype=compute)
-    kern = KERNELS.get("cublaslt-blockwise")
-    if kern is None:  # pragma: no cover - every release with fp8sim.torch has it
-        raise NotImplementedError("scale_a: blockwise scaling needs "
-                                  "fp8sim.KERNELS['cublaslt-blockwise']")
     if fast:  # as torch 2.11 + cuBLASLt 13.1 on an H200 answers it
         raise ValueError("use_fast_accum: cuBLASLt's scaled GEMM does not support fast "
                          "accumulation with blockwise scaling (torch raises RuntimeError)")
+    return _split_run(KERNELS["cublaslt-blockwise"], a8, b8, np.ascontiguousarray(sa, np.float32),
+                      np.ascontiguousarray(sb, np.float32), compute, gpu, slices, m, n, k)
+
+
+def _split_run(kern, a8, b8, sa, sb, compute: str, gpu: str, slices: int | None, m: int,
+               n: int, k: int) -> np.ndarray:
+    """A cuBLASLt kernel with its split of K on `gpu` (or `slices`); a shape whose split was
+    never recorded is a NotImplementedError, as every entry point refuses it."""
     try:
-        return kern(a8, b8, scale_a=np.ascontiguousarray(sa, np.float32),
-                    scale_b=np.ascontiguousarray(sb, np.float32), out_dtype=compute,
-                    gpu=gpu, slices=slices)
+        return kern(a8, b8, scale_a=sa, scale_b=sb, out_dtype=compute, gpu=gpu, slices=slices)
     except ValueError as e:
         if str(e).startswith(("slices:", "gpu:")):
             raise NotImplementedError(
-                f"mat_a: cuBLASLt's split-K for blockwise scaling at (M, N, K) = ({m}, {n}, "
-                f"{k}) on the {gpu} was never captured; scaled_mm(..., slices=S) runs a split "
-                "of your choice") from None
+                f"mat_a: cuBLASLt's split of K at (M, N, K) = ({m}, {n}, {k}) for "
+                f"{kern.name} on the {gpu} was never recorded; scaled_mm(..., slices=S) runs "
+                "a split of your choice (fp8sim/engine/CUBLASLT_SPLITS.md: how to record)"
+            ) from None
         raise
 
 
