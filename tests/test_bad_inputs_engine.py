@@ -147,3 +147,27 @@ def test_identify_and_fp8_matmul_refuse_what_cannot_fit_before_allocating():
     x = np.broadcast_to(np.float32(1), (10**6, 4096))
     with pytest.raises(_memory.InsufficientMemory, match=r"^fp8_matmul: M=1000000 N=1000000"):
         fp8_matmul(x, x.T)
+
+
+@pytest.mark.parametrize("name", ["cublaslt", "cublaslt-fast", "torch-rowwise"])
+def test_an_empty_output_needs_no_split(name):
+    """M = 0 or N = 0: an empty result, as fp8sim.gemm gives, not a split-range refusal."""
+    kern = fp8sim.KERNELS[name]
+    rows = name == "torch-rowwise"
+    for m, n in ((0, 128), (4, 0)):
+        sa = np.ones((m, 1), np.float32) if rows else ONE
+        sb = np.ones((1, n), np.float32) if rows else ONE
+        out = kern(A[:m], B[:, :n], scale_a=sa, scale_b=sb)
+        assert out.shape == (m, n)
+
+
+def test_an_unrecorded_card_is_named_as_such():
+    from fp8sim.engine import cublaslt_splits
+
+    if cublaslt_splits.recorded("tensor", "float32", "H200"):
+        pytest.skip("the data has an H200 recording")
+    with pytest.raises(ValueError, match=r"^gpu: .*recorded on the H100 only, not yet on the "
+                                         r"H200 \(.*how to record"):
+        fp8sim.splits("cublaslt", 128, 8192, gpu="H200")
+    with pytest.raises(ValueError, match=r"^gpu: expected one of 'H100', 'H200', got 'A100'"):
+        fp8sim.splits("cublaslt", 128, 8192, gpu="A100")

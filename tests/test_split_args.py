@@ -186,3 +186,21 @@ def test_split_choice_is_the_split_the_kernel_runs(name, m, n, k, blocks):
     want = kern(a, b, scale_a=sa, scale_b=sb)
     got = kern(a, b, scale_a=sa, scale_b=sb, slices=count)
     assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+@pytest.mark.parametrize("name", ["triton", "deepgemm", "torch-rowwise", "torch-rowwise-fast",
+                                  "torchao-triton-blockwise"])
+def test_one_slice_is_what_a_kernel_that_never_splits_runs(name):
+    """Generic code passing slices=1 (one chain through K) to every kernel is not refused."""
+    sc.refuse_unsplit(name, 1)
+    assert sc.split_choice(name, 8, 16, 256, slices=1) == (1, "user")
+
+
+@pytest.mark.parametrize("recipe", ["deepseek-v3", "torchao-rowwise", "torchao-tensorwise"])
+def test_one_slice_for_every_gemm_runs_the_recipe_unsplit(recipe):
+    x, w, g = _layer(4, 256, 16)
+    want = fp8sim.linear(x, w, g, recipe=recipe)
+    for slices in (1, {"y": 1, "grad_x": 1, "grad_w": 1}):
+        got = fp8sim.linear(x, w, g, recipe=recipe, slices=slices)
+        for a, b in zip(got, want, strict=True):
+            assert np.array_equal(a.view(np.uint16), b.view(np.uint16))

@@ -162,9 +162,13 @@ def card_info(gpu: str = "H100") -> dict:
 
 
 def _check_gpu(gpu) -> None:
-    if gpu not in GPUS or gpu not in _data()["cards"]:
-        have = [g for g in GPUS if g in _data()["cards"]]
-        raise ValueError(f"gpu: expected one of {', '.join(repr(g) for g in have)}, got {gpu!r}")
+    have = [g for g in GPUS if g in _data()["cards"]]
+    if gpu in GPUS and gpu not in have:
+        raise ValueError(f"gpu: cuBLASLt's split-K choice is recorded on the "
+                         f"{' and '.join(have)} only, not yet on the {gpu} "
+                         "(fp8sim/engine/CUBLASLT_SPLITS.md: how to record a card)")
+    if gpu not in GPUS:
+        raise ValueError(f"gpu: expected one of {', '.join(repr(g) for g in GPUS)}, got {gpu!r}")
 
 
 def check_family(family) -> str:

@@ -174,8 +174,9 @@ class Kernel:
         return bool(self.split) or (family is not None and cublaslt_splits.family_splits(family))
 
     def refuse_slices(self, slices, arg: str = "slices") -> None:
-        """A ValueError naming `arg` where `slices` is given and this kernel never splits K."""
-        if slices is not None and not self.splits_k:
+        """A ValueError naming `arg` where `slices` asks a kernel that never splits K for a
+        split (slices=1, one chain through K, is what such a kernel runs: accepted)."""
+        if slices is not None and slices != 1 and not self.splits_k:
             names = ", ".join(name for name, k in KERNELS.items() if k.splits_k)
             raise ValueError(f"{arg}: kernel {self.name} never splits K (only cuBLASLt's "
                              f"per-tensor and blockwise kernels do: {names}); leave it out")
@@ -262,6 +263,8 @@ class Kernel:
         ValueError."""
         dt = check_out_dtype(out_dtype)
         out = "float32" if dt == np.float32 else str(dt)
+        if m == 0 or n == 0:
+            return 1  # an empty output: nothing to split
         family = cublaslt_splits.KERNEL_FAMILY.get(self.name)
         if family == "block128" and ep is not None and ep.name == "group-column":
             family = "block1"

@@ -167,7 +167,7 @@ def gemm_slices(r: LinearRecipe, slices) -> dict[str, int | None]:
 
     Raises ValueError naming `slices` for a count that is not a positive int, an unknown
     key, a GEMM whose kernel never splits K, or an int for a recipe none of whose GEMMs
-    split.
+    split (slices=1, one chain through K, is accepted for those: it is what they run).
     """
     split: dict[str, int | None] = dict.fromkeys(GEMMS)
     if slices is None:
@@ -180,12 +180,16 @@ def gemm_slices(r: LinearRecipe, slices) -> dict[str, int | None]:
                                  f"{', '.join(SLICE_KEYS)}")
             g = SLICE_KEYS[key]
             count = check_slices(value, f"slices[{key!r}]")
+            if g not in splitting and count == 1:
+                continue  # one chain through K: what a kernel that never splits runs
             if g not in splitting:
                 raise ValueError(f"slices: {r.name}'s {g} GEMM runs {_kernel_name(r.gemm(g))}, "
                                  f"which never splits K; leave {key!r} out")
             split[g] = count
         return split
     count = check_slices(slices)
+    if not splitting and count == 1:
+        return split  # one chain through K: what every GEMM of the recipe runs
     if not splitting:
         raise ValueError(f"slices: none of {r.name}'s GEMMs splits K (kernels "
                          f"{', '.join(dict.fromkeys(_kernel_name(r.gemm(g)) for g in GEMMS))}); "

@@ -145,7 +145,7 @@ def scaled_mm(mat_a: torch.Tensor, mat_b: torch.Tensor, scale_a: torch.Tensor,
             cuBLASLt split-K choice to reproduce (`fp8sim.engine.cublaslt_splits`).
         slices: (keyword only, not torch's) cut K into this many slices instead of the
             library's recorded choice: tensor-wise and blockwise scaling (the kernels that
-            split); row-wise scaling never splits and refuses it.
+            split); row-wise scaling never splits and refuses it (but 1).
 
     Returns:
         (M, N) torch tensor of out_dtype on mat_a's device.
@@ -183,7 +183,7 @@ def scaled_mm(mat_a: torch.Tensor, mat_b: torch.Tensor, scale_a: torch.Tensor,
                              "tensor)")
     bias32 = _bias(bias, n, out_name, torch)
     kind = _scaling(sa, sb, m, k, n)
-    if kind == "row" and slices is not None:
+    if kind == "row" and slices not in (None, 1):
         raise ValueError("slices: row-wise scaling never splits K (torch's row-wise kernels; "
                          "cuBLASLt's recording, fp8sim.engine.cublaslt_splits); leave slices out")
     if m == 0 or n == 0 or k == 0:
