@@ -171,3 +171,16 @@ def test_an_unrecorded_card_is_named_as_such():
         fp8sim.splits("cublaslt", 128, 8192, gpu="H200")
     with pytest.raises(ValueError, match=r"^gpu: expected one of 'H100', 'H200', got 'A100'"):
         fp8sim.splits("cublaslt", 128, 8192, gpu="A100")
+
+
+def test_group_scaling_without_promotion_says_promote_must_be_positive():
+    x = np.ones((8, 256), np.float32)
+    with pytest.raises(ValueError, match=r"^promote: .*needs promote > 0 .*; got 0"):
+        fp8sim.fp8_matmul(x, x.T.copy(), promote=0)
+
+
+def test_dequantize_names_the_block_the_caller_passed():
+    codes, scales = fp8sim.quantize(np.ones((6, 256), np.float32), block=(128, 128))
+    with pytest.raises(ValueError, match=r"^scales: expected shape \(1, 2\) for codes \(6, 256\) "
+                                         r"and block \(128, 128\), got \(1, 1\)"):
+        fp8sim.dequantize(codes, scales[:, :1], block=(128, 128))

@@ -307,13 +307,14 @@ def dequantize(
                          "element codes (e4m3, e5m2)")
     if arr.ndim != 2:
         raise ValueError(f"codes: expected a 2-D (M, K) array, got shape {arr.shape}")
-    bm, bk = resolve_block(check_block(block), arr.shape)
+    asked = check_block(block)
+    bm, bk = resolve_block(asked, arr.shape)
     out_dt = _out_dtype(dtype)
     s = scale_array(scales)
     want = (-(-arr.shape[0] // bm), -(-arr.shape[1] // bk))
     if s.shape != want:
         raise ValueError(f"scales: expected shape {want} for codes {arr.shape} and block "
-                         f"{(bm, bk)}, got {s.shape}")
+                         f"{tuple(asked)}, got {s.shape}")
     # the decoded codes, the repeated scales and their product (20.2 bytes measured, float64)
     check_large(arr.size * (2 * out_dt.itemsize + 6) + 16 * s.size,
                  f"codes: dequantizing shape {arr.shape}",

@@ -166,6 +166,7 @@ def _codes(x, fmt, arg: str, fmt_arg: str, format_info):
 def _device_scales(ep, scale_a, scale_b, m, k, n, promote):
     """scale_a and scale_b as float32 CuPy arrays of the epilogue's shapes, or a clear error."""
     from fp8sim.engine._gpu import _cupy
+    from fp8sim.engine.gemm import exact_float32
 
     cp = _cupy()
     if ep.k_grouped and promote <= 0 or ep.when == "promotion" and promote <= 0:
@@ -191,10 +192,7 @@ def _device_scales(ep, scale_a, scale_b, m, k, n, promote):
         if d.dtype != np.float32:
             if is_device(x):
                 raise TypeError(f"{arg}: device scales must be float32, got {d.dtype}")
-            host = np.asarray(x)
-            f32 = host.astype(np.float32)
-            if np.any((f32.astype(host.dtype) != host) & ~np.isnan(host)):
-                raise ValueError(f"{arg}: values are not exactly representable in float32")
+            f32 = exact_float32(np.asarray(x), arg)
             d = cp.asarray(f32.reshape(d.shape))
         out.append(cp.ascontiguousarray(d))
     return out[0], out[1]

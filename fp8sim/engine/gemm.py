@@ -384,12 +384,21 @@ def _f32_array(x, shape: tuple, arg: str) -> np.ndarray:
         raise ValueError(f"{arg}: expected shape {shape}, got {arr.shape}")
     if not np.issubdtype(arr.dtype, np.floating):
         raise TypeError(f"{arg}: expected float32 scales, got dtype {arr.dtype}")
+    return np.ascontiguousarray(exact_float32(arr, arg))
+
+
+def exact_float32(arr: np.ndarray, arg: str) -> np.ndarray:
+    """A float array as float32, refusing values float32 would round (the GPU only ever
+    sees float32 scales: rounding one silently would simulate another scale)."""
     out = arr.astype(np.float32)
     with np.errstate(over="ignore", invalid="ignore"):
         inexact = (out.astype(arr.dtype) != arr) & ~np.isnan(arr)
     if np.any(inexact):
-        raise ValueError(f"{arg}: values are not exactly representable in float32")
-    return np.ascontiguousarray(out)
+        first = arr.reshape(-1)[np.flatnonzero(inexact.reshape(-1))[0]]
+        raise ValueError(f"{arg}: {float(first)!r} ({arr.dtype}) is not exactly representable "
+                         f"in float32 (it rounds to {float(np.float32(first))!r}); pass float32 "
+                         "scales, e.g. np.float32(s), as the GPU receives them")
+    return out
 
 
 def _f32_scalar(x, arg: str) -> np.float32:

@@ -49,7 +49,11 @@ def quantized_gemm(x, w, recipe: str | LinearGemm = "deepseek-v3", **changes):
     xb, wb = (tuple(max(n, 1) if b is None else b for b, n in zip(c.block, v.shape, strict=True))
               for c, v in ((r.a, x32), (r.b, w32)))
     p = r.promote
-    if r.scaling == "group" and (p <= 0 or xb[1] % p or wb[0] % p):
+    if r.scaling == "group" and p <= 0:
+        raise ValueError(f"promote: group scaling applies the scales at each promotion, so "
+                         f"it needs promote > 0 (a divisor of the blocks' K extents, {xb[1]} "
+                         f"and {wb[0]}); got {p}")
+    if r.scaling == "group" and (xb[1] % p or wb[0] % p):
         raise ValueError(f"promote: group scaling applies the scales at each promotion, so "
                          f"it must divide the blocks' K extents ({xb[1]} and {wb[0]}); "
                          f"got {p}")
