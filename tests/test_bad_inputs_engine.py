@@ -110,19 +110,25 @@ def test_scheduler_addresses_need_a_port(address):
         parse_scheduler(address)
 
 
-def test_cli_sweep_refuses_a_bad_scheduler_and_an_empty_k_in_one_line():
+def test_cli_sweep_refuses_a_bad_scheduler_and_an_empty_k_in_one_line(tmp_path):
     assert_usage_error(invoke("sweep", "--k-values", "128", "--scheduler", "bogus"))
+    pytest.importorskip("distributed")  # a missing scheduler file: dask would wait for it
+    r = invoke("sweep", "--k-values", "128", "--scheduler", str(tmp_path / "none.json"))
+    assert_usage_error(r)
+    assert "no such scheduler file" in r.stderr
     assert_usage_error(invoke("sweep", "--k-values", "128,,256"))
 
 
-def test_cli_identify_refuses_a_npy_file_in_one_line(tmp_path):
-    path = tmp_path / "A.npy"
-    np.save(path, A)
-    r = invoke("identify", str(path))
-    assert r.exit_code != 0
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "is not an .npz archive" in lines[0], r.stderr
-    assert "Traceback" not in r.stderr + r.output
+@pytest.mark.parametrize("command", ["identify", "verify"])
+def test_cli_refuses_a_npy_or_text_file_for_a_capture_in_one_line(tmp_path, command):
+    np.save(tmp_path / "A.npy", A)
+    (tmp_path / "notes.txt").write_text("not numpy")
+    for name, what in (("A.npy", "a single array (.npy)"), ("notes.txt", "not a numpy file")):
+        r = invoke(command, str(tmp_path / name))
+        assert r.exit_code == 2
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"{name} is {what}, not an .npz archive" in lines[0], r.stderr
+        assert "Traceback" not in r.stderr + r.output
 
 
 def test_cli_gemm_refuses_float64_beyond_float32(tmp_path):

@@ -179,3 +179,25 @@ def test_a_new_users_wrong_inputs_are_one_line_naming_the_option(files, args, op
     assert_usage_error(r)
     line = r.stderr.strip()
     assert line.startswith(f"Error: {option}") or f"'{option}'" in line, line
+
+
+def test_gemm_refuses_an_out_that_is_an_input_and_options_the_files_replace(tmp_path):
+    """--out A.npy would replace A with D; --m beside --a/--b would be ignored: exit 2."""
+    a, b = tmp_path / "A.npy", tmp_path / "B.npy"
+    np.save(a, np.full((8, 64), 0x38, np.uint8))
+    np.save(b, np.full((64, 8), 0x38, np.uint8))
+    before = a.read_bytes()
+    r = run("gemm", "--a", str(a), "--b", str(b), "--out", str(a))
+    assert_usage_error(r)
+    assert "is an input file" in r.stderr and a.read_bytes() == before
+    for option, value in (("--m", "16"), ("--k", "64"), ("--seed", "3"), ("--dist", "normal")):
+        r = run("gemm", "--a", str(a), "--b", str(b), option, value)
+        assert_usage_error(r)
+        assert r.stderr.startswith(f"Error: {option}: --a and --b give the data"), r.stderr
+
+
+def test_gemm_says_when_slices_cut_k_into_fewer_than_asked():
+    r = run("gemm", "--m", "16", "--n", "16", "--k", "64", "--kernel", "cublaslt",
+               "--slices", "2")
+    assert r.exit_code == 0, r.stderr
+    assert "--slices 2: K = 64 cuts into 1" in r.output

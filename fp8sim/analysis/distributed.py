@@ -82,6 +82,9 @@ def connect(scheduler: str, *, threads: int | None = None) -> Iterator[Any]:
         finally:
             cluster.close()
     elif kind == "file":
+        if not os.path.isfile(where):  # dask would wait for it to appear, silently
+            raise ValueError(f"scheduler: no such scheduler file {where!r} (start the "
+                             "scheduler first: dask scheduler --scheduler-file FILE)")
         with distributed.Client(scheduler_file=str(where)) as client:
             yield client
     else:

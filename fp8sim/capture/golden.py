@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import re
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,10 +173,21 @@ class Case:
         return [n for n in self.arrays if n not in _INPUTS]
 
 
+def open_npz(path: str | Path) -> np.lib.npyio.NpzFile:
+    """An .npz archive of named arrays (no pickles), or a ValueError saying what the file is."""
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            magic = f.read(6)
+        what = "a single array (.npy)" if magic == b"\x93NUMPY" else "not a numpy file"
+        raise ValueError(f"{Path(path).name} is {what}, not an .npz archive of named arrays "
+                         "(np.savez writes one)")
+    return np.load(path, allow_pickle=False)
+
+
 def load_cases(path: str | Path) -> list[Case]:
     """Reads every case of a capture file, in file order."""
     cases: dict[str, Case] = {}
-    with np.load(path) as z:
+    with open_npz(path) as z:
         for key in z.files:
             prefix, _, name = key.rpartition("/")
             if prefix not in cases:

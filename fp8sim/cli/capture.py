@@ -60,7 +60,7 @@ def verify_cmd(file, run_identify, quiet):
     try:
         stats, results = verify(path)
     except (zipfile.BadZipFile, ValueError, OSError, KeyError) as e:
-        fail(f"FILE: {file!r} is not a readable capture: {e}")
+        fail(f"FILE: not a readable capture: {e}")
     if not stats:
         fail(f"FILE: {file!r} holds no GEMM outputs or conversions")
     bad = [r for r in results if not r.exact]

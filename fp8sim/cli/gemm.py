@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+from click.core import ParameterSource
 
 from fp8sim.analysis.measure import (
     GemmRow,
@@ -139,6 +140,8 @@ def gemm(m, n, k, dist, a_format, b_format, seed, scale, promote, preset, frac_b
     if (a_path is None) != (b_path is None):
         missing = "--b" if b_path is None else "--a"
         raise click.UsageError(f"{missing}: --a and --b go together (your A and B)")
+    if a_path is not None:
+        _refuse_random_case_options()
     if recipe is not None and (kernel or scale_a or scale_b):
         raise click.UsageError("--recipe: a recipe picks its own kernel and scales; leave out "
                                "--kernel, --scale-a and --scale-b")
@@ -161,6 +164,7 @@ def gemm(m, n, k, dist, a_format, b_format, seed, scale, promote, preset, frac_b
                                  param_hint="'--scale-a'")
     with usage_errors():
         if out_path is not None:
+            _refuse_overwriting_inputs(out_path, a_path, b_path, scale_a, scale_b)
             if Path(out_path).suffix.lower() not in (".npy", ".npz"):
                 raise _data.DataError(f"--out: expected a .npy or .npz file name, got "
                                       f"{out_path!r}")
@@ -189,6 +193,26 @@ def gemm(m, n, k, dist, a_format, b_format, seed, scale, promote, preset, frac_b
         writer.writerow(row)
     else:
         click.echo(summary(row, notes))
+
+
+def _refuse_random_case_options() -> None:
+    """--a/--b give the data and its size: a --m, --n, --k, --dist or --seed typed beside
+    them would be ignored, so it is refused (exit 2)."""
+    ctx = click.get_current_context()
+    given = [f"--{name}" for name in ("m", "n", "k", "dist", "seed")
+             if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE]
+    if given:
+        raise click.UsageError(f"{given[0]}: --a and --b give the data and its size; leave "
+                               f"{', '.join(given)} out")
+
+
+def _refuse_overwriting_inputs(out_path: str, *inputs: str | None) -> None:
+    """--out naming one of the input files would replace it with D: refused."""
+    out = Path(out_path).resolve()
+    for given in inputs:
+        if given is not None and Path(given).is_file() and Path(given).resolve() == out:
+            raise _data.DataError(f"--out: {out_path!r} is an input file; writing D there "
+                                  "would overwrite it")
 
 
 def _measure(m, n, k, dist, a_format, b_format, seed, scale, promote, preset, recipe,
@@ -234,6 +258,10 @@ def _measure(m, n, k, dist, a_format, b_format, seed, scale, promote, preset, re
                                      gpu=card, slices=slices, scale_a=kw.get("scale_a"),
                                      scale_b=kw.get("scale_b"))
         row.data |= {"gpu": card, "slices": count, "split": source}
+        if slices is not None and count != slices:
+            case.notes = [*case.notes, f"--slices {slices}: K = {row.k} cuts into {count} "
+                          "(each slice a multiple of the kernel's split alignment long, as "
+                          "the library cuts K; empty slices add nothing)"]
     for name in ("scale_a", "scale_b"):
         value = kw.get(name)
         if value is not None and np.size(value) == 1:

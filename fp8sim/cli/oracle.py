@@ -18,7 +18,7 @@ import click
 import numpy as np
 
 from fp8sim.analysis.identify import SEARCHES, identify
-from fp8sim.capture.golden import Case, load_cases, output_spec
+from fp8sim.capture.golden import Case, load_cases, open_npz, output_spec
 from fp8sim.cli.errors import OneLineErrors, fail
 
 __all__ = ["identify_cmd"]
@@ -122,13 +122,11 @@ def _load(path: Path) -> dict[str, np.ndarray]:
     if not path.exists():
         fail(f"FILE: {path} does not exist")
     try:
-        z = np.load(path, allow_pickle=False)
-        if not isinstance(z, np.lib.npyio.NpzFile):
-            fail(f"FILE: {path} is not an .npz archive (one array, .npy: save A, B and D "
-                 "with np.savez)")
-        with z:
+        with open_npz(path) as z:
             return {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
+    except ValueError as e:
+        fail(f"FILE: {e}; identify reads A, B and D saved with np.savez, or --a/--b/--d")
+    except (OSError, zipfile.BadZipFile) as e:
         fail(f"FILE: cannot read {path} as .npz ({e})")
 
 
