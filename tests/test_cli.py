@@ -98,6 +98,7 @@ def test_gemm_recipe():
     ["--scale", "tensor", "--recipe", "deepseek-v3"],
     ["--frac-bits", "-1"],
     ["--frac-bits", "40"],
+    ["--frac-bits", "29"],  # wider than the fast kernels model
     ["--frac-bits", "16", "--preset", "ideal"],
     ["--bogus"],
 ])

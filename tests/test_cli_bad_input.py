@@ -15,7 +15,7 @@ from cli_helpers import invoke as run
 def test_frac_bits_out_of_range_names_the_option_and_range():
     r = run("gemm", *TINY, "--frac-bits", "100")
     assert_usage_error(r)
-    assert "--frac-bits" in r.stderr and "0<=x<=52" in r.stderr
+    assert "--frac-bits" in r.stderr and "0<=x<=28" in r.stderr
 
 
 def test_a_decimal_scale_is_used_as_float32_and_said_so():
@@ -201,3 +201,19 @@ def test_gemm_says_when_slices_cut_k_into_fewer_than_asked():
                "--slices", "2")
     assert r.exit_code == 0, r.stderr
     assert "--slices 2: K = 64 cuts into 1" in r.output
+
+
+def test_sweep_refuses_an_empty_out_prefix():
+    r = run("sweep", "--k-values", "64", "--m", "4", "--n", "4", "--out", "")
+    assert_usage_error(r)
+    assert "--out" in r.stderr
+
+
+def test_identify_names_the_option_of_the_file_at_fault(tmp_path):
+    np.save(tmp_path / "A.npy", np.full((8, 64), 0x38, np.uint8))
+    np.save(tmp_path / "B32.npy", np.full((32, 8), 0x38, np.uint8))
+    np.save(tmp_path / "D.npy", np.zeros((8, 8), np.float32))
+    r = run("identify", "--a", str(tmp_path / "A.npy"), "--b", str(tmp_path / "B32.npy"),
+            "--d", str(tmp_path / "D.npy"))
+    assert_usage_error(r)
+    assert r.stderr.startswith("Error: --b: B32.npy: expected shape (64, N)"), r.stderr

@@ -6,6 +6,7 @@ import click
 
 from fp8sim.analysis.studies import SCALES, request_bytes
 from fp8sim.engine import budget
+from fp8sim.engine.gemm import FAST_MAX_FRAC_BITS
 from fp8sim.engine.mma import PRESETS
 
 __all__ = ["FORMATS", "OUT_DTYPES", "INSPECT_FORMATS", "REFERENCE_PRESETS", "DIST_HELP",
@@ -16,7 +17,7 @@ FORMATS = ("e4m3", "e5m2")
 OUT_DTYPES = ("float32", "bfloat16", "float16")
 INSPECT_FORMATS = ("e4m3", "e5m2", "e4m3fnuz", "e5m2fnuz")
 REFERENCE_PRESETS = ("ideal", "exact")  # mathematical baselines, not models of a chip
-MAX_FRAC_BITS = 52  # fp8sim.engine.mma.MMAStep takes 0..52
+MAX_FRAC_BITS = FAST_MAX_FRAC_BITS  # the widest the fast kernels model
 
 SIZE = click.IntRange(min=1)
 

@@ -74,7 +74,7 @@ def identify_cmd(file, a_path, b_path, d_path, key, a_format, b_format, out_dtyp
         try:
             r = identify(*args, search=search, promotes=plist, **kwargs)
         except (ValueError, TypeError) as e:
-            fail(f"{name}: {e}")
+            fail(_blame(name, str(e), (a_path, b_path, d_path) if file is None else None))
         results.append((name, r))
     if as_json:
         payload = [{"output": n} | r for n, r in results]
@@ -84,6 +84,14 @@ def identify_cmd(file, a_path, b_path, d_path, key, a_format, b_format, out_dtyp
         if i:
             click.echo("")
         click.echo(_table(name, r, top))
+
+
+def _blame(name: str, message: str, paths: tuple | None) -> str:
+    """identify's error, naming the --a/--b/--d option whose file it is about."""
+    arg, sep, rest = message.partition(": ")
+    if paths is not None and sep and arg in ("a", "b", "d"):
+        return f"--{arg}: {Path(dict(zip('abd', paths, strict=True))[arg]).name}: {rest}"
+    return f"{name}: {message}"
 
 
 def _parse_promotes(text: str | None) -> list[int] | None:

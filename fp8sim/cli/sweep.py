@@ -96,6 +96,9 @@ def sweep(k_values, m, n, promotes, dists, a_formats, b_formats, seed, scale, pr
     stderr when the sweep takes more than 2 s. Errors are against the exact (float64)
     product of the decoded FP8 inputs: the accumulation error alone.
     """
+    if not out.strip() or Path(out).name in ("", ".", ".."):
+        raise click.BadParameter(f"expected a file prefix such as results/sweep, got {out!r}",
+                                 param_hint="'--out'")
     prefix = Path(out)
     if prefix.suffix in (".csv", ".png"):
         prefix = prefix.with_suffix("")

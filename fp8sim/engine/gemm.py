@@ -36,6 +36,8 @@ from fp8sim.formats.info import FormatInfo, decode_table
 __all__ = ["gemm", "SCALINGS", "OUT_DTYPES", "ENGINES"]
 
 SCALINGS = tuple(EPILOGUES)
+FAST_MAX_FRAC_BITS = 28
+"""The widest accumulator the fast kernels model (wider steps: fp8sim.engine.reference)."""
 OUT_DTYPES = {"float32": np.dtype(np.float32), "bfloat16": np.dtype(ml_dtypes.bfloat16),
               "float16": np.dtype(np.float16)}
 _NAN32 = np.uint32(0x7FFFFFFF)
@@ -143,9 +145,9 @@ def _run(a, b, af: FormatInfo, bf: FormatInfo, step: MMAStep, promote: int, c32,
     c_arr = c32 if has_c else np.zeros((1, 1), np.float32)
     if step.fused:
         if step.align_rounding != step.result_rounding or step.zero_products_in_emax or \
-                step.frac_bits is None or step.frac_bits > 28:
+                step.frac_bits is None or step.frac_bits > FAST_MAX_FRAC_BITS:
             raise ValueError(f"preset: {step.name} has no fast kernel (only truncating fused "
-                             "steps with at most 28 fractional bits do); use "
+                             f"steps with at most {FAST_MAX_FRAC_BITS} fractional bits do); use "
                              "fp8sim.engine.reference.gemm")
         mode, frac, block = _k.FUSED, step.frac_bits, step.terms
     else:  # one product at a time: blocks of K only amortize the decoding
