@@ -255,3 +255,10 @@ def test_16_bit_ulp_distance_is_the_rank_difference():
         assert np.array_equal(d, np.abs(rank - rank[vals == 0][0]))
         assert ulp_distance_bits(np.array([0x8000], np.uint16), np.array([0], np.uint16),
                                  name)[0] == 0
+
+
+def test_a_near_match_never_reads_as_100_percent():
+    from fp8sim.analysis.stats import percent
+
+    assert percent(6143 / 6144) == 99.98 and percent(1.0) == 100.0
+    assert percent(1 - 1e-9, 3) == 99.999

@@ -1,4 +1,4 @@
-"""Kernel outputs as raw bits: the common ground of `fp8sim.oracle` and `fp8sim.identify`.
+"""Kernel outputs as raw bits: the common ground of `fp8sim.analysis.oracle` and identify.
 
 A kernel's output may come as float32, bfloat16 (ml_dtypes), float16, raw uint16 bits
 (what torch's bfloat16 becomes through ``.view(torch.int16)``) or a torch tensor.

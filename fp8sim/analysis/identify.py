@@ -42,6 +42,7 @@ from fp8sim.analysis.candidates import (
     search_candidates,
     split_candidates,
 )
+from fp8sim.analysis.stats import percent
 from fp8sim.engine.budget import check_memory, gemm_bytes
 from fp8sim.engine.epilogue import as_candidates, variants
 from fp8sim.engine.gemm import resolve_scaling
@@ -211,7 +212,7 @@ def _summary(problem: Problem, records: list[dict], search: str) -> dict:
             note += f"; so do {others} (the output cannot tell them apart)"
     else:
         note = (f"no candidate reproduces the output: the best, {best['label']}, matches "
-                f"{best['matched']} of {best['total']} ({100 * best['match']:.2f}%); "
+                f"{best['matched']} of {best['total']} ({percent(best['match']):.2f}%); "
                 f"tried {tried}")
     return {
         "promote": best["promote"], "match": best["match"], "explained": explained,

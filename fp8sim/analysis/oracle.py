@@ -18,6 +18,7 @@ import numpy as np
 
 from fp8sim.analysis._outputs import bits_to_float, float_dtype, output_bits, ulp_distance_bits
 from fp8sim.analysis.candidates import Candidate, Problem, promote_candidates, search_candidates
+from fp8sim.analysis.stats import percent
 from fp8sim.engine.epilogue import as_candidates
 from fp8sim.engine.gemm import gemm
 from fp8sim.engine.kernel import Kernel
@@ -108,7 +109,7 @@ class MatchReport:
             if self.would_match:
                 lines.append(f"  would match: {', '.join(self.would_match)}")
             else:
-                near = ", ".join(f"{r['label']} {100 * r['match']:.1f}%"
+                near = ", ".join(f"{r['label']} {percent(r['match'])}%"
                                  for r in self.alternatives[:3] if r["rows"] == self.shape[0])
                 lines.append(f"  none of the {len(self.alternatives)} other recipes tried "
                              f"matches; nearest (share of outputs matched): {near}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from fp8sim.engine import budget
@@ -91,3 +93,10 @@ def error_stats(approx: np.ndarray, exact: np.ndarray) -> dict[str, float]:
         "outputs": int(exact.size),
         "nonfinite_outputs": int(exact.size - np.count_nonzero(finite)),
     }
+
+
+def percent(share: float, digits: int = 2) -> float:
+    """100 * share rounded down to `digits` decimals: a match that misses one output of
+    thousands never reads as 100% (and 100 only when every output matches)."""
+    scale = 10.0 ** digits
+    return math.floor(100 * share * scale) / scale

@@ -354,6 +354,13 @@ def retile(
     kernel does) and quantizes again with `quantize`, keeping the (M, K) orientation
     (transpose codes and scales yourself for a GEMM that wants (K, M)).
 
+    Args:
+        codes, scales: what `quantize(x, fmt, block=from_block)` returned.
+        fmt: the codes' format (and the new codes'), "e4m3" or "e5m2".
+        from_block: the (bm, bk) the codes were quantized with.
+        to_block: the (bm, bk) of the new blocks.
+        pow2_scale: the new scales rounded up to powers of two, as `quantize` does.
+
     Returns:
         (codes, scales) of `quantize(dequantize(...), fmt, block=to_block, pow2_scale=...)`.
     """

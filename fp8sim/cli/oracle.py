@@ -18,6 +18,7 @@ import click
 import numpy as np
 
 from fp8sim.analysis.identify import SEARCHES, identify
+from fp8sim.analysis.stats import percent
 from fp8sim.capture.golden import Case, load_cases, open_npz, output_spec
 from fp8sim.cli.errors import OneLineErrors, fail
 
@@ -192,7 +193,7 @@ def _table(name: str, r: dict, top: int) -> str:
     for i, c in enumerate(cands, 1):
         frac = "-" if c["frac_bits"] is None else str(c["frac_bits"])
         lines.append(f"  {i:>4}  {c['label']:<34}{frac:>9}{c['terms']:>6}"
-                     f"{100 * c['match']:>9.3f}%{c['rows']:>6}")
+                     f"{percent(c['match'], 3):>9.3f}%{c['rows']:>6}")
     if any(c["rows"] < r["m"] for c in cands):
         lines.append("  (match on fewer rows than M: scored on those evenly spaced rows only)")
     if len(cands) < len(r["candidates"]):

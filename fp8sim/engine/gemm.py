@@ -82,7 +82,8 @@ def gemm(
             tensor, row, group or group-column from the shapes.
         out_dtype: "float32", "bfloat16" or "float16" (rounded to nearest even from float32;
             NaN is 0x7FFF in both 16-bit types, as cuBLASLt writes it).
-        preset: the MMA step model, "hopper" (verified) or another `fp8sim.mma` preset.
+        preset: the MMA step model, "hopper" (verified) or another preset of
+            `fp8sim.PRESETS` (`fp8sim.engine.mma`).
         engine: "cpu" (numba, all cores) or "gpu" (CUDA kernels through CuPy on any NVIDIA
             GPU of compute capability >= 7.0, no FP8 hardware needed): the same bits. With
             "gpu", device arrays (CuPy, torch CUDA tensors) stay on the device and the

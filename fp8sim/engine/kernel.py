@@ -43,7 +43,9 @@ CUBLASLT_FAST_SPLIT_H100 = SplitK(
     name="cublaslt-fast", align=128, unsplit_max_k=4096, table=CUBLASLT_FAST_SLICES_H100,
     table_16bit=CUBLASLT_FAST_SLICES_H100_16BIT, device="H100",
     description="cuBLASLt with fast accumulation (torch._scaled_mm, use_fast_accum=True) on "
-                "the H100: one chain up to K = 4096, the captured slice counts beyond.")
+                "the H100, as first captured: one chain up to K = 4096, the captured slice "
+                "counts beyond (cuBLASLt's recorded choice, fp8sim.engine.cublaslt_splits, "
+                "comes first wherever it covers the shape).")
 """cuBLASLt fast accumulation's split of K on the H100."""
 
 
@@ -361,14 +363,16 @@ KERNELS: dict[str, Kernel] = _Named({k.name: k for k in (
     Kernel(name="cublaslt-fast", scaling="tensor", verified=True,
            split=(CUBLASLT_FAST_SPLIT_H100,),
            description="cuBLASLt (torch._scaled_mm) with use_fast_accum=True: no promotion, "
-                       "then acc * float32(scale_a * scale_b). Past K = 4096 cuBLASLt splits K "
-                       "into slices whose FP32 sum is promotion every slice length: the H100's "
-                       "captured slice counts apply, other shapes need slices=. (The long-K "
-                       "captures have unit scales: alpha applied once to the slices' sum is "
-                       "unverified there.)"),
+                       "then acc * float32(scale_a * scale_b). At long K (first at K = 5136) "
+                       "for small outputs cuBLASLt splits K into slices whose FP32 sum is "
+                       "promotion every slice length; the count per shape is cuBLASLt's "
+                       "recorded choice (`fp8sim splits`); scale applied once to the slices' "
+                       "sum (captures with random scales)."),
     Kernel(name="cublaslt", promote=128, scaling="tensor", verified=True,
            description="cuBLASLt (torch._scaled_mm) with use_fast_accum=False: promotion "
-                       "every 128, then acc * float32(scale_a * scale_b)."),
+                       "every 128, then acc * float32(scale_a * scale_b). At long K for small "
+                       "outputs it splits K as cublaslt-fast does, by its own recorded choice "
+                       "per shape (`fp8sim splits`)."),
     Kernel(name="torch-rowwise-fast", scaling="row", out_dtype="bfloat16", verified=True,
            description="torch._scaled_mm with row-wise scales, use_fast_accum=True, bf16 out."),
     Kernel(name="torch-rowwise", promote=128, scaling="row", out_dtype="bfloat16",

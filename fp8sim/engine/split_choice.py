@@ -126,6 +126,17 @@ def splits(kernel: str | Kernel, n: int, k: int, gpu: str = "H100", m_max: int =
     the count was never recorded). Kernels that never split (DeepGEMM, Triton, torchao's
     Triton blockwise): one range, 1 slice. Raises ValueError naming the argument (unknown
     kernel or gpu, n or k not a positive int, out of the recorded range).
+
+    Args:
+        kernel: a name in `fp8sim.KERNELS` (or a Kernel), or a cuBLASLt family name
+            (`cublaslt_splits.FAMILIES`: "tensor-fast", "tensor", "row-fast", "row",
+            "block128", "block1").
+        n, k: the GEMM's N and K (torch's (M, K) x (K, N)).
+        gpu: the card whose recorded choice to read, "H100" or "H200".
+        m_max: the largest batch size M listed.
+        out_dtype: "float32", "bfloat16" or "float16" (splits as bfloat16).
+        family: for a blockwise kernel, its scale layout's family ("block128": 128x128
+            blocks of B; "block1": 128x1 tiles, the Wgrad GEMM); None: the kernel's own.
     """
     check_gpu(gpu)
     for name, v in (("n", n), ("k", k), ("m_max", m_max)):
