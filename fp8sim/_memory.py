@@ -70,12 +70,13 @@ def available_memory() -> int | None:
 
 
 def format_bytes(n: float) -> str:
-    """'1.5 GB': a byte count in decimal units, for messages."""
-    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
-        if abs(n) < 1000 or unit == "PB":
+    """'1.5 GB': a byte count in decimal units, for messages ('3.2e+12 EB' past exabytes)."""
+    for unit in ("B", "kB", "MB", "GB", "TB", "PB", "EB"):
+        if abs(n) < 1000:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} PB"  # pragma: no cover
+        if unit != "EB":
+            n /= 1000
+    return f"{n:.2g} EB"
 
 
 def check_memory(need: float, what: str, *, hint: str = "",

@@ -217,3 +217,40 @@ def test_identify_names_the_option_of_the_file_at_fault(tmp_path):
             "--d", str(tmp_path / "D.npy"))
     assert_usage_error(r)
     assert r.stderr.startswith("Error: --b: B32.npy: expected shape (64, N)"), r.stderr
+
+
+def test_file_options_say_what_the_path_is(tmp_path):
+    np.save(tmp_path / "B.npy", np.full((64, 8), 0x38, np.uint8))
+    for path, what in ((tmp_path, "is a folder"), ("/dev/null", "is not a regular file"),
+                       (tmp_path / "none.npy", "no such file")):
+        r = run("gemm", "--a", str(path), "--b", str(tmp_path / "B.npy"))
+        assert_usage_error(r)
+        assert r.stderr.startswith("Error: --a: ") and what in r.stderr, r.stderr
+
+
+def test_identify_names_the_missing_array_and_decode_a_negative_code(tmp_path):
+    np.savez(tmp_path / "case.npz", A=np.zeros((4, 32), np.uint8), B=np.zeros((32, 4), np.uint8))
+    r = run("identify", str(tmp_path / "case.npz"))
+    assert_usage_error(r)
+    assert "has no D array" in r.stderr
+    r = run("decode", "-1")
+    assert_usage_error(r)
+    assert "expected 0..255" in r.stderr
+
+
+def test_a_recipe_on_float_files_with_nan_names_the_file_option(tmp_path):
+    x = np.ones((8, 128), np.float32)
+    x[0, 0] = np.nan
+    np.save(tmp_path / "A.npy", x)
+    np.save(tmp_path / "B.npy", np.ones((128, 8), np.float32))
+    r = run("gemm", "--a", str(tmp_path / "A.npy"), "--b", str(tmp_path / "B.npy"),
+            "--recipe", "deepseek-v3")
+    assert_usage_error(r)
+    assert r.stderr.startswith("Error: --a: the float data holds NaN or Inf"), r.stderr
+
+
+def test_huge_requests_print_readable_sizes():
+    from fp8sim._memory import format_bytes
+
+    assert format_bytes(2.5e15) == "2.5 PB" and format_bytes(6.4e18) == "6.4 EB"
+    assert format_bytes(9e24) == "9e+06 EB"

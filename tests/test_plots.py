@@ -80,3 +80,20 @@ def test_no_pyplot():
     import inspect
     src = inspect.getsource(plots)
     assert "import matplotlib.pyplot" not in src and "from matplotlib import pyplot" not in src
+
+
+@pytest.mark.parametrize("fn", [plots.error_vs_k, plots.error_vs_promote])
+def test_every_error_zero_keeps_a_linear_axis_and_says_so(fn):
+    """K = 1 sums one exact product: all errors are 0, which a log axis cannot show
+    (matplotlib would warn on stderr); the axis stays linear with a note."""
+    import warnings
+
+    rows = [{"k": 1, "promote": p, "dist": "normal", "max_rel_error": 0.0} for p in (0, 128)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = fn(rows)
+        fig.canvas.draw()
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "linear"
+    assert any("every error is 0" in t.get_text() for t in ax.texts)
+    assert fn(_rows()).axes[0].get_yscale() == "log"

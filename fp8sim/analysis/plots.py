@@ -158,7 +158,7 @@ def error_vs_k(rows: Sequence[Mapping], *, metric: str = "max_rel_error",
         ax.plot([k], [err], marker="*", markersize=14, linestyle="none",
                 color=["k", "m", "y", "c"][i % 4], label=label)
     ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
+    _log_y(ax)
     ylabel = _metric_label(metric) + ("; dotted: mean" if show_mean else "")
     _finish(ax, title or "FP8 GEMM error vs K (E4M3, bit-exact Hopper model)",
             "K (elements summed)", ylabel)
@@ -217,7 +217,7 @@ def error_vs_promote(rows: Sequence[Mapping], *, metric: str = "max_rel_error",
                 linestyle="none", color=["k", "m", "y", "c"][i % 4], label=label)
     ax.axvline(128, color="grey", linestyle=":", label="N_C = 128 (DeepSeek-V3)")
     ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
+    _log_y(ax)
     _finish(ax, title or "Error vs promotion interval (interval = K: promote only at the end)",
             "promotion interval (elements of K between FP32 promotions)", _metric_label(metric),
             inside_up_to=8)
@@ -350,10 +350,21 @@ def error_lines(rows: Sequence[Mapping], *, x: str, metric: str, series: str,
                         linewidth=max(2.8 - 0.5 * i, 1.0), color=f"C{i}", label=str(name))
         if logx:
             ax.set_xscale("log")
-        ax.set_yscale("log")
+        _log_y(ax)
         _finish(ax, f"{panel} = {pv}" if panel else (title or ""),
                 xlabel or x.replace("_", " "), ylabel or _metric_label(metric)
                 if ax is axes[0] else "")
     if panel and title:
         fig.suptitle(title)
     return fig
+
+
+def _log_y(ax) -> None:
+    """A log y axis for the errors; linear, saying so, where no plotted error is positive
+    (every output exact: a log axis has nothing to draw and matplotlib warns)."""
+    ys = [np.asarray(line.get_ydata(), dtype=float) for line in ax.get_lines()
+          if line.get_transform() == ax.transData]  # not axvline's axes-fraction y
+    if any(np.any(y > 0) for y in ys):
+        ax.set_yscale("log")
+    else:
+        ax.text(0.5, 0.5, "every error is 0 (exact)", transform=ax.transAxes, ha="center")

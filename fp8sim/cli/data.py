@@ -84,8 +84,11 @@ def peek(spec: str, option: str, names: tuple[str, ...] = ()) -> Source:
         DataError: missing file, unreadable file, no such array.
     """
     path, key = _split(spec)
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"{option}: no such file {str(path)!r}")
+    if not path.is_file():
+        what = "a folder" if path.is_dir() else "not a regular file"
+        raise DataError(f"{option}: {str(path)!r} is {what}, not an .npy/.npz file")
     try:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as z:

@@ -110,6 +110,13 @@ def file_operands(a_path, b_path, a_format, b_format, scale, recipe, kern,
                         hint="use smaller matrices")
     x, w = _data.load(sa_src), _data.load(sb_src)
     if recipe is not None:
+        for option, v in (("--a", x), ("--b", w)):
+            with np.errstate(over="ignore"):
+                finite = np.all(np.isfinite(np.asarray(v, np.float32)))
+            if not finite:
+                raise _data.DataError(f"{option}: the float data holds NaN or Inf (or values "
+                                      "beyond float32), which would poison a block's scale; "
+                                      "a recipe needs finite data")
         return Case((m, n, k), {"dist": "file", "scale": "recipe", "seed": None,
                                 "a": str(sa_src), "b": str(sb_src)}, x=x, w=w)
     info = {"dist": "file", "seed": None, "scale": scale if any(floats) else "codes",

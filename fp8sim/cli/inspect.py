@@ -141,7 +141,8 @@ def _parse_code(text: str) -> int:
     return code
 
 
-@click.command(name="decode", short_help="Decodes FP8 codes: fields, value, neighbours.")
+@click.command(name="decode", context_settings={"ignore_unknown_options": True},
+               short_help="Decodes FP8 codes: fields, value, neighbours.")
 @click.argument("codes", nargs=-1, required=True)
 @_FORMAT_OPTION
 def decode_(codes, fmt):

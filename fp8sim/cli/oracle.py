@@ -151,7 +151,8 @@ def _jobs(path: Path, key, a_format, b_format, out_dtype) -> list[tuple[str, tup
         return [(path.name, (plain["A"], plain["B"], plain["D"]), kw)]
     if key is None:
         sample = ", ".join(list(arrays)[:3])
-        fail(f"--key: {path.name} has no A, B, D arrays; name an output of the capture "
+        lacking = ", ".join(sorted({"A", "B", "D"} - plain.keys()))
+        fail(f"--key: {path.name} has no {lacking} array; name an output of the capture "
               f"(e.g. {sample}; {len(arrays)} arrays)")
     cases = {c.key: c for c in load_cases(path)}
     key = key.strip("/")
