@@ -85,3 +85,12 @@ def test_cublaslt_refuses_a_long_k_split_never_recorded_on_the_card():
     assert got.shape == (64, 64)
     assert KERNELS["cublaslt"](a, b, scale_a=one, scale_b=one, slices=2,
                                       gpu="H200").shape == (64, 64)
+
+
+@pytest.mark.parametrize("name", ["cublaslt", "cublaslt-fast"])
+def test_cublaslt_refuses_two_e5m2_operands_as_the_library_does(name):
+    one = np.float32(1)
+    with pytest.raises(ValueError, match=rf"^b_format: {name} does not multiply two E5M2"):
+        KERNELS[name](A, B, scale_a=one, scale_b=one, a_format="e5m2", b_format="e5m2")
+    for fa, fb in (("e4m3", "e5m2"), ("e5m2", "e4m3")):  # one E5M2 operand is fine
+        KERNELS[name](A, B, scale_a=one, scale_b=one, a_format=fa, b_format=fb)

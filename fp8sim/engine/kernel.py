@@ -122,6 +122,8 @@ class Kernel:
     """The operand formats the kernel takes (what its captures back); empty: e4m3 and e5m2."""
     out_dtypes: tuple[str, ...] = ()
     """The output types the kernel writes (what its captures back); empty: every out_dtype."""
+    two_e5m2: bool = True
+    """Whether the kernel takes E5M2 for both operands (cuBLASLt's FP8 GEMM refuses it)."""
     description: str = ""
 
     @property
@@ -229,12 +231,17 @@ class Kernel:
 
     def _check_types(self, a, b, settings: dict) -> None:
         """Refuses operand formats and output types that no capture of this kernel backs."""
+        fmts = []
         for arg, x in (("a", a), ("b", b)):
             fmt = _format_name(x, settings.get(f"{arg}_format"))
+            fmts.append(fmt)
             if self.formats and fmt is not None and fmt not in self.formats:
                 named = f"{arg}_format" if settings.get(f"{arg}_format") is not None else arg
                 raise ValueError(f"{named}: {self.name} takes {' or '.join(self.formats)} "
                                  f"operands (what its captures back), got {fmt}")
+        if not self.two_e5m2 and fmts == ["e5m2", "e5m2"]:
+            raise ValueError(f"b_format: {self.name} does not multiply two E5M2 operands "
+                             "(cuBLASLt refuses it, as torch._scaled_mm does); make one e4m3")
         out = _out_name(settings.get("out_dtype"))
         if self.out_dtypes and out is not None and out not in self.out_dtypes:
             raise ValueError(f"out_dtype: {self.name} writes {' or '.join(self.out_dtypes)} "
@@ -360,7 +367,7 @@ KERNELS: dict[str, Kernel] = _Named({k.name: k for k in (
     Kernel(name="deepgemm", promote=128, scaling="group", verified=True,
            description="DeepGEMM-style fine-grained scaling: at each promotion acc = fma(part, "
                        "float32(scale_a[i, g] * scale_b[g, j // 128]), acc)."),
-    Kernel(name="cublaslt-fast", scaling="tensor", verified=True,
+    Kernel(name="cublaslt-fast", scaling="tensor", verified=True, two_e5m2=False,
            split=(CUBLASLT_FAST_SPLIT_H100,),
            description="cuBLASLt (torch._scaled_mm) with use_fast_accum=True: no promotion, "
                        "then acc * float32(scale_a * scale_b). At long K (first at K = 5136) "
@@ -368,7 +375,7 @@ KERNELS: dict[str, Kernel] = _Named({k.name: k for k in (
                        "promotion every slice length; the count per shape is cuBLASLt's "
                        "recorded choice (`fp8sim splits`); scale applied once to the slices' "
                        "sum (captures with random scales)."),
-    Kernel(name="cublaslt", promote=128, scaling="tensor", verified=True,
+    Kernel(name="cublaslt", promote=128, scaling="tensor", verified=True, two_e5m2=False,
            description="cuBLASLt (torch._scaled_mm) with use_fast_accum=False: promotion "
                        "every 128, then acc * float32(scale_a * scale_b). At long K for small "
                        "outputs it splits K as cublaslt-fast does, by its own recorded choice "
