@@ -190,3 +190,10 @@ def test_dequantize_names_the_block_the_caller_passed():
     with pytest.raises(ValueError, match=r"^scales: expected shape \(1, 2\) for codes \(6, 256\) "
                                          r"and block \(128, 128\), got \(1, 1\)"):
         fp8sim.dequantize(codes, scales[:, :1], block=(128, 128))
+
+
+def test_a_recipe_checks_its_promotion_when_built_and_identify_its_promotes():
+    with pytest.raises(ValueError, match=r"^promote: expected 0 \(never\) or a positive multiple"):
+        fp8sim.Recipe(name="x", promote=33)
+    with pytest.raises(TypeError, match=r"^promotes: expected an iterable of ints"):
+        fp8sim.identify(A, B, np.zeros((4, 128), np.float32), promotes=["128"])

@@ -188,9 +188,13 @@ def _check_promotes(promotes, k: int) -> list[tuple[int, bool]] | None:
     if promotes is None:
         return None
     try:
-        values = [int(p) for p in promotes]
-    except (TypeError, ValueError):
-        raise TypeError(f"promotes: expected an iterable of ints, got {promotes!r}") from None
+        items = list(promotes)
+    except TypeError:
+        items = None
+    if items is None or any(isinstance(p, bool) or not isinstance(p, (int, np.integer))
+                            for p in items):
+        raise TypeError(f"promotes: expected an iterable of ints, got {promotes!r}")
+    values = [int(p) for p in items]
     if not values or any(p < 0 or p % 32 for p in values):
         raise ValueError(f"promotes: expected 0 or positive multiples of 32, got {values}")
     return [(p, p >= k) for p in dict.fromkeys(values)]

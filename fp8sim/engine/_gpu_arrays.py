@@ -101,7 +101,7 @@ def gemm(a, b, *, a_format, b_format, promote, c, scale_a, scale_b, scaling, out
     m, k, n = g.check_shapes(da.shape, db.shape)
     g._check_operand(fa, "a_format")
     g._check_operand(fb, "b_format")
-    promote = g._check_promote(promote, step)
+    promote = g.check_promote(promote, step)
     out_dt = g.check_out_dtype(out_dtype)
     has_c = c is not None
     if has_c:

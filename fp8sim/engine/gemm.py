@@ -112,7 +112,7 @@ def gemm(
     need = budget.gemm_bytes(m, n, k, copies=_copy_bytes(a, b))
     budget.check_large(need, f"gemm: M={m} N={n} K={k}",  # (identify runs hundreds)
                        hint="split the output into row blocks")
-    promote = _check_promote(promote, step)
+    promote = check_promote(promote, step)
     out_dt = check_out_dtype(out_dtype)
     c32 = _check_c(c, m, n)
     ep = resolve_scaling(scaling, scale_a, scale_b, m, k, n, promote)
@@ -241,7 +241,8 @@ def _check_engine(engine) -> None:
         _gpu.check()
 
 
-def _check_promote(promote, step: MMAStep) -> int:
+def check_promote(promote, step: MMAStep) -> int:
+    """promote as an int: 0 (never) or a positive multiple of 32 and of the step's terms."""
     if isinstance(promote, bool) or not isinstance(promote, (int, np.integer)):
         raise TypeError(f"promote: expected an int (0 or a multiple of 32), got {promote!r}")
     promote = int(promote)

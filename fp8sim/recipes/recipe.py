@@ -19,9 +19,11 @@ from fp8sim.casts import BlockCast
 from fp8sim.casts.checks import check_block
 from fp8sim.engine.bf16 import _as_bf16, gemm_bf16
 from fp8sim.engine.epilogue import GROUP, GROUP_COLUMN, ROW, as_candidates
+from fp8sim.engine.gemm import check_promote
 from fp8sim.engine.kernel import Kernel
 from fp8sim.engine.kernel import kernel as lookup_kernel
 from fp8sim.engine.mma import MMAStep
+from fp8sim.engine.mma import preset as preset_step
 from fp8sim.formats.info import format_info
 
 __all__ = ["OperandCast", "LinearGemm", "LinearRecipe", "GEMMS", "HP_KERNELS", "SCALE_PATHS",
@@ -249,6 +251,7 @@ def gemm_recipe(*, name: str, x_format: str = "e4m3", w_format: str = "e4m3",
                              f"got {blk!r}") from None
         casts.append(BlockCast(fmt=fmt, block=tuple(blk), convention=rule,
                                pow2_scale=scale_rule == "pow2"))
+    check_promote(promote, preset_step(preset) if isinstance(preset, str) else preset)
     kern = Kernel(name=f"{name}-gemm", step=preset, promote=promote, scaling=scaling,
                   out_dtype=out_dtype)
     return LinearGemm(a=casts[0], b=casts[1], kernel=kern, out_dtype=out_dtype, name=name,
