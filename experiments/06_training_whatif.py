@@ -21,7 +21,6 @@ a tiny model for a few steps on the CPU. Progress goes to stderr.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import fcntl
 import sys
@@ -185,12 +184,14 @@ def run_study(tiny: bool, out_dir: Path | None, stem: str, jobs: int = 1,
              for i, r in enumerate(runs)]
     results = []
     if jobs <= 1:
-        results = [_work(t) for t in tasks]
+        for t in tasks:
+            results.append(_said(_work(t), len(results) + 1, len(tasks)))
     else:
         import multiprocessing as mp
 
         with mp.get_context("spawn").Pool(jobs) as pool:
-            results = list(pool.imap_unordered(_work, tasks))
+            for res in pool.imap_unordered(_work, tasks):
+                results.append(_said(res, len(results) + 1, len(tasks)))
     cut = [name for name, ok, _ in results if not ok]
     if cut:
         print(f"06_training_whatif: budget spent; {len(cut)} runs unfinished (rerun to resume)",
@@ -200,6 +201,14 @@ def run_study(tiny: bool, out_dir: Path | None, stem: str, jobs: int = 1,
     rows = read_rows(p["csv"])
     report(rows, read_rows(p["timing"]), p["png"], p["md"], tiny=tiny)
     return rows
+
+
+def _said(result: tuple[str, bool, float], i: int, n: int) -> tuple[str, bool, float]:
+    """One stderr line per run as it ends (the step bars vanish where stderr is a log)."""
+    name, ok, per_step = result
+    state = f"done, {per_step:.3g} s/step" if ok else "stopped (budget or error)"
+    print(f"06_training_whatif: [{i}/{n}] {name}: {state}", file=sys.stderr, flush=True)
+    return result
 
 
 def step_bench(tiny: bool, steps: int) -> dict[str, float]:
@@ -248,9 +257,12 @@ def main(small: bool = False, out_dir: Path | None = None) -> list[dict]:
 
 def cli(argv: list[str] | None = None) -> int:
     """Parses the command line; exit 2 with one line on stderr for bad arguments."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sys.path.insert(0, str(HERE))
+    from _cli import OneLineParser, out_dir
+
+    ap = OneLineParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiny", action="store_true", help="tiny model, a few steps, on the CPU")
-    ap.add_argument("--out", type=Path, default=None,
+    ap.add_argument("--out", type=out_dir, default=None,
                     help="folder for training_whatif.{csv,png,md} (default experiments/results,"
                          " files 06_training_whatif.*)")
     ap.add_argument("--jobs", type=int, default=1, help="runs trained at once (processes)")
@@ -276,6 +288,8 @@ def cli(argv: list[str] | None = None) -> int:
         from _whatif_report import report
 
         p = paths(args.out, stem)
+        if not p["csv"].exists():
+            ap.error(f"--report-only: no results to report in {str(p['csv'])!r}")
         report(read_rows(p["csv"]), read_rows(p["timing"]), p["png"], p["md"], tiny=args.tiny)
         return 0
     try:

@@ -5,7 +5,6 @@ Not a study itself (run_all.py runs only the numbered scripts).
 
 from __future__ import annotations
 
-import argparse
 import csv
 import os
 import sys
@@ -171,9 +170,12 @@ def _record_h100(file: str, key: str, output: str, shape: tuple, errors: dict) -
 
 def study_cli(main, doc: str) -> None:
     """The command line every study shares: --small (a smoke test) and --out."""
-    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _cli import OneLineParser, out_dir
+
+    p = OneLineParser(description=doc.splitlines()[0])
     p.add_argument("--small", action="store_true", help="tiny sizes, a smoke test")
-    p.add_argument("--out", type=Path, default=None,
+    p.add_argument("--out", type=out_dir, default=None,
                    help="results folder (default experiments/results)")
     args = p.parse_args()
     main(args.small, args.out)

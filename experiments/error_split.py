@@ -12,9 +12,9 @@ inputs separates the casts (quantization) from the MMA chain (accumulation).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -72,16 +72,21 @@ def plot(rows: list[dict], title: str = "") -> Figure:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: prints the table (and writes JSON with --json)."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--m", type=int, default=256)
-    p.add_argument("--k", type=int, default=4096)
-    p.add_argument("--n", type=int, default=256)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _cli import OneLineParser, fraction, out_file, positive_int
+
+    p = OneLineParser(description=__doc__.splitlines()[0])
+    p.add_argument("--m", type=positive_int, default=256)
+    p.add_argument("--k", type=positive_int, default=4096)
+    p.add_argument("--n", type=positive_int, default=256)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--outliers", type=float, default=1e-3)
+    p.add_argument("--outliers", type=fraction, default=1e-3,
+                   help="share of entries made outliers, in [0, 1)")
     p.add_argument("--outlier-scale", type=float, default=100.0)
     p.add_argument("--recipes", nargs="+", default=list(DEFAULT_RECIPES), choices=list(RECIPES))
-    p.add_argument("--json", help="also write the rows to this file")
-    p.add_argument("--plot", help="also save a bar chart (PNG/SVG/PDF) to this file")
+    p.add_argument("--json", type=out_file, help="also write the rows to this file")
+    p.add_argument("--plot", type=out_file,
+                   help="also save a bar chart (PNG/SVG/PDF) to this file")
     a = p.parse_args(argv)
     rows = run(a.m, a.k, a.n, a.recipes, seed=a.seed, outliers=a.outliers,
                outlier_scale=a.outlier_scale)

@@ -69,3 +69,31 @@ def test_recipes_layer_data_reproduces_the_committed_results():
         exact = a.astype("float64") @ b.astype("float64")
         floor = mod._rel(mod._bf16_output(exact), exact, exact)
         assert f"{floor:.6g}" == row["bf16_floor_fro_rel"], row
+
+
+@pytest.mark.parametrize(("script", "args", "expected"), [
+    ("01_error_vs_k.py", ["--small", "--out", "{file}"], "argument --out: '{file}' is a file"),
+    ("run_all.py", ["--small", "--out", "{file}"], "argument --out: '{file}' is a file"),
+    ("06_training_whatif.py", ["--tiny", "--out", "{file}"],
+     "argument --out: '{file}' is a file"),
+    ("06_training_whatif.py", ["--report-only", "--out", "{tmp}/none"],
+     "--report-only: no results to report"),
+    ("error_split.py", ["--m", "-4"], "argument --m: expected a positive int, got -4"),
+    ("error_split.py", ["--outliers", "2"], "argument --outliers: expected a share in [0, 1)"),
+    ("error_split.py", ["--json", "{tmp}/no/such/folder/x.json"], "argument --json: cannot write"),
+])
+def test_study_command_lines_refuse_bad_arguments_in_one_line_before_any_work(
+        tmp_path, script, args, expected):
+    """As the fp8sim CLI: exit 2, one line on stderr, before computing (a bad --out used to
+    end a finished study in a traceback)."""
+    import subprocess
+
+    file = tmp_path / "a_file"
+    file.write_text("")
+    fill = {"file": str(file), "tmp": str(tmp_path)}
+    r = subprocess.run([sys.executable, str(EXPERIMENTS / script),
+                        *(a.format(**fill) for a in args)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, (r.returncode, r.stderr[-400:])
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected.format(**fill) in lines[0], r.stderr

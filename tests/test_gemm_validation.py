@@ -134,14 +134,24 @@ def test_scale_b_shape_picks_the_granularity():
                                                     scaling="group").view(np.uint32))
 
 
-def test_a_kernels_layouts_take_the_first_that_fits():
+def test_scales_that_fit_two_of_a_kernels_layouts_are_ambiguous():
+    """N = 1: scale_b (2, 1) is both 128x128 blocks and 128x1 tiles, whose arithmetic and
+    split differ: no silent pick of the first (cublaslt-blockwise gave 128x128's bits)."""
+    from fp8sim import KERNELS
     from fp8sim.engine.epilogue import GROUP, GROUP_COLUMN
-    a = np.zeros((4, 256), np.uint8)
-    b = np.zeros((256, 1), np.uint8)  # N = 1: (2, 1) fits both layouts
-    gemm(a, b, promote=128, scale_a=SA2, scale_b=np.ones((2, 1), np.float32),
-         scaling=(GROUP, GROUP_COLUMN))
-    with pytest.raises(ValueError, match="^scaling: .*ambiguous"):
-        gemm(a, b, promote=128, scale_a=SA2, scale_b=np.ones((2, 1), np.float32))
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 0x7E, (4, 256), dtype=np.uint8)
+    b = rng.integers(0, 0x7E, (256, 1), dtype=np.uint8)
+    sa, sb = rng.random((4, 2)).astype(np.float32), rng.random((2, 1)).astype(np.float32)
+    for scaling in ((GROUP, GROUP_COLUMN), None):
+        with pytest.raises(ValueError, match=r"^scaling: .*ambiguous \(group or group-column\)"):
+            gemm(a, b, promote=128, scale_a=sa, scale_b=sb, scaling=scaling)
+    with pytest.raises(ValueError, match=r"^scaling: .*ambiguous"):
+        KERNELS["cublaslt-blockwise"](a, b, scale_a=sa, scale_b=sb)
+    for name in ("group", "group-column"):
+        want = gemm(a, b, promote=128, scale_a=sa, scale_b=sb, scaling=name)
+        got = KERNELS["cublaslt-blockwise"](a, b, scale_a=sa, scale_b=sb, scaling=name)
+        assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
 
 
 def _bits32(x) -> np.ndarray:

@@ -297,7 +297,9 @@ def check_shapes(a_shape: tuple, b_shape: tuple) -> tuple[int, int, int]:
     return int(m), int(k), int(b_shape[1])
 
 def resolve_scaling(scaling, scale_a, scale_b, m, k, n, promote) -> Epilogue | None:
-    """The epilogue asked for (the first of several whose shapes fit), or inferred from shapes."""
+    """The epilogue asked for (the one of several whose shapes fit), or inferred from shapes;
+    shapes that fit two (a kernel's 128x128 and 128x1 layouts of scale_b at N = 1) are a
+    ValueError asking for scaling=, never a silent pick of one arithmetic."""
     for arg, x in (("scale_a", scale_a), ("scale_b", scale_b)):
         try:
             np.shape(x)
@@ -319,8 +321,6 @@ def resolve_scaling(scaling, scale_a, scale_b, m, k, n, promote) -> Epilogue | N
         return candidates[0]  # its shapes are checked with messages of their own
     pool = INFERRED if candidates is None else candidates
     fits = fitting(pool, scale_a, scale_b, m, k, n, promote)
-    if candidates is not None and fits:
-        return fits[0]
     if len(fits) == 1:
         return fits[0]
     sa, sb = np.shape(scale_a), np.shape(scale_b)

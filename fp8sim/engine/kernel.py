@@ -109,7 +109,8 @@ class Kernel:
     scaling: str | Epilogue | tuple[Epilogue, ...] | None = None
     """The epilogue (`fp8sim.engine.epilogue`): None (plain FP32 add at promotion), a name
     ("group", "tensor", "row", ...), an Epilogue, or a tuple of them, one per scale layout
-    the kernel takes (the first whose shapes fit the scales given is used)."""
+    the kernel takes (the one whose shapes fit the scales given is used; shapes that fit
+    two, as at N = 1, need scaling= named)."""
     out_dtype: str = "float32"
     verified: bool = False
     """True where GPU captures back this kernel bit for bit."""

@@ -132,7 +132,7 @@ class LinearGemm:
             with np.errstate(over="ignore", invalid="ignore"):
                 return (out.astype(np.float32) * (ra * rb)).astype(out.dtype)
         try:
-            sa2, sb2 = kernel_scales(kern, sa, blocks[0], sb, blocks[1], m, k, n)
+            sa2, sb2, ep = kernel_scales(kern, sa, blocks[0], sb, blocks[1], m, k, n)
         except ValueError as err:
             if not (str(err).startswith("b_block") and _group_scaled(kern)):
                 raise
@@ -140,7 +140,9 @@ class LinearGemm:
             sa2, sw = GROUP_COLUMN.scales_from_blocks(sa, blocks[0], sb, blocks[1], m, k, n,
                                                       kern.promote)
             return _by_scale_columns(kern, ac, bc, sa2, sw, self.out_dtype, split)
-        return kern(ac, bc, scale_a=sa2, scale_b=sb2, out_dtype=self.out_dtype, **split)
+        # the epilogue named: at N = 1 the scale shapes of two layouts coincide
+        return kern(ac, bc, scale_a=sa2, scale_b=sb2, out_dtype=self.out_dtype, scaling=ep,
+                    **split)
 
     # the flat view of a GEMM recipe (`gemm_recipe`'s fields)
 
@@ -259,11 +261,9 @@ def gemm_recipe(*, name: str, x_format: str = "e4m3", w_format: str = "e4m3",
 
 
 def kernel_scales(kern: Kernel, sa, a_block, sb, b_block, m: int, k: int, n: int):
-    """Cast scales laid out for the kernel's epilogue: the first of its candidates they fit.
-
-    The kernel picks its epilogue from the scale shapes in the same order, so the layout
-    chosen here is the epilogue it runs (`Epilogue.scales_from_blocks`).
-    """
+    """(scale_a, scale_b, epilogue): the cast scales laid out for the first of the kernel's
+    epilogues they fit (`Epilogue.scales_from_blocks`); the caller names that epilogue to
+    the kernel, so it runs the layout chosen here."""
     candidates = as_candidates(kern.scaling)
     if candidates is None:
         raise ValueError(f"kernel: {kern.name} applies no scales; cast operands need a "
@@ -271,7 +271,7 @@ def kernel_scales(kern: Kernel, sa, a_block, sb, b_block, m: int, k: int, n: int
     first = None
     for ep in candidates:
         try:
-            return ep.scales_from_blocks(sa, a_block, sb, b_block, m, k, n, kern.promote)
+            return (*ep.scales_from_blocks(sa, a_block, sb, b_block, m, k, n, kern.promote), ep)
         except ValueError as err:
             first = first or err
     raise first
