@@ -161,7 +161,8 @@ def _verdict(rows, band, per, timing, device, params, tiny, png_name) -> str:
              "Gap = (val loss - bf16 val loss of the same seed) / bf16 val loss, at the last "
              "step; mean over seeds (min..max). Plot: " + png_name + ".", "",
              "| setting | seeds | final gap | min..max | within 0.25% | within noise | "
-             "s/step, shared GPU | x bf16 |", "|---|---|---|---|---|---|---|---|"]
+             f"s/step, {'CPU' if tiny else 'shared GPU'} | x bf16 |",
+             "|---|---|---|---|---|---|---|---|"]
     ref_step = per_step.get("bf16|bf16|-")
     verdicts = {"within": [], "outside": [], "diverged": [], "unfinished": []}
     for config, g in sorted(per.items(), key=lambda kv: _final(kv[1])):
@@ -180,8 +181,9 @@ def _verdict(rows, band, per, timing, device, params, tiny, png_name) -> str:
             f"{'yes' if abs(mean) <= DEEPSEEK_BAND else 'no'} | "
             f"{'yes' if abs(mean) <= noise else 'no'} | "
             f"{_num(st)} | {_num(st / ref_step if st and ref_step else None)} |")
-    lines += ["", f"bf16 step: {_num(ref_step)} s. s/step is wall time per step with several "
-              "runs sharing the card (a throughput figure; `--step-bench` times each alone).",
+    shared = "on the CPU" if tiny else "with several runs sharing the card"
+    lines += ["", f"bf16 step: {_num(ref_step)} s. s/step is wall time per step {shared} "
+              "(a throughput figure; `--step-bench` times each alone).",
               "",
               "**Verdict.** Within DeepSeek-V3's 0.25% of bf16: "
               + (", ".join(verdicts["within"]) or "none") + ". Outside 0.25% but not "
