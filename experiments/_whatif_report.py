@@ -87,7 +87,7 @@ def _plot(band, per, png: Path, device: str, params: int, tiny: bool) -> None:
     whatif = {c: g for c, g in per.items() if c.startswith("whatif")}
     panels = [("named recipes", named)] + ([("what-if accumulators (tensorwise casts)",
                                               whatif)] if whatif else [])
-    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 5), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 6.2), squeeze=False)
     for ax, (title, group) in zip(axes[0], panels, strict=True):
         if band:
             ts = sorted(band)
@@ -106,7 +106,9 @@ def _plot(band, per, png: Path, device: str, params: int, tiny: bool) -> None:
         ax.set_ylabel("validation loss gap to bf16, same seed (%, mean of seeds)")
         ax.set_title(title)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, ncol=2)
+        # below the axes: inside, the legend hid the first points of the what-if curves
+        ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.12),
+                  frameon=False)
     fig.suptitle(f"Simulated FP8 training vs bf16: {params / 1e6:.2f}M-parameter GPT on "
                  f"CPython stdlib bytes ({'tiny CPU run' if tiny else device})")
     fig.tight_layout()
