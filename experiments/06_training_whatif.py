@@ -116,8 +116,8 @@ def _work(args) -> tuple[str, bool, float]:
     need_s = expected_seconds(read_rows(_timing_path(csv_path)), run.config, steps, before)
     left = deadline - time.time()
     if need_s > left:
-        print(f"06_training_whatif: {run.name} not started: needs about {need_s:.0f} s, "
-              f"{max(left, 0):.0f} s left", file=sys.stderr)
+        print(f"06_training_whatif: {run.name} not started: needs about {need_s:.3g} s, "
+              f"{max(left, 0):.3g} s left", file=sys.stderr)
         return run.name, False, float("nan")
     import _whatif_model as wm
     import torch
@@ -268,14 +268,21 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=1, help="runs trained at once (processes)")
     ap.add_argument("--budget-s", type=float, default=1e9,
                     help="stop starting steps after this many seconds (resume later)")
-    ap.add_argument("--seeds", type=int, default=2, help="seeds of each FP8 setting")
-    ap.add_argument("--bf16-seeds", type=int, default=3, help="seeds of the bf16 reference")
+    ap.add_argument("--seeds", type=int, default=None,
+                    help="seeds of each FP8 setting (default 2; --tiny: a fixed grid)")
+    ap.add_argument("--bf16-seeds", type=int, default=None,
+                    help="seeds of the bf16 reference (default 3; --tiny: a fixed grid)")
     ap.add_argument("--only", default=None, help="only runs whose name contains this")
     ap.add_argument("--step-bench", type=int, default=0, metavar="N",
                     help="only time N training steps of each recipe, one run at a time")
     ap.add_argument("--report-only", action="store_true",
                     help="only re-draw the plot and verdict from the CSV")
     args = ap.parse_args(argv)
+    if args.tiny and (args.seeds is not None or args.bf16_seeds is not None):
+        ap.error("--seeds/--bf16-seeds: --tiny runs a fixed grid (2 bf16 seeds, one seed of "
+                 "deepseek-v3 and of a 10-bit what-if); leave them out")
+    args.seeds = 2 if args.seeds is None else args.seeds
+    args.bf16_seeds = 3 if args.bf16_seeds is None else args.bf16_seeds
     if args.jobs < 1 or args.seeds < 1 or args.bf16_seeds < 2:
         ap.error("--jobs and --seeds must be >= 1, --bf16-seeds >= 2 (the noise band)")
     if not args.budget_s > 0:

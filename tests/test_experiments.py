@@ -76,6 +76,7 @@ def test_recipes_layer_data_reproduces_the_committed_results():
     ("run_all.py", ["--small", "--out", "{file}"], "argument --out: '{file}' is a file"),
     ("06_training_whatif.py", ["--tiny", "--out", "{file}"],
      "argument --out: '{file}' is a file"),
+    ("06_training_whatif.py", ["--tiny", "--seeds", "3"], "--tiny runs a fixed grid"),
     ("06_training_whatif.py", ["--report-only", "--out", "{tmp}/none"],
      "--report-only: no results to report"),
     ("error_split.py", ["--m", "-4"], "argument --m: expected a positive int, got -4"),
