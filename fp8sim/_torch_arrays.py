@@ -13,10 +13,9 @@ import numpy as np
 
 __all__ = ["is_torch", "torch_to_numpy", "host_array"]
 
-_ML_DTYPES = {"float8_e4m3fn": (8, "float8_e4m3fn"), "float8_e5m2": (8, "float8_e5m2"),
-              "float8_e4m3fnuz": (8, "float8_e4m3fnuz"), "float8_e5m2fnuz": (8, "float8_e5m2fnuz"),
-              "float8_e8m0fnu": (8, "float8_e8m0fnu"), "bfloat16": (16, "bfloat16")}
-"""torch dtype name -> (bits, ml_dtypes name): dtypes numpy lacks, read through their bits."""
+_ML_DTYPES = frozenset({"float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz",
+                        "float8_e8m0fnu", "bfloat16"})
+"""torch dtypes numpy lacks, read through their bits as the ml_dtypes type of the same name."""
 
 
 def is_torch(x) -> bool:
@@ -41,9 +40,8 @@ def torch_to_numpy(t, arg: str) -> np.ndarray:
     t = t.detach().cpu()
     name = str(t.dtype).removeprefix("torch.")
     if name in _ML_DTYPES:
-        bits, ml_name = _ML_DTYPES[name]
-        raw = t.view(torch.uint8 if bits == 8 else torch.int16).numpy()
-        return raw.view(getattr(ml_dtypes, ml_name))
+        raw = t.view(torch.uint8 if t.element_size() == 1 else torch.int16).numpy()
+        return raw.view(getattr(ml_dtypes, name))
     try:
         return t.numpy()
     except (TypeError, RuntimeError):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fp8sim._torch_arrays import is_torch
 from fp8sim.analysis._outputs import bits_to_float, float_dtype, output_bits, ulp_distance_bits
 from fp8sim.analysis.candidates import Candidate, Problem, promote_candidates, search_candidates
 from fp8sim.analysis.stats import percent
@@ -153,7 +154,7 @@ def compare(actual, a, b, *, kernel: str | Kernel | None = None, max_listed: int
         if not isinstance(flag, bool | np.bool_):  # "no" would read as True
             raise TypeError(f"{arg}: expected True or False, got {flag!r}")
     kern = None if kernel is None else find_kernel(kernel)
-    raw = not type(actual).__module__.startswith("torch") and np.asarray(actual).dtype.kind in "iu"
+    raw = not is_torch(actual) and np.asarray(actual).dtype.kind in "iu"
     given = gemm_kwargs.get("out_dtype")
     if given is None and kern is not None and raw:  # raw bits: the kernel's own output type
         given = kern.out_dtype

@@ -116,14 +116,12 @@ def peek(spec: str, option: str, names: tuple[str, ...] = ()) -> Source:
                 shape, dtype = _header(f)
     except DataError:
         raise
-    except ValueError as e:
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
         if "'<f1'" in str(e):  # np.save of an ml_dtypes float8_e5m2 array
             raise DataError(f"{option}: {path.name} holds an ml_dtypes float8 array, whose "
                             "dtype numpy cannot read back; save its codes instead: "
                             "np.save(FILE, x.view(np.uint8)), and pass the format "
                             "(--a-format/--b-format e5m2)") from None
-        raise DataError(f"{option}: cannot read {str(path)!r} as .npy/.npz ({e})") from None
-    except (OSError, zipfile.BadZipFile) as e:
         raise DataError(f"{option}: cannot read {str(path)!r} as .npy/.npz ({e})") from None
     return Source(option, path, key, shape, dtype)
 

@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from fp8sim._torch_arrays import is_torch
+
 __all__ = ["is_device", "is_torch", "to_cupy", "from_cupy", "gemm", "bf16_bits",
            "refuse_on_cpu"]
 
 _TORCH_FP8 = {"float8_e4m3fn": "e4m3", "float8_e5m2": "e5m2"}
-
-
-def is_torch(x) -> bool:
-    """True for a torch tensor (torch is never imported here)."""
-    return type(x).__module__.startswith("torch")
 
 
 def is_device(*xs) -> bool:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fp8sim._lookup import lookup
+from fp8sim._torch_arrays import is_torch
 from fp8sim.engine import cublaslt_splits
 from fp8sim.engine.epilogue import GROUP, GROUP_A_FIRST, GROUP_COLUMN, Epilogue
 from fp8sim.engine.gemm import OUT_DTYPES, check_out_dtype, gemm, resolve_scaling
@@ -322,7 +323,7 @@ def _format_name(x, fmt) -> str | None:
         if fmt is not None:
             return format_info(fmt).name
         dt = getattr(x, "dtype", None)
-        if dt is not None and type(dt).__module__.startswith("torch"):
+        if dt is not None and is_torch(dt):
             name = str(dt).removeprefix("torch.")
             return format_info(name).name if name.startswith("float8") else "e4m3"
         found = format_of_dtype(np.dtype(dt if dt is not None else np.asarray(x).dtype))

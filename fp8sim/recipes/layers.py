@@ -26,6 +26,7 @@ import math
 import ml_dtypes
 import numpy as np
 
+from fp8sim._torch_arrays import is_torch
 from fp8sim.engine import budget
 from fp8sim.engine.bf16 import _as_bf16
 from fp8sim.engine.split_choice import check_gpu, check_slices, kernel_splits
@@ -243,7 +244,7 @@ def _linear_backward(r: LinearRecipe, x2: np.ndarray, w16: np.ndarray, g2: np.nd
 def _check_float(v, arg: str) -> None:
     """Refuses anything but a float array or tensor, naming the argument (no copy made)."""
     dtype = getattr(v, "dtype", None)
-    if type(v).__module__.startswith("torch"):
+    if is_torch(v):
         if not getattr(v, "is_floating_point", lambda: False)():
             raise TypeError(f"{arg}: expected a floating-point tensor, got {dtype}")
         return

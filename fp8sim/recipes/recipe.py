@@ -253,7 +253,7 @@ def gemm_recipe(*, name: str, x_format: str = "e4m3", w_format: str = "e4m3",
                              f"got {blk!r}") from None
         casts.append(BlockCast(fmt=fmt, block=tuple(blk), convention=rule,
                                pow2_scale=scale_rule == "pow2"))
-    check_promote(promote, preset_step(preset) if isinstance(preset, str) else preset)
+    check_promote(promote, preset_step(preset))
     kern = Kernel(name=f"{name}-gemm", step=preset, promote=promote, scaling=scaling,
                   out_dtype=out_dtype)
     return LinearGemm(a=casts[0], b=casts[1], kernel=kern, out_dtype=out_dtype, name=name,
